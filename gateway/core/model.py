@@ -1,0 +1,151 @@
+"""Domain values that flow one way: driver -> core -> event -> outbox -> MQTT.
+
+Invariants:
+- A `Sighting` is what a driver's parser produced. It still holds the raw address (and, for
+  Wi-Fi, the raw SSID) and never leaves the driver boundary: `privacy.Boundary.admit` turns it
+  into an `Observation`, which holds only a keyed, rotating pseudonym.
+- Everything here is frozen and slotted: values are shared between stages without copies and
+  cost no per-instance dict on the hot path.
+- `fields` holds decoded, non-personal values only (beacon ids, IE ids, counts); the boundary
+  strips anything personal before an Observation exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Radio(StrEnum):
+    BLE = "ble"
+    WIFI = "wifi"
+
+
+class AddressKind(StrEnum):
+    """How stable an address is, which decides what it may be used for.
+
+    Wi-Fi: globally unique -> PUBLIC, locally administered -> RANDOM.
+    BLE: public -> PUBLIC; random by its two top bits: 11 static, 01 resolvable, 00 random
+    (non-resolvable); anything else UNKNOWN.
+    """
+
+    PUBLIC = "public"
+    STATIC = "static"
+    RESOLVABLE = "resolvable"
+    RANDOM = "random"
+    UNKNOWN = "unknown"
+
+
+class Kind(StrEnum):
+    """What was seen. Extra BLE kinds may appear as plain strings (the decoder is open)."""
+
+    PROBE_REQUEST = "probe_request"
+    ASSOCIATION_REQUEST = "association_request"
+    IBEACON = "ibeacon"
+    ALTBEACON = "altbeacon"
+    EDDYSTONE_UID = "eddystone_uid"
+    EDDYSTONE_URL = "eddystone_url"
+    EDDYSTONE_TLM = "eddystone_tlm"
+    EDDYSTONE_EID = "eddystone_eid"
+    EXPOSURE_NOTIFICATION = "exposure_notification"
+    APPLE = "apple"
+    FAST_PAIR = "fast_pair"
+    SWIFT_PAIR = "swift_pair"
+    MICROSOFT_CDP = "microsoft_cdp"
+    SAMSUNG = "samsung"
+    MANUFACTURER = "manufacturer"
+    ADVERT = "advert"
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One frame or advert as parsed by a driver, before pseudonymisation.
+
+    `address` is the 6-byte address in display order (first printed octet first).
+    `ssid` is the raw SSID of a directed probe (None for wildcard or not Wi-Fi): personal data
+    that the boundary replaces by a salted hash.
+    `fingerprint` is an SSID-free digest of a probe's information elements (for anonymous
+    grouping only). `identity_hints` carries beacon ids a registry may know (e.g. an iBeacon
+    "uuid/major/minor"); the boundary resolves them and drops them.
+    """
+
+    ts: float
+    radio: Radio
+    address: bytes
+    address_kind: AddressKind
+    rssi: int | None
+    channel: int | None
+    kind: str
+    fields: Mapping[str, Any] = EMPTY
+    seq: int | None = None
+    ssid: bytes | None = None
+    fingerprint: str | None = None
+    identity_hints: tuple[str, ...] = ()
+    sensor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One pseudonymous sighting: the only observation type the core sees.
+
+    `device` is an HMAC of the address under a secret, rotating salt (see privacy.py).
+    `identity` is the registry entry id this device resolved to, set only when a consented
+    entry matched at the boundary.
+    """
+
+    ts: float
+    radio: Radio
+    device: str
+    address_kind: AddressKind
+    rssi: int | None
+    channel: int | None
+    kind: str
+    fields: Mapping[str, Any] = EMPTY
+    seq: int | None = None
+    fingerprint: str | None = None
+    identity: str | None = None
+    sensor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A frame or advert a parser refused, with a short machine-readable reason."""
+
+    radio: Radio
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A domain event before it is wrapped for the wire (see envelope.py).
+
+    `type` is the CloudEvents type, e.g. "presence.visit.started"; `time` is the event time in
+    seconds (capture time during replay); `subject` names what it is about (a visit id, a zone).
+    `retained` marks state events (e.g. occupancy) published retained; `topic_suffix` replaces
+    the type in the topic for such state topics.
+    """
+
+    type: str
+    time: float
+    data: Mapping[str, Any]
+    subject: str | None = None
+    retained: bool = False
+    topic_suffix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A message ready for the outbox: unique id, per-gateway sequence, topic and bytes."""
+
+    id: str
+    seq: int
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+    created: float = 0.0
