@@ -107,6 +107,7 @@ class Reader:
 
     def check(self) -> None:
         if self.errors:
+            self.errors.sort(key=lambda e: e.line or 0)
             raise ConfigErrors(list(self.errors)) if len(self.errors) > 1 else self.errors[0]
 
     def known_keys(self, path: str, allowed: set[str] | frozenset[str]) -> None:

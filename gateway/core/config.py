@@ -1,0 +1,292 @@
+"""Gateway config: YAML -> frozen dataclasses, validated whole; errors name file, key and line.
+
+Invariants:
+- `load_config` either returns a complete `GatewayConfig` or raises ConfigError/ConfigErrors
+  listing every problem found; nothing is started from a half-valid file.
+- Unknown keys are errors (a typo must not silently fall back to a default).
+- Secrets (MQTT password, privacy secret) are resolved from the environment or a file named in
+  the config, never written in it; `privacy.secret: random` keeps a per-process secret in RAM.
+- Sections owned by later stages (presence, identity, offers) are read by their own modules'
+  `read(...)` functions through the same Reader, so every error has the same shape.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from gateway.core import presence_config
+from gateway.core.yamlread import Reader, load_yaml
+from gateway.errors import ConfigError
+
+_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_TOP = frozenset({"store", "gateway", "drivers", "mqtt", "storage", "privacy", "presence",
+                  "identity", "offers", "queue", "logging"})
+DRIVER_TYPES = ("wifi_pcap", "wifi_monitor", "ble_replay", "ble_pcap", "ble_bleak", "fake")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_id: str = ""
+    qos: int = 1
+    topic_prefix: str = "presence"
+    keepalive: int = 30
+    protocol: str = "auto"  # "auto" (v5, fall back to 3.1.1), "5" or "3.1.1"
+    max_inflight: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class DriverSettings:
+    type: str
+    name: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    path: str = "var/presence-gateway.db"
+    outbox_max_rows: int = 1_000_000
+    outbox_max_age_s: float = 7 * 86400.0
+    batch_max: int = 1000
+    batch_interval_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    secret_source: str = "random"
+    secret: bytes = field(default=b"", repr=False)
+    rotation_s: float = 86400.0
+    rotation_offset_s: float = 4 * 3600.0  # rotate at 04:00 UTC by default, when shops are shut
+    retention_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    source: str
+    store_id: str
+    gateway_id: str
+    timezone: str
+    drivers: tuple[DriverSettings, ...]
+    mqtt: MqttSettings
+    storage: StorageSettings
+    privacy: PrivacySettings
+    presence: presence_config.PresenceSettings
+    queue_max: int = 10000
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def load_config(path: str | None, *, env: dict[str, str] | None = None) -> GatewayConfig:
+    """Read and validate a config file; `None` gives the built-in defaults."""
+    if path is None:
+        return parse_config("", "<defaults>", env=env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "", None, f"cannot read file: {exc.strerror}") from None
+    return parse_config(text, path, env=env)
+
+
+def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None) -> GatewayConfig:
+    env = dict(os.environ) if env is None else env
+    data, lines = load_yaml(text, filename)
+    r = Reader(Path(filename).name if filename != "<defaults>" else filename, data, lines)
+    if data is not None and not isinstance(data, dict):
+        r.error("", "the top level must be a mapping of sections")
+        r.check()
+    r.known_keys("", _TOP)
+    for section in ("store", "gateway", "mqtt", "storage", "privacy", "queue"):
+        r.mapping(section)
+    r.known_keys("store", {"id", "timezone"})
+    r.known_keys("gateway", {"id"})
+    store_id = r.str_("store.id", "store-1", pattern=_ID)
+    gateway_id = r.str_("gateway.id", "gw-1", pattern=_ID)
+    timezone = r.str_("store.timezone", "UTC")
+    _check_timezone(r, timezone)
+    cfg = GatewayConfig(
+        source=filename, store_id=store_id, gateway_id=gateway_id, timezone=timezone,
+        drivers=_drivers(r), mqtt=_mqtt(r, env, store_id, gateway_id), storage=_storage(r),
+        privacy=_privacy(r, env), presence=presence_config.read(r, "presence"),
+        queue_max=r.int_("queue.max", 10000, 16, 10_000_000), raw=data or {},
+    )
+    r.known_keys("queue", {"max"})
+    r.check()
+    return cfg
+
+
+def _check_timezone(r: Reader, name: str) -> None:
+    try:
+        from zoneinfo import ZoneInfo
+        ZoneInfo(name)
+    except Exception:
+        r.error("store.timezone", f'unknown time zone "{name}" (use an IANA name such as'
+                                  ' Europe/Berlin)')
+
+
+def _drivers(r: Reader) -> tuple[DriverSettings, ...]:
+    out: list[DriverSettings] = []
+    names: set[str] = set()
+    for path in r.each("drivers"):
+        item = r.raw(path)
+        if not isinstance(item, dict):
+            r.error(path, "expected a mapping with at least a type")
+            continue
+        dtype = r.str_(f"{path}.type", "", required=True, choices=DRIVER_TYPES)
+        name = r.str_(f"{path}.name", dtype or "driver", pattern=_ID)
+        if name in names:
+            r.error(f"{path}.name", f'duplicate driver name "{name}"')
+        names.add(name)
+        _driver_options(r, path, dtype, item)
+        options = {k: v for k, v in item.items() if k not in ("type", "name")}
+        if dtype:
+            out.append(DriverSettings(dtype, name, options))
+    return tuple(out)
+
+
+_DRIVER_KEYS: dict[str, set[str]] = {
+    "wifi_pcap": {"paths", "sensor"},
+    "ble_replay": {"paths", "sensor"},
+    "ble_pcap": {"paths", "sensor"},
+    "wifi_monitor": {"interface", "channels", "dwell", "sensor"},
+    "ble_bleak": {"adapter", "mode", "watchdog", "sensor"},
+    "fake": {"sensor"},
+}
+
+
+def _driver_options(r: Reader, path: str, dtype: str, item: dict[str, Any]) -> None:
+    if not dtype:
+        return
+    r.known_keys(path, _DRIVER_KEYS[dtype] | {"type", "name"})
+    if dtype in ("wifi_pcap", "ble_replay", "ble_pcap"):
+        paths = r.list_(f"{path}.paths")
+        if not paths:
+            r.error(f"{path}.paths", "expected a non-empty list of capture files")
+        for i, p in enumerate(paths):
+            if not isinstance(p, str) or not p:
+                r.error(f"{path}.paths[{i}]", "expected a file path")
+    elif dtype == "wifi_monitor":
+        r.str_(f"{path}.interface", "", required=True, pattern=r"[A-Za-z0-9_.:-]{1,15}")
+        chans = item.get("channels", [1, 6, 11])
+        if chans != "all" and not (isinstance(chans, list) and chans and all(
+                isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 233 for c in chans)):
+            r.error(f"{path}.channels", 'expected a list of channel numbers or "all"')
+        r.duration(f"{path}.dwell", 0.25, minimum=0.05)
+    elif dtype == "ble_bleak":
+        r.str_(f"{path}.adapter", "hci0", pattern=r"hci\d+|([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
+        r.str_(f"{path}.mode", "active", choices=("active", "passive"))
+        r.duration(f"{path}.watchdog", 90.0, minimum=5.0)
+
+
+def _secret_from(r: Reader, key: str, spec: str, env: dict[str, str]) -> str | None:
+    """'env:NAME' or 'file:PATH' -> the secret text; errors name the key."""
+    kind, _, ref = spec.partition(":")
+    if kind == "env":
+        if ref not in env:
+            r.error(key, f"environment variable {ref} is not set")
+            return None
+        return env[ref]
+    if kind == "file":
+        try:
+            return Path(ref).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            r.error(key, f"cannot read {ref}: {exc.strerror}")
+            return None
+    r.error(key, f'expected "env:NAME" or "file:PATH", got "{spec}"')
+    return None
+
+
+def _mqtt(r: Reader, env: dict[str, str], store_id: str, gateway_id: str) -> MqttSettings:
+    r.known_keys("mqtt", {"url", "host", "port", "tls", "username", "password", "client_id",
+                          "qos", "topic_prefix", "keepalive", "protocol", "max_inflight"})
+    r.known_keys("mqtt.tls", {"ca_file", "cert_file", "key_file"})
+    base = MqttSettings()
+    url = r.opt_str("mqtt.url")
+    if url is not None:
+        try:
+            base = mqtt_from_url(url, base)
+        except ValueError as exc:
+            r.error("mqtt.url", str(exc))
+    host = r.str_("mqtt.host", base.host)
+    port = r.int_("mqtt.port", base.port, 1, 65535)
+    tls_files = {k: r.opt_str(f"mqtt.tls.{k}") for k in ("ca_file", "cert_file", "key_file")}
+    for k, v in tls_files.items():
+        if v is not None and not Path(v).is_file():
+            r.error(f"mqtt.tls.{k}", f"file not found: {v}")
+    password = base.password
+    pw_spec = r.opt_str("mqtt.password")
+    if pw_spec is not None:
+        password = _secret_from(r, "mqtt.password", pw_spec, env)
+    prefix = r.str_("mqtt.topic_prefix", "presence", pattern=r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
+    return MqttSettings(
+        host=host, port=port, tls=base.tls or r.has("mqtt.tls"),
+        ca_file=tls_files["ca_file"], cert_file=tls_files["cert_file"],
+        key_file=tls_files["key_file"],
+        username=r.opt_str("mqtt.username") or base.username, password=password,
+        client_id=r.str_("mqtt.client_id", f"presence-{store_id}-{gateway_id}", pattern=_ID),
+        qos=r.int_("mqtt.qos", 1, 0, 2), topic_prefix=prefix,
+        keepalive=r.int_("mqtt.keepalive", 30, 5, 3600),
+        protocol=r.str_("mqtt.protocol", "auto", choices=("auto", "5", "3.1.1")),
+        max_inflight=r.int_("mqtt.max_inflight", 20, 1, 1000),
+    )
+
+
+def mqtt_from_url(url: str, base: MqttSettings | None = None) -> MqttSettings:
+    """`mqtt://[user:pass@]host:port` or `mqtts://...` -> settings (ValueError when wrong)."""
+    base = base or MqttSettings()
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f'expected mqtt://[user:pass@]host:port or mqtts://..., got "{url}"')
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f'bad port in "{url}"') from None
+    tls = parts.scheme == "mqtts"
+    return MqttSettings(
+        host=parts.hostname, port=port or (8883 if tls else 1883), tls=tls,
+        ca_file=base.ca_file, cert_file=base.cert_file, key_file=base.key_file,
+        username=unquote(parts.username) if parts.username else base.username,
+        password=unquote(parts.password) if parts.password else base.password,
+        client_id=base.client_id, qos=base.qos, topic_prefix=base.topic_prefix,
+        keepalive=base.keepalive, protocol=base.protocol, max_inflight=base.max_inflight,
+    )
+
+
+def _storage(r: Reader) -> StorageSettings:
+    r.known_keys("storage", {"path", "outbox_max_rows", "outbox_max_age", "batch_max",
+                             "batch_interval"})
+    return StorageSettings(
+        path=r.str_("storage.path", "var/presence-gateway.db"),
+        outbox_max_rows=r.int_("storage.outbox_max_rows", 1_000_000, 100, 100_000_000),
+        outbox_max_age_s=r.duration("storage.outbox_max_age", 7 * 86400.0, minimum=60),
+        batch_max=r.int_("storage.batch_max", 1000, 1, 100_000),
+        batch_interval_s=r.duration("storage.batch_interval", 1.0, minimum=0.01),
+    )
+
+
+def _privacy(r: Reader, env: dict[str, str]) -> PrivacySettings:
+    r.known_keys("privacy", {"secret", "rotation", "rotation_offset", "retention_days"})
+    source = r.str_("privacy.secret", "random")
+    if source == "random":
+        secret = secrets.token_bytes(32)
+    else:
+        text = _secret_from(r, "privacy.secret", source, env)
+        secret = (text or "").encode()
+        if text is not None and len(secret) < 16:
+            r.error("privacy.secret", "the secret must be at least 16 characters")
+    return PrivacySettings(
+        secret_source=source, secret=secret,
+        rotation_s=r.duration("privacy.rotation", 86400.0, minimum=60),
+        rotation_offset_s=r.duration("privacy.rotation_offset", 4 * 3600.0),
+        retention_days=r.int_("privacy.retention_days", 30, 1, 3650),
+    )
