@@ -1,0 +1,96 @@
+"""Events -> outbound messages: CloudEvents 1.0 structured JSON, topic, per-gateway sequence.
+
+Invariants:
+- Every message has a unique, time-sortable `id` (UUIDv7 from the event time plus randomness)
+  and a per-gateway `sequence` that increases by exactly one per message, so a consumer can
+  drop duplicates (same id) and see gaps (missing sequence numbers).
+- Topics: `{prefix}/v1/{store}/{gateway}/events/{type}` for events and
+  `{prefix}/v1/{store}/{gateway}/state/{suffix}` for retained state; status is `.../status`.
+- The payload is serialised once, here, with orjson; nothing downstream re-encodes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gateway.core.model import Event, OutboundMessage
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/cloudevents+json"
+SCHEMA_BASE = "urn:presence-gateway:schema:v1:"
+
+
+def rfc3339(ts: float) -> str:
+    """Seconds since the epoch -> '2023-02-28T09:15:02.125Z' (UTC, millisecond precision)."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def uuid7(ts: float, rand: bytes) -> str:
+    """RFC 9562 UUIDv7: 48-bit Unix milliseconds, version 7, variant 10, 74 random bits."""
+    ms = max(0, int(ts * 1000)) & 0xFFFF_FFFF_FFFF
+    r = int.from_bytes(rand[:10], "big")
+    rand_a = (r >> 62) & 0xFFF
+    rand_b = r & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class Topics:
+    """The topic tree of one gateway (and its store)."""
+
+    def __init__(self, prefix: str, store_id: str, gateway_id: str) -> None:
+        self.store = f"{prefix}/v1/{store_id}"
+        self.base = f"{self.store}/{gateway_id}"
+        self.status = f"{self.base}/status"
+        self.commands = f"{self.base}/commands"
+
+    def event(self, event_type: str) -> str:
+        return f"{self.base}/events/{event_type}"
+
+    def state(self, suffix: str) -> str:
+        return f"{self.base}/state/{suffix}"
+
+
+class Envelope:
+    """Wraps domain events for the wire; owns the per-gateway sequence counter."""
+
+    def __init__(self, *, topics: Topics, source: str, qos: int = 1, next_seq: int = 1,
+                 rand: Callable[[int], bytes] = os.urandom) -> None:
+        self.topics = topics
+        self.source = source
+        self.qos = qos
+        self.next_seq = next_seq
+        self._rand = rand
+
+    def wrap(self, event: Event) -> OutboundMessage:
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        msg_id = uuid7(event.time, self._rand(10))
+        body: dict[str, Any] = {
+            "specversion": SPECVERSION,
+            "id": msg_id,
+            "source": self.source,
+            "type": event.type,
+            "time": rfc3339(event.time),
+            "datacontenttype": "application/json",
+            "dataschema": SCHEMA_BASE + event.type,
+            "sequence": seq,
+            "data": event.data,
+        }
+        if event.subject is not None:
+            body["subject"] = event.subject
+        if event.retained and event.topic_suffix:
+            topic = self.topics.state(event.topic_suffix)
+        else:
+            topic = self.topics.event(event.type)
+        return OutboundMessage(
+            id=msg_id, seq=seq, topic=topic, payload=orjson.dumps(body), qos=self.qos,
+            retain=event.retained, created=event.time,
+        )
