@@ -39,7 +39,8 @@ class Offers(Protocol):
 class Pipeline:
     def __init__(self, *, engine: Engine, envelope: Envelope, stats_interval_s: float = 60.0,
                  linker: Linker | None = None, offers: Offers | None = None,
-                 gateway_id: str = "", started: float | None = None) -> None:
+                 gateway_id: str = "", started: float | None = None,
+                 tick_interval_s: float = 1.0, tail_s: float = 86400.0) -> None:
         self.engine = engine
         self.envelope = envelope
         self.linker = linker
@@ -51,13 +52,21 @@ class Pipeline:
         self.observations = 0
         self._window_obs = 0
         self._next_stats: float | None = None if started is None else started + stats_interval_s
+        self.tick_interval_s = tick_interval_s
+        self._next_tick = float("-inf")
+        self.tail_s = tail_s  # how far past the last observation `finish` advances the clock
         self.last_ts: float | None = None
+        self.shell: Mapping[str, Any] = {}
 
     # -- hot path -------------------------------------------------------------------------
     def feed(self, obs: Observation) -> list[OutboundMessage]:
         return self.feed_many((obs,))
 
-    def feed_many(self, batch: Iterable[Observation]) -> list[OutboundMessage]:
+    def feed_many(self, batch: Iterable[Observation], *,
+                  capture_clock: bool = False) -> list[OutboundMessage]:
+        """Feed observations in order. With `capture_clock` (replay) the observations'
+        timestamps drive time: the engine is ticked whenever capture time passes the next tick,
+        so results do not depend on how the input was batched."""
         events: list[Event] = []
         by_kind = self.by_kind
         engine_feed = self.engine.feed
@@ -65,6 +74,8 @@ class Pipeline:
         n = 0
         last = self.last_ts
         for obs in batch:
+            if capture_clock and obs.ts >= self._next_tick:
+                events.extend(self._clock(obs.ts))
             n += 1
             by_kind[(obs.radio.value, obs.kind)] += 1
             if linker is not None and obs.identity is not None:
@@ -76,44 +87,56 @@ class Pipeline:
         self.observations += n
         self._window_obs += n
         self.last_ts = last
-        if self._next_stats is None and last is not None:
-            self._next_stats = last + self.stats_interval_s
         return self._emit(events, last or 0.0)
 
     # -- time -----------------------------------------------------------------------------
     def tick(self, now: float, shell: Mapping[str, Any] | None = None) -> list[OutboundMessage]:
-        events = self.engine.tick(now)
-        msgs = self._emit(events, now)
-        if self._next_stats is not None and now >= self._next_stats:
-            msgs.append(self._wrap(self._stats_event(now, shell or {})))
-            while self._next_stats <= now:
-                self._next_stats += self.stats_interval_s
-        return msgs
+        """Live clock: called about once a second with wall time."""
+        if shell is not None:
+            self.shell = shell
+        return self._emit(self._clock(now), now)
 
     def finish(self, shell: Mapping[str, Any] | None = None) -> list[OutboundMessage]:
         """End of a recording: close every open visit and emit a last stats summary."""
+        if shell is not None:
+            self.shell = shell
         if self.last_ts is None:
             return []
-        horizon = self.last_ts + 10 * 86400.0
-        msgs = self._emit(self.engine.tick(horizon), horizon)
-        msgs.append(self._wrap(self._stats_event(self.last_ts, shell or {})))
-        return msgs
+        end = self.last_ts + self.tail_s
+        events = self.engine.tick(end)
+        events.append(self._stats_event(end))
+        return self._emit(events, end)
+
+    def _clock(self, now: float) -> list[Event]:
+        self._next_tick = now + self.tick_interval_s
+        events = self.engine.tick(now)
+        if self._next_stats is None:
+            self._next_stats = now + self.stats_interval_s
+        elif now >= self._next_stats:
+            events.append(self._stats_event(now))
+            while self._next_stats <= now:
+                self._next_stats += self.stats_interval_s
+        return events
 
     # -- internals ------------------------------------------------------------------------
     def _emit(self, events: list[Event], now: float) -> list[OutboundMessage]:
         if not events:
             return []
+        self.events_by_type.update(e.type for e in events)
         if self.linker is not None:
             events = self.linker.decorate(events)
         if self.offers is not None:
-            events = events + self.offers.on_events(events, now)
+            offers = self.offers.on_events(events, now)
+            if offers:
+                self.events_by_type.update(e.type for e in offers)
+                events = events + offers
         return [self._wrap(e) for e in events]
 
     def _wrap(self, event: Event) -> OutboundMessage:
-        self.events_by_type[event.type] += 1
         return self.envelope.wrap(event)
 
-    def _stats_event(self, now: float, shell: Mapping[str, Any]) -> Event:
+    def _stats_event(self, now: float) -> Event:
+        shell = self.shell
         by_radio: Counter[str] = Counter()
         by_kind: dict[str, int] = {}
         for (radio, kind), n in sorted(self.by_kind.items()):

@@ -1,0 +1,189 @@
+"""`presence-gateway` command line: run, replay, demo, check-config and the tools.
+
+Exit codes: 0 ok, 1 runtime failure (driver, store, broker), 2 bad config or usage.
+Every failure is one readable line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from gateway import __version__
+from gateway.core.config import DriverSettings, GatewayConfig, load_config, mqtt_from_url
+from gateway.errors import ConfigError, GatewayError
+
+log = logging.getLogger("presence_gateway")
+
+# Subcommands whose argument parsing lives with their module: name -> (module, function).
+_TOOLS: dict[str, tuple[str, str, str]] = {
+    "identities": ("gateway.identity_cli", "main", "manage the consented identity registry"),
+    "offers": ("gateway.offers_cli", "main", "check or simulate offer rules"),
+    "radio": ("firmware_tools.radio", "main", "Wi-Fi monitor-mode interface helper"),
+    "app-token": ("firmware_tools.app_token", "main", "reference encoder of the app token"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="presence-gateway",
+                                description="In-store BLE + Wi-Fi presence gateway.")
+    p.add_argument("--version", action="version", version=f"presence-gateway {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway (live radios or replay, per config)")
+    _common(run)
+
+    rp = sub.add_parser("replay", help="replay captures through the whole pipeline")
+    rp.add_argument("paths", nargs="+", metavar="PATH",
+                    help="pcap / pcapng / btsnoop / JSONL recordings")
+    _common(rp)
+    rp.add_argument("--events-out", metavar="F.jsonl", help="write every event (with topic)")
+    rp.add_argument("--observations-out", metavar="F.jsonl", help="write every observation")
+    rp.add_argument("--no-mqtt", action="store_true", help="do not publish (no outbox either)")
+
+    cc = sub.add_parser("check-config", help="validate a config file and exit")
+    cc.add_argument("file")
+
+    demo = sub.add_parser("demo", help="replay bundled captures into a broker it starts")
+    demo.add_argument("--quiet", action="store_true", help="only the summary")
+    demo.add_argument("--mqtt", metavar="URL", help="use this broker instead of starting one")
+
+    dec = sub.add_parser("decode", help="decode adverts from JSON lines on stdin")
+    dec.add_argument("what", choices=["ble"])
+
+    rec = sub.add_parser("record", help="record live adverts for replay")
+    rec.add_argument("what", choices=["ble"])
+    rec.add_argument("args", nargs=argparse.REMAINDER)
+
+    for name, (_, _, text) in _TOOLS.items():
+        t = sub.add_parser(name, help=text, add_help=False)
+        t.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", metavar="FILE", help="YAML config (default: built-ins)")
+    p.add_argument("--mqtt", metavar="URL", help="mqtt://[user:pass@]host:port or mqtts://...")
+    p.add_argument("--db", metavar="PATH", help="SQLite file (outbox, registry) to use")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        return _dispatch(args)
+    except GatewayError as exc:
+        print(f"presence-gateway: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "check-config":
+        cfg = load_config(args.file)
+        print(f"{args.file}: ok (store {cfg.store_id}, gateway {cfg.gateway_id}, "
+              f"{len(cfg.drivers)} driver(s), broker {cfg.mqtt.host}:{cfg.mqtt.port})")
+        return 0
+    if cmd in ("run", "replay"):
+        return _run(args)
+    if cmd == "demo":
+        from gateway.demo import run_demo
+        return run_demo(quiet=args.quiet, mqtt_url=args.mqtt)
+    if cmd == "decode":
+        from gateway.decode_cli import run_decode_ble
+        return run_decode_ble(sys.stdin, sys.stdout)
+    if cmd == "record":
+        return _tool("firmware_tools.record_ble", "main", args.args)
+    if cmd in _TOOLS:
+        module, func, _ = _TOOLS[cmd]
+        return _tool(module, func, args.args)
+    raise GatewayError(f"unknown command {cmd}")
+
+
+def _tool(module: str, func: str, argv: list[str]) -> int:
+    import importlib
+    fn: Callable[[list[str]], int] = getattr(importlib.import_module(module), func)
+    return fn(list(argv))
+
+
+def configure(args: argparse.Namespace) -> GatewayConfig:
+    """Config file (or defaults) with the command line's overrides applied."""
+    cfg = load_config(getattr(args, "config", None))
+    if getattr(args, "mqtt", None):
+        try:
+            cfg = dataclasses.replace(cfg, mqtt=mqtt_from_url(args.mqtt, cfg.mqtt))
+        except ValueError as exc:
+            raise ConfigError("--mqtt", "", None, str(exc)) from None
+    if getattr(args, "db", None):
+        cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, path=args.db))
+    paths = getattr(args, "paths", None)
+    if paths:
+        from drivers.registry import detect_capture
+        groups: dict[str, list[str]] = {}
+        for path in paths:
+            groups.setdefault(detect_capture(path), []).append(path)
+        drivers = tuple(DriverSettings(t, f"replay-{t}", {"paths": ps})
+                        for t, ps in groups.items())
+        cfg = dataclasses.replace(cfg, drivers=drivers)
+    return cfg
+
+
+def _run(args: argparse.Namespace) -> int:
+    from drivers.registry import create
+    from gateway.service import RunOptions, Service, run_with_signals
+
+    cfg = configure(args)
+    replay = args.command == "replay" or (
+        bool(cfg.drivers) and all(d.type in ("wifi_pcap", "ble_pcap", "ble_replay")
+                                  for d in cfg.drivers))
+    if not cfg.drivers:
+        raise ConfigError(cfg.source, "drivers", None, "no drivers configured: add a drivers "
+                          "list (see config/gateway.example.yaml) or use `replay PATH...`")
+    drivers = [create(d) for d in cfg.drivers]
+    with contextlib.ExitStack() as stack:
+        events_out = _open_out(stack, getattr(args, "events_out", None))
+        obs_out = _open_out(stack, getattr(args, "observations_out", None))
+        if not getattr(args, "no_mqtt", False):
+            Path(cfg.storage.path).parent.mkdir(parents=True, exist_ok=True)
+        opts = RunOptions(replay=replay, mqtt=not getattr(args, "no_mqtt", False),
+                          events_out=events_out, observations_out=obs_out)
+        service = Service(cfg, drivers, opts)
+        summary = asyncio.run(run_with_signals(service))
+    _print_summary(summary)
+    return 1 if summary.driver_errors and summary.observations == 0 else 0
+
+
+def _open_out(stack: contextlib.ExitStack, path: str | None) -> IO[bytes] | None:
+    if path is None:
+        return None
+    try:
+        return stack.enter_context(Path(path).open("wb"))
+    except OSError as exc:
+        raise GatewayError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _print_summary(s: Any) -> None:
+    print(f"observations: {s.observations}  events: {s.events}  published: {s.published}  "
+          f"acked: {s.acked}  outbox left: {s.outbox_depth}  queue drops: {s.queue_drops}",
+          file=sys.stderr)
+    for t, n in s.events_by_type.items():
+        print(f"  {t}: {n}", file=sys.stderr)
+    if s.rejects:
+        print("  rejected: " + ", ".join(f"{k}={v}" for k, v in sorted(s.rejects.items())),
+              file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
