@@ -1,0 +1,379 @@
+"""Offer engine: visit state changes + rules -> `presence.offer.triggered` events, under caps.
+
+Invariants:
+- Evaluation happens only on state changes, never per observation: a zone entered, a visit
+  linked to a customer, and dwell deadlines (zone entry time + a rule's `dwell_at_least`) kept
+  in a heap whose top is checked once per call. A pipeline call with no due deadline and no
+  visit events costs one comparison, whatever the number of rules.
+- A rule fires at most once per visit, and is evaluated at most once per zone stay; the first
+  failing check is counted in `suppressed[(offer_id, reason)]` (consent, window, segment,
+  visits, then limits in a fixed order), so a marketer sees why an offer did not go out.
+- Consent scope `offers` is checked on every firing against the registry entry of the
+  customer (`OfferContext.customer`); a visit without a customer id never fires.
+- Limits count firings in a ledger (rolling 1 h / 24 h / 7 d windows, cooldown, per visit).
+  New firings are queued for the store shell (`ledger_entries()`), and `load_ledger(rows)` at
+  start restores them, so caps survive a restart. Limits are per gateway (one ledger each).
+- `replace_rules` swaps the rule set atomically; ledger, visits and counters are kept. Rules new
+  to a zone stay apply from the next zone entry or dwell deadline.
+- Pure: no clock, no I/O; time comes from event times and the `now` the caller passes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from gateway.core.model import Event
+from gateway.core.rules import DAY_NAMES, REQUIRED_CONSENT, Limits, OfferRule, RuleSet
+
+OFFER_TYPE = "presence.offer.triggered"
+TOPIC_SUFFIX = "offers/triggered"
+ALL_VISITS_DAYS = 36500.0  # "all visits the registry remembers" (its retention bounds it)
+_HOUR, _DAY, _WEEK = 3600.0, 86400.0, 7 * 86400.0
+_EPS = 1e-6
+
+
+class CustomerView(Protocol):
+    @property
+    def consent(self) -> frozenset[str]: ...
+    @property
+    def segments(self) -> Mapping[str, str]: ...
+
+
+class OfferContext(Protocol):
+    """What the engine asks the identity registry (issue 6), answered from memory."""
+
+    def customer(self, customer_id: str) -> CustomerView | None: ...
+    def visits_in_last(self, customer_id: str, days: float, now: float) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One firing, as persisted in the `offer_ledger` table."""
+
+    ts: float
+    offer_id: str
+    customer_id: str
+    visit_id: str
+
+
+class Ledger:
+    """Firing times indexed for cap checks; lists stay sorted because time only moves on."""
+
+    def __init__(self) -> None:
+        self.pair: dict[tuple[str, str], list[float]] = {}   # (customer, offer)
+        self.customer: dict[str, list[float]] = {}
+        self.offer: dict[str, list[float]] = {}
+        self.store: list[float] = []
+        self.visit: dict[str, list[float]] = {}
+        self.pending: list[LedgerEntry] = []
+        self.size = 0
+
+    def add(self, e: LedgerEntry, *, new: bool = True) -> None:
+        for seq in (self.pair.setdefault((e.customer_id, e.offer_id), []),
+                    self.customer.setdefault(e.customer_id, []),
+                    self.offer.setdefault(e.offer_id, []), self.visit.setdefault(e.visit_id, []),
+                    self.store):
+            if seq and seq[-1] > e.ts:
+                seq.insert(bisect_left(seq, e.ts), e.ts)   # loaded rows may come unordered
+            else:
+                seq.append(e.ts)
+        self.size += 1
+        if new:
+            self.pending.append(e)
+
+    def prune(self, before: float) -> None:
+        """Forget firing times older than `before` (the longest window in use)."""
+        indexes: tuple[dict[Any, list[float]], ...] = (self.pair, self.customer, self.offer,
+                                                       self.visit)
+        for index in indexes:
+            for key in [k for k, v in index.items() if v[-1] < before]:
+                del index[key]
+            for v in index.values():
+                del v[:bisect_left(v, before)]
+        del self.store[:bisect_left(self.store, before)]
+        self.size = len(self.store)
+
+    @staticmethod
+    def count(seq: list[float] | None, since: float) -> int:
+        return len(seq) - bisect_left(seq, since) if seq else 0
+
+    @staticmethod
+    def last(seq: list[float] | None) -> float | None:
+        return seq[-1] if seq else None
+
+
+@dataclass(slots=True)
+class _Stay:
+    zone: str
+    entered: float
+    checked: float = -1.0               # dwell (s) up to which rules were evaluated
+    scheduled: float = -1.0             # the deadline in the heap for this stay, if any
+    done: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Visit:
+    visit_id: str
+    customer: str | None = None
+    stays: dict[str, _Stay] = field(default_factory=dict)
+    fired: set[str] = field(default_factory=set)
+
+
+class OfferEngine:
+    def __init__(self, rules: RuleSet, *, timezone: str, store_id: str,
+                 context: OfferContext | None = None) -> None:
+        self.tz = ZoneInfo(timezone)
+        self.store_id = store_id
+        self.context = context
+        self.ledger = Ledger()
+        self.fired: Counter[str] = Counter()
+        self.suppressed: Counter[tuple[str, str]] = Counter()
+        self._visits: dict[str, _Visit] = {}
+        self._heap: list[tuple[float, int, str, str, float]] = []
+        self._seq = 0
+        self._pruned_at = float("-inf")
+        self.replace_rules(rules)
+
+    # -- rules ----------------------------------------------------------------------------
+    def replace_rules(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self._active = tuple(r for r in rules.rules if r.enabled)
+        self._zone_cache: dict[str, tuple[tuple[OfferRule, ...], tuple[float, ...]]] = {}
+        self._heap = []
+        for visit in self._visits.values():
+            if visit.customer is not None:
+                for stay in visit.stays.values():
+                    stay.scheduled = -1.0
+                    self._schedule(visit, stay)
+
+    def _for_zone(self, zone: str) -> tuple[tuple[OfferRule, ...], tuple[float, ...]]:
+        """Rules that can trigger in `zone` (file order) and their distinct dwell marks."""
+        hit = self._zone_cache.get(zone)
+        if hit is None:
+            rules = tuple(r for r in self._active if r.when.zone in (None, zone))
+            marks = tuple(sorted({r.when.dwell_s for r in rules}))
+            hit = self._zone_cache[zone] = (rules, marks)
+        return hit
+
+    # -- ledger ---------------------------------------------------------------------------
+    def load_ledger(self, rows: Iterable[LedgerEntry]) -> None:
+        for row in rows:
+            self.ledger.add(row, new=False)
+
+    def ledger_entries(self) -> list[LedgerEntry]:
+        """New firings since the last call, for the store shell to persist."""
+        out, self.ledger.pending = self.ledger.pending, []
+        return out
+
+    # -- events ---------------------------------------------------------------------------
+    def on_events(self, events: Sequence[Event], now: float) -> list[Event]:
+        """Visit events in time order (already decorated by the linker) -> offer events.
+
+        Call it also with no events on every clock tick, so dwell deadlines fire on time.
+        """
+        out: list[Event] = []
+        heap = self._heap
+        for ev in events:
+            if heap and heap[0][0] <= ev.time:
+                self._run_due(ev.time, out)
+            if ev.type.startswith("presence.") and "visit_id" in ev.data:
+                self._apply(ev, out)
+        if heap and heap[0][0] <= now:
+            self._run_due(now, out)
+        return out
+
+    def _apply(self, ev: Event, out: list[Event]) -> None:
+        data = ev.data
+        vid = str(data["visit_id"])
+        kind = ev.type
+        if kind == "presence.visit.ended":
+            self._visits.pop(vid, None)
+            return
+        visit = self._visits.get(vid)
+        if visit is None:
+            visit = self._visits[vid] = _Visit(vid)
+        cid = data.get("customer_id")
+        if cid and visit.customer is None:
+            visit.customer = str(cid)
+            for stay in list(visit.stays.values()):   # linked now: catch up on its stays
+                self._evaluate(visit, stay, ev.time, "linked", out)
+        zone = data.get("zone")
+        if kind == "presence.zone.entered" and isinstance(zone, str):
+            stay = visit.stays[zone] = _Stay(zone, ev.time)
+            if visit.customer is not None:
+                self._evaluate(visit, stay, ev.time, "zone_entered", out)
+        elif kind == "presence.zone.exited" and isinstance(zone, str):
+            visit.stays.pop(zone, None)
+
+    def _run_due(self, now: float, out: list[Event]) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, _, vid, zone, entered = heapq.heappop(heap)
+            visit = self._visits.get(vid)
+            stay = visit.stays.get(zone) if visit is not None else None
+            if visit is not None and stay is not None and stay.entered == entered:
+                self._evaluate(visit, stay, due, "dwell", out)
+
+    def _schedule(self, visit: _Visit, stay: _Stay) -> None:
+        """Push the next dwell mark of this stay's zone past what was already evaluated."""
+        for mark in self._for_zone(stay.zone)[1]:
+            if mark > stay.checked + _EPS:
+                if stay.scheduled == stay.entered + mark:
+                    return   # already in the heap (a stay evaluated twice before its mark)
+                stay.scheduled = stay.entered + mark
+                self._seq += 1
+                heapq.heappush(self._heap, (stay.entered + mark, self._seq, visit.visit_id,
+                                            stay.zone, stay.entered))
+                return
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _evaluate(self, visit: _Visit, stay: _Stay, at: float, trigger: str,
+                  out: list[Event]) -> None:
+        dwell = at - stay.entered
+        cid = visit.customer
+        assert cid is not None
+        view = self.context.customer(cid) if self.context is not None else None
+        local = dt.datetime.fromtimestamp(at, self.tz)
+        for rule in self._for_zone(stay.zone)[0]:
+            if rule.when.dwell_s > dwell + _EPS or rule.id in stay.done:
+                continue
+            stay.done.add(rule.id)
+            if rule.id in visit.fired:
+                continue
+            reason = self._conditions(rule, view, cid, local, at)
+            if isinstance(reason, str):
+                self.suppressed[(rule.id, reason)] += 1
+                continue
+            cap = self._capped(rule, cid, visit.visit_id, at)
+            if cap is not None:
+                self.suppressed[(rule.id, cap)] += 1
+                continue
+            reason.update(trigger=trigger, zone=stay.zone, dwell_s=round(dwell, 1))
+            out.append(self._fire(rule, visit, stay.zone, at, reason))
+        stay.checked = max(stay.checked, dwell)
+        self._schedule(visit, stay)
+
+    def _conditions(self, rule: OfferRule, view: CustomerView | None, cid: str,
+                    local: dt.datetime, at: float) -> dict[str, Any] | str:
+        """The matched conditions, or the name of the first one that failed."""
+        w = rule.when
+        if (w.start_date and local.date() < w.start_date) or (
+                w.end_date and local.date() > w.end_date):
+            return "outside_dates"
+        window = _in_window(rule, local)
+        if window is None:
+            return "outside_days" if not rule.when.hours else "outside_hours"
+        if view is None:
+            return "not_registered"
+        if REQUIRED_CONSENT not in view.consent:
+            return "no_consent"
+        matched: dict[str, Any] = {"consent": REQUIRED_CONSENT,
+                                   "local_time": local.isoformat(timespec="seconds"),
+                                   "day": DAY_NAMES[local.weekday()]}
+        if window:
+            matched["hours"] = window
+        segs: dict[str, str] = {}
+        for key, allowed in w.segment:
+            value = view.segments.get(key)
+            if value is None or str(value) not in allowed:
+                return "segment"
+            segs[key] = str(value)
+        if segs:
+            matched["segment"] = segs
+        if w.visits_at_least > 1:
+            days = w.visits_within_days or ALL_VISITS_DAYS
+            n = self.context.visits_in_last(cid, days, at) if self.context is not None else 0
+            if n < w.visits_at_least:
+                return "visits"
+            matched["visits"] = n
+        return matched
+
+    def _capped(self, rule: OfferRule, cid: str, vid: str, at: float) -> str | None:
+        """The first limit this firing would break, or None. Rule limits, then store-wide."""
+        led = self.ledger
+        lim, store = rule.limits, self.rules.limits
+        per_visit = len(led.visit.get(vid, ()))
+        if lim.max_per_visit is not None and per_visit >= lim.max_per_visit:
+            return "max_per_visit"
+        if store.max_per_visit is not None and per_visit >= store.max_per_visit:
+            return "store_max_per_visit"
+        pair = led.pair.get((cid, rule.id))
+        last = led.last(pair)
+        if lim.cooldown_s and last is not None and at - last < lim.cooldown_s:
+            return "cooldown"
+        reason = _over(lim, pair, led.offer.get(rule.id), at, "")
+        return reason or _over(store, led.customer.get(cid), led.store, at, "store_")
+
+    def _fire(self, rule: OfferRule, visit: _Visit, zone: str, at: float,
+              reason: dict[str, Any]) -> Event:
+        cid = visit.customer
+        assert cid is not None
+        if at - self._pruned_at > _HOUR:   # keep the ledger to its horizon, hourly at most
+            self._pruned_at = at
+            self.ledger.prune(at - self.rules.horizon_s)
+        self.ledger.add(LedgerEntry(at, rule.id, cid, visit.visit_id))
+        visit.fired.add(rule.id)
+        self.fired[rule.id] += 1
+        data = {"offer_id": rule.id, "customer_id": cid, "visit_id": visit.visit_id,
+                "zone": zone, "store_id": self.store_id, "rules_version": self.rules.version,
+                "reason": reason, "payload": _plain(rule.payload)}
+        return Event(type=OFFER_TYPE, time=at, data=data, subject=rule.id,
+                     topic_suffix=TOPIC_SUFFIX)
+
+    # -- introspection --------------------------------------------------------------------
+    @property
+    def open_visits(self) -> int:
+        return len(self._visits)
+
+    @property
+    def pending_deadlines(self) -> int:
+        return len(self._heap)
+
+
+def _over(lim: Limits, customer: list[float] | None, everyone: list[float] | None, at: float,
+          prefix: str) -> str | None:
+    count = Ledger.count
+    if lim.per_day is not None and count(customer, at - _DAY) >= lim.per_day:
+        return prefix + "per_customer_day"
+    if lim.per_week is not None and count(customer, at - _WEEK) >= lim.per_week:
+        return prefix + "per_customer_week"
+    if lim.per_hour is not None and count(everyone, at - _HOUR) >= lim.per_hour:
+        return prefix + "global_per_hour"
+    return None
+
+
+def _in_window(rule: OfferRule, local: dt.datetime) -> str | None:
+    """The matching hours window as text ("" when the rule has none), None when outside.
+
+    An overnight window (22:00-02:00) belongs to the day it starts on: with `days: [fri]` it
+    covers Friday 22:00 to Saturday 02:00.
+    """
+    w = rule.when
+    day = local.weekday()
+    if not w.hours:
+        return "" if day in w.days else None
+    minute = local.hour * 60 + local.minute
+    for win in w.hours:
+        if not win.overnight:
+            if win.start <= minute < win.end and day in w.days:
+                return str(win)
+        elif (minute >= win.start and day in w.days) or (
+                minute < win.end and (day - 1) % 7 in w.days):
+            return str(win)
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """Payload mappings -> plain dicts (the envelope serialises with orjson)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
