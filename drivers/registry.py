@@ -12,6 +12,7 @@ from typing import Any
 
 from drivers.base import Driver
 from gateway.core.config import DriverSettings
+from gateway.core.yamlread import parse_duration
 from gateway.errors import DriverError
 
 WIFI_LINKTYPES = frozenset({105, 119, 127, 163})
@@ -34,12 +35,12 @@ def create(settings: DriverSettings) -> Driver:
         from drivers.wifi_monitor import WifiMonitorDriver
         chans = o.get("channels", [1, 6, 11])
         return WifiMonitorDriver(name, str(o["interface"]), None if chans == "all" else chans,
-                                 float(o.get("dwell_s", 0.25)), sensor=sensor)
+                                 parse_duration(o.get("dwell", 0.25)) or 0.25, sensor=sensor)
     if settings.type == "ble_bleak":
         from drivers.ble_bleak import BleakDriver
         return BleakDriver(name, adapter=str(o.get("adapter", "hci0")),
                            mode=str(o.get("mode", "active")),
-                           watchdog_s=float(o.get("watchdog_s", 90.0)), sensor=sensor)
+                           watchdog_s=parse_duration(o.get("watchdog", 90.0)) or 90.0, sensor=sensor)
     if settings.type == "fake":
         from drivers.fake import FakeDriver
         return FakeDriver(name)

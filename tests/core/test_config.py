@@ -1,0 +1,92 @@
+"""Config validation: every error names file, key and line; good files give frozen settings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from gateway.core.config import load_config, mqtt_from_url, parse_config
+from gateway.errors import ConfigError, ConfigErrors
+
+
+def errors_of(text: str, env: dict[str, str] | None = None) -> list[ConfigError]:
+    with pytest.raises((ConfigError, ConfigErrors)) as info:
+        parse_config(text, "/etc/pg/gateway.yaml", env=env or {})
+    exc = info.value
+    return exc.errors if isinstance(exc, ConfigErrors) else [exc]
+
+
+def test_defaults_are_complete_and_frozen() -> None:
+    cfg = load_config(None)
+    assert cfg.store_id == "store-1" and cfg.gateway_id == "gw-1"
+    assert cfg.mqtt.port == 1883 and cfg.mqtt.qos == 1 and cfg.mqtt.topic_prefix == "presence"
+    assert len(cfg.privacy.secret) == 32  # random, in RAM only
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.mqtt.port = 1  # type: ignore[misc]
+
+
+def test_example_config_is_valid() -> None:
+    cfg = load_config("config/gateway.example.yaml", env={"PG_SECRET": "x" * 32,
+                                                          "MQTT_PASSWORD": "pw"})
+    assert cfg.drivers and cfg.store_id
+
+
+def test_port_error_names_file_key_line() -> None:
+    [err] = errors_of("store:\n  id: s1\nmqtt:\n  host: broker\n  port: abc\n")
+    assert str(err) == 'gateway.yaml:5 mqtt.port: expected an integer 1..65535, got "abc"'
+
+
+@pytest.mark.parametrize(("text", "key", "line", "fragment"), [
+    ("mqtt:\n  port: 70000\n", "mqtt.port", 2, "1..65535"),
+    ("mqtt:\n  qos: 3\n", "mqtt.qos", 2, "0..2"),
+    ("mqtt:\n  hots: x\n", "mqtt.hots", 2, "unknown key"),
+    ("storez: {}\n", "storez", 1, "unknown key"),
+    ("store:\n  id: 'bad id!'\n", "store.id", 2, "matching"),
+    ("store:\n  timezone: Mars/Olympus\n", "store.timezone", 2, "unknown time zone"),
+    ("privacy:\n  secret: env:PG_NOPE\n", "privacy.secret", 2, "PG_NOPE is not set"),
+    ("privacy:\n  rotation: soon\n", "privacy.rotation", 2, "duration"),
+    ("drivers:\n  - type: wifi_pcap\n", "drivers[0].paths", 2, "non-empty list"),
+    ("drivers:\n  - type: laser\n", "drivers[0].type", 2, "expected one of"),
+    ("drivers:\n  - {type: wifi_monitor, interface: wlan1, channels: [0]}\n",
+     "drivers[0].channels", 2, "channel"),
+    ("mqtt:\n  tls: {ca_file: /nonexistent/ca.pem}\n", "mqtt.tls.ca_file", 2, "not found"),
+    ("mqtt:\n  url: http://x\n", "mqtt.url", 2, "mqtt://"),
+    ("storage:\n  batch_max: 0\n", "storage.batch_max", 2, "integer"),
+])
+def test_bad_values_are_reported(text: str, key: str, line: int, fragment: str) -> None:
+    errs = errors_of(text)
+    match = [e for e in errs if e.key == key]
+    assert match, [str(e) for e in errs]
+    assert match[0].line == line and fragment in match[0].message
+    assert str(match[0]).startswith(f"gateway.yaml:{line} {key}: ")
+
+
+def test_every_error_of_a_file_is_reported_at_once() -> None:
+    errs = errors_of("mqtt:\n  port: x\n  qos: 9\nstore:\n  id: ''\n")
+    assert [e.key for e in errs] == ["mqtt.port", "mqtt.qos", "store.id"]
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    [err] = errors_of("mqtt:\n  port: 1883\n   host: [\n")
+    assert err.line is not None and "not valid YAML" in err.message
+
+
+def test_secrets_come_from_env_or_file(tmp_path: object) -> None:
+    from pathlib import Path
+    secret_file = Path(str(tmp_path)) / "secret"
+    secret_file.write_text("s" * 40 + "\n")
+    cfg = parse_config(f"privacy:\n  secret: file:{secret_file}\nmqtt:\n  password: env:PW\n",
+                       "g.yaml", env={"PW": "hunter2"})
+    assert cfg.privacy.secret == b"s" * 40
+    assert cfg.mqtt.password == "hunter2"
+    assert "hunter2" not in repr(cfg.mqtt)
+
+
+def test_mqtt_url() -> None:
+    m = mqtt_from_url("mqtts://user:p%40ss@broker.local")
+    assert (m.host, m.port, m.tls, m.username, m.password) == (
+        "broker.local", 8883, True, "user", "p@ss")
+    assert mqtt_from_url("mqtt://127.0.0.1:1999").port == 1999
+    with pytest.raises(ValueError):
+        mqtt_from_url("tcp://x:1")

@@ -1,0 +1,48 @@
+"""CloudEvents envelope: ids, sequence, topics, payload shape; validated against AsyncAPI."""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.core.envelope import Envelope, Topics, rfc3339, uuid7
+from gateway.core.model import Event
+from tests.contract import validate_event
+
+
+def make(next_seq: int = 1) -> Envelope:
+    return Envelope(topics=Topics("presence", "s1", "gw1"), source="urn:presence-gateway:s1:gw1",
+                    next_seq=next_seq)
+
+
+def test_uuid7_is_valid_and_time_sortable() -> None:
+    a = uuid7(1_700_000_000.000, bytes(10))
+    b = uuid7(1_700_000_000.001, bytes(10))
+    assert a < b
+    assert a[14] == "7" and a[19] in "89ab"
+    assert uuid7(1.0, b"\xff" * 10) != uuid7(1.0, b"\x00" * 10)
+
+
+def test_rfc3339_is_utc_with_millis() -> None:
+    assert rfc3339(0.0) == "1970-01-01T00:00:00.000Z"
+    assert rfc3339(1677575702.1256) == "2023-02-28T09:15:02.125Z"
+
+
+def test_wrap_builds_structured_cloudevent_and_counts_sequence() -> None:
+    env = make(next_seq=41)
+    data = {"visit_id": "v1", "device": "0123456789abcdef", "radio": "wifi"}
+    m1 = env.wrap(Event("presence.visit.started", 1677575702.0, data, subject="v1"))
+    m2 = env.wrap(Event("presence.visit.started", 1677575703.0, data))
+    assert (m1.seq, m2.seq) == (41, 42) and env.next_seq == 43
+    assert m1.topic == "presence/v1/s1/gw1/events/presence.visit.started"
+    assert m1.id != m2.id and not m1.retain and m1.qos == 1
+    body = orjson.loads(m1.payload)
+    assert body["specversion"] == "1.0" and body["sequence"] == 41 and body["id"] == m1.id
+    assert body["source"] == "urn:presence-gateway:s1:gw1" and body["subject"] == "v1"
+    assert body["time"] == "2023-02-28T09:15:02.000Z" and body["data"] == data
+    validate_event(body)
+
+
+def test_retained_state_goes_to_state_topic() -> None:
+    m = make().wrap(Event("presence.occupancy", 5.0, {"present": 3}, retained=True,
+                          topic_suffix="occupancy/shoes"))
+    assert m.retain and m.topic == "presence/v1/s1/gw1/state/occupancy/shoes"
