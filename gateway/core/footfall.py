@@ -1,0 +1,153 @@
+"""Footfall: entries, exits, passers-by, dwell medians and occupancy, per interval and per zone.
+
+Invariants:
+- Counters only; the engine tells it what happened (entry, exit, passer-by, zone stays) and
+  gives it the present population at each interval boundary. No clock of its own.
+- Interval counters reset after each `presence.footfall` event; day counters (capture rate,
+  median dwell) reset when the UTC day changes. Dwell lists are capped, so memory is bounded.
+- People are estimated, not counted: devices that cannot be told apart are grouped before they
+  reach here (fingerprint grouping for Wi-Fi), the larger of the Wi-Fi and BLE counts is taken
+  as the people carrying phones (one phone usually shows on both radios), and the result is
+  scaled by `people_per_device` (people per detected device, a site calibration).
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+from typing import Any
+
+_DWELL_CAP = 50_000  # visits remembered per day for the median: bounded memory
+
+
+def _median(values: list[float]) -> float | None:
+    n = len(values)
+    if n == 0:
+        return None
+    mid = n // 2
+    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2.0
+
+
+@dataclass(slots=True)
+class _Counts:
+    entries: int = 0
+    exits: int = 0
+    passers_by: int = 0
+    day_entries: int = 0
+    day_exits: int = 0
+    day_passers_by: int = 0
+    dwell: list[float] = field(default_factory=list)
+
+    def reset_interval(self) -> None:
+        self.entries = self.exits = self.passers_by = 0
+
+    def reset_day(self) -> None:
+        self.reset_interval()
+        self.day_entries = self.day_exits = self.day_passers_by = 0
+        self.dwell.clear()
+
+    def add_dwell(self, seconds: float) -> None:
+        if len(self.dwell) < _DWELL_CAP:
+            insort(self.dwell, round(seconds, 1))
+
+
+@dataclass(slots=True)
+class Population:
+    """Who is present now: device counts per radio, store-wide and per zone."""
+
+    wifi: int = 0
+    ble: int = 0
+    zones: dict[str, list[int]] = field(default_factory=dict)  # zone -> [wifi, ble]
+
+    def add(self, radio_is_wifi: bool, zone: str | None) -> None:
+        if radio_is_wifi:
+            self.wifi += 1
+        else:
+            self.ble += 1
+        if zone is not None:
+            pair = self.zones.setdefault(zone, [0, 0])
+            pair[0 if radio_is_wifi else 1] += 1
+
+
+class Footfall:
+    def __init__(self, zones: tuple[str, ...], people_per_device: float) -> None:
+        self.zone_names = zones
+        self.people_per_device = people_per_device
+        self.total = _Counts()
+        self.zones = {z: _Counts() for z in zones}
+        self.day: int | None = None
+
+    def roll_day(self, day: int) -> None:
+        if day != self.day:
+            self.day = day
+            self.total.reset_day()
+            for c in self.zones.values():
+                c.reset_day()
+
+    def entry(self) -> None:
+        self.total.entries += 1
+        self.total.day_entries += 1
+
+    def passer_by(self) -> None:
+        self.total.passers_by += 1
+        self.total.day_passers_by += 1
+
+    def exit(self, dwell_s: float) -> None:
+        self.total.exits += 1
+        self.total.day_exits += 1
+        self.total.add_dwell(dwell_s)
+
+    def zone_entry(self, zone: str) -> None:
+        c = self.zones.get(zone)
+        if c is not None:
+            c.entries += 1
+            c.day_entries += 1
+
+    def zone_exit(self, zone: str, dwell_s: float) -> None:
+        c = self.zones.get(zone)
+        if c is not None:
+            c.exits += 1
+            c.day_exits += 1
+            c.add_dwell(dwell_s)
+
+    def people(self, wifi: int, ble: int) -> float:
+        return round(max(wifi, ble) * self.people_per_device, 2)
+
+    def snapshot(self, pop: Population) -> dict[str, Any]:
+        """The `presence.footfall` data for the interval just ended; resets interval counts."""
+        t = self.total
+        visitors = t.day_entries
+        seen = visitors + t.day_passers_by
+        zones: dict[str, Any] = {}
+        for name in self.zone_names:
+            c = self.zones[name]
+            w, b = pop.zones.get(name, (0, 0))
+            zones[name] = {"present": self.people(w, b), "devices": w + b,
+                           "entries": c.entries, "exits": c.exits,
+                           "median_dwell_s": _median(c.dwell)}
+            c.reset_interval()
+        data: dict[str, Any] = {
+            "present": self.people(pop.wifi, pop.ble),
+            "devices": {"wifi": pop.wifi, "ble": pop.ble},
+            "entries": t.entries, "exits": t.exits, "passers_by": t.passers_by,
+            "median_dwell_s": _median(t.dwell),
+            "capture_rate": round(visitors / seen, 4) if seen else None,
+            "today": {"entries": t.day_entries, "exits": t.day_exits,
+                      "passers_by": t.day_passers_by},
+            "zones": zones,
+        }
+        t.reset_interval()
+        return data
+
+
+def occupancy_states(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Retained state payloads derived from a footfall snapshot: (topic suffix, data)."""
+    today = data["today"]
+    out: list[tuple[str, dict[str, Any]]] = [("occupancy", {
+        "present": data["present"], "entries": today["entries"], "exits": today["exits"],
+        "passers_by": today["passers_by"], "median_dwell_s": data["median_dwell_s"],
+        "capture_rate": data["capture_rate"]})]
+    for name, z in data["zones"].items():
+        out.append((f"occupancy/{name}", {"zone": name, "present": z["present"],
+                                          "median_dwell_s": z["median_dwell_s"]}))
+    return out

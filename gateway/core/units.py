@@ -1,0 +1,94 @@
+"""Per-unit state of the presence engine, and what counts as a person-carried device.
+
+Invariants:
+- `Unit` is a plain slotted object mutated in place on the hot path (no allocation per
+  reading); everything a visit needs to be closed later is in it.
+- The grouper maps a Wi-Fi observation with a random address to a stable, pseudonymous group
+  key (gateway/core/fingerprint.py); without it each address is its own unit.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+from gateway.core.model import Kind, Observation, Radio
+from gateway.core.tracker import INF, Signal, Zone
+
+# BLE advert kinds that phones (and watches/tablets carried by a person) send on their own.
+# Beacons, trackers and accessories are tracked and get visits, but are not people.
+PHONE_KINDS = frozenset({Kind.APPLE.value, Kind.EXPOSURE_NOTIFICATION.value,
+                         Kind.SAMSUNG.value})
+
+
+def is_person(obs: Observation) -> bool:
+    if obs.radio is Radio.WIFI or obs.identity is not None:
+        return True
+    return obs.kind in PHONE_KINDS
+
+
+class Grouper(Protocol):
+    def observe(self, obs: Observation) -> str: ...
+
+
+class AddressGrouper:
+    """Fallback: every address is its own unit (what address counters do: overcounts)."""
+
+    def observe(self, obs: Observation) -> str:
+        return obs.device
+
+
+def default_grouper() -> Grouper:
+    """The randomization-aware grouper from fingerprint.py when present, else per address."""
+    try:
+        mod: Any = importlib.import_module("gateway.core.fingerprint")
+    except ImportError:
+        return AddressGrouper()
+    for name in ("DeviceGrouper", "Grouper", "FingerprintGrouper"):
+        cls = getattr(mod, name, None)
+        if cls is not None:
+            grouper: Grouper = cls()
+            return grouper
+    return AddressGrouper()
+
+
+class Unit:
+    """One device (or group of addresses) and its open visit, if any."""
+
+    __slots__ = ("announced", "cand", "cand_due", "count", "day_present", "dwell", "first",
+                 "fixture", "hi", "key", "last", "lo", "mark_i", "max_x", "next_mark", "owned",
+                 "path", "person", "radio", "ref", "sensor", "sig", "visit", "walkin", "zone",
+                 "zone_since")
+
+    def __init__(self, key: str, radio: Radio, ts: float, rssi: float, r: float,
+                 person: bool) -> None:
+        self.key = key
+        self.radio = radio
+        self.person = person
+        self.sig = Signal(rssi, ts, r)
+        self.sensor = ""
+        self.ref: float | None = None
+        self.day_present = 0.0
+        self.fixture = False
+        self.owned = True
+        self.reset(ts)
+
+    def reset(self, ts: float) -> None:
+        """Forget the last visit (a new one may start at `ts`)."""
+        self.first = ts
+        self.last = ts
+        self.count = 0
+        self.visit: str | None = None
+        self.announced = False
+        self.walkin = False
+        self.max_x = -INF
+        self.zone: Zone | None = None
+        self.zone_since = ts
+        self.cand: Zone | None = None
+        self.cand_due = INF
+        self.lo = INF  # empty band: the first reading of a visit decides the zone
+        self.hi = -INF
+        self.mark_i = 0
+        self.next_mark = INF
+        self.path: list[str] = []
+        self.dwell = 0.0
