@@ -44,6 +44,7 @@ MEMO_SIZE = 4096
 
 REJECT_OVERRUN = Rejection(Radio.BLE, "ad_overrun")
 REJECT_NOT_BYTES = Rejection(Radio.BLE, "ad_not_bytes")
+_BUFFERS = (bytes, bytearray, memoryview)
 
 # AD types (Bluetooth Core Supplement, Part A, section 1).
 _UUID16_TYPES = frozenset((0x02, 0x03))
@@ -142,10 +143,10 @@ def _parse(data: bytes, scan_response: bytes) -> Advert | Rejection:
 def parse_ad(data: bytes, scan_response: bytes = b"") -> Advert | Rejection:
     """Raw AD structures (advertising data, then scan response) -> Advert, or Rejection."""
     if type(data) is not bytes or type(scan_response) is not bytes:
-        try:
-            data, scan_response = bytes(data), bytes(scan_response)
-        except (TypeError, ValueError):
+        # bytes(int) would build a zero buffer and bytes(str) raises: accept buffers only.
+        if not isinstance(data, _BUFFERS) or not isinstance(scan_response, _BUFFERS):
             return REJECT_NOT_BYTES
+        data, scan_response = bytes(data), bytes(scan_response)
     return _parse(data, scan_response)
 
 
