@@ -253,7 +253,7 @@ def _obs_line(o: Observation) -> bytes:
         "ts": o.ts, "radio": o.radio.value, "kind": o.kind, "device": o.device,
         "address_kind": o.address_kind.value, "rssi": o.rssi, "channel": o.channel,
         "seq": o.seq, "sensor": o.sensor or None, "identity": o.identity is not None,
-        "fields": o.fields,
+        "fields": dict(o.fields),
     }, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
 
