@@ -1,10 +1,14 @@
 """Offer engine: visit state changes + rules -> `presence.offer.triggered` events, under caps.
 
 Invariants:
-- Evaluation happens only on state changes, never per observation: a zone entered, a visit
-  linked to a customer, and dwell deadlines (zone entry time + a rule's `dwell_at_least`) kept
-  in a heap whose top is checked once per call. A pipeline call with no due deadline and no
-  visit events costs one comparison, whatever the number of rules.
+- Evaluation happens only on state changes, never per observation: a zone entered, a dwell
+  mark (`presence.zone.dwell`) and a visit linked to a customer. A batch without such events
+  costs one string test per event, whatever the number of rules.
+- Dwell is *confirmed* dwell: a `dwell_at_least: 3m` rule fires at the first dwell mark of the
+  stay at or past 3 minutes. The presence engine emits a mark only when a sighting proves the
+  device is still there, so a customer who left after one minute never gets a 3-minute offer
+  (a timer could not tell: a visit ends only `visit_timeout` after the last sighting). For
+  exact timing the pipeline adds every rule's dwell to the engine's marks (`rules.dwell_marks`).
 - A rule fires at most once per visit, and is evaluated at most once per zone stay; the first
   failing check is counted in `suppressed[(offer_id, reason)]` (consent, window, segment,
   visits, then limits in a fixed order), so a marketer sees why an offer did not go out.
@@ -14,14 +18,13 @@ Invariants:
   New firings are queued for the store shell (`ledger_entries()`), and `load_ledger(rows)` at
   start restores them, so caps survive a restart. Limits are per gateway (one ledger each).
 - `replace_rules` swaps the rule set atomically; ledger, visits and counters are kept. Rules new
-  to a zone stay apply from the next zone entry or dwell deadline.
+  to a zone stay apply from its next dwell mark or the next zone entry.
 - Pure: no clock, no I/O; time comes from event times and the `now` the caller passes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +40,12 @@ TOPIC_SUFFIX = "offers/triggered"
 ALL_VISITS_DAYS = 36500.0  # "all visits the registry remembers" (its retention bounds it)
 _HOUR, _DAY, _WEEK = 3600.0, 86400.0, 7 * 86400.0
 _EPS = 1e-6
+MAX_OPEN_VISITS = 100_000
+V_STARTED, V_ENDED = "presence.visit.started", "presence.visit.ended"
+Z_ENTERED, Z_DWELL, Z_EXITED = ("presence.zone.entered", "presence.zone.dwell",
+                                "presence.zone.exited")
+LINKED = "presence.identity.linked"
+_VISIT_TYPES = frozenset({V_STARTED, V_ENDED, Z_ENTERED, Z_DWELL, Z_EXITED, LINKED})
 
 
 class CustomerView(Protocol):
@@ -113,8 +122,7 @@ class Ledger:
 class _Stay:
     zone: str
     entered: float
-    checked: float = -1.0               # dwell (s) up to which rules were evaluated
-    scheduled: float = -1.0             # the deadline in the heap for this stay, if any
+    dwell: float = 0.0                  # confirmed dwell (s): the last mark seen
     done: set[str] = field(default_factory=set)
 
 
@@ -136,8 +144,6 @@ class OfferEngine:
         self.fired: Counter[str] = Counter()
         self.suppressed: Counter[tuple[str, str]] = Counter()
         self._visits: dict[str, _Visit] = {}
-        self._heap: list[tuple[float, int, str, str, float]] = []
-        self._seq = 0
         self._pruned_at = float("-inf")
         self.replace_rules(rules)
 
@@ -145,21 +151,14 @@ class OfferEngine:
     def replace_rules(self, rules: RuleSet) -> None:
         self.rules = rules
         self._active = tuple(r for r in rules.rules if r.enabled)
-        self._zone_cache: dict[str, tuple[tuple[OfferRule, ...], tuple[float, ...]]] = {}
-        self._heap = []
-        for visit in self._visits.values():
-            if visit.customer is not None:
-                for stay in visit.stays.values():
-                    stay.scheduled = -1.0
-                    self._schedule(visit, stay)
+        self._zone_cache: dict[str, tuple[OfferRule, ...]] = {}
 
-    def _for_zone(self, zone: str) -> tuple[tuple[OfferRule, ...], tuple[float, ...]]:
-        """Rules that can trigger in `zone` (file order) and their distinct dwell marks."""
+    def _for_zone(self, zone: str) -> tuple[OfferRule, ...]:
+        """Rules that can trigger in `zone`, in file order (cached per rule set)."""
         hit = self._zone_cache.get(zone)
         if hit is None:
-            rules = tuple(r for r in self._active if r.when.zone in (None, zone))
-            marks = tuple(sorted({r.when.dwell_s for r in rules}))
-            hit = self._zone_cache[zone] = (rules, marks)
+            hit = self._zone_cache[zone] = tuple(
+                r for r in self._active if r.when.zone in (None, zone))
         return hit
 
     # -- ledger ---------------------------------------------------------------------------
@@ -176,28 +175,28 @@ class OfferEngine:
     def on_events(self, events: Sequence[Event], now: float) -> list[Event]:
         """Visit events in time order (already decorated by the linker) -> offer events.
 
-        Call it also with no events on every clock tick, so dwell deadlines fire on time.
+        `now` is not needed for decisions (event times are); it keeps the pipeline protocol.
         """
         out: list[Event] = []
-        heap = self._heap
         for ev in events:
-            if heap and heap[0][0] <= ev.time:
-                self._run_due(ev.time, out)
-            if ev.type.startswith("presence.") and "visit_id" in ev.data:
+            if ev.type in _VISIT_TYPES:
                 self._apply(ev, out)
-        if heap and heap[0][0] <= now:
-            self._run_due(now, out)
         return out
 
     def _apply(self, ev: Event, out: list[Event]) -> None:
         data = ev.data
-        vid = str(data["visit_id"])
+        raw_vid = data.get("visit_id")
+        if raw_vid is None:
+            return
+        vid = str(raw_vid)
         kind = ev.type
-        if kind == "presence.visit.ended":
+        if kind == V_ENDED:
             self._visits.pop(vid, None)
             return
         visit = self._visits.get(vid)
         if visit is None:
+            if len(self._visits) >= MAX_OPEN_VISITS:   # a lost visit.ended must not leak
+                del self._visits[next(iter(self._visits))]
             visit = self._visits[vid] = _Visit(vid)
         cid = data.get("customer_id")
         if cid and visit.customer is None:
@@ -205,43 +204,33 @@ class OfferEngine:
             for stay in list(visit.stays.values()):   # linked now: catch up on its stays
                 self._evaluate(visit, stay, ev.time, "linked", out)
         zone = data.get("zone")
-        if kind == "presence.zone.entered" and isinstance(zone, str):
+        if not isinstance(zone, str):
+            return
+        if kind == Z_ENTERED:
             stay = visit.stays[zone] = _Stay(zone, ev.time)
-            if visit.customer is not None:
-                self._evaluate(visit, stay, ev.time, "zone_entered", out)
-        elif kind == "presence.zone.exited" and isinstance(zone, str):
-            visit.stays.pop(zone, None)
-
-    def _run_due(self, now: float, out: list[Event]) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            due, _, vid, zone, entered = heapq.heappop(heap)
-            visit = self._visits.get(vid)
-            stay = visit.stays.get(zone) if visit is not None else None
-            if visit is not None and stay is not None and stay.entered == entered:
-                self._evaluate(visit, stay, due, "dwell", out)
-
-    def _schedule(self, visit: _Visit, stay: _Stay) -> None:
-        """Push the next dwell mark of this stay's zone past what was already evaluated."""
-        for mark in self._for_zone(stay.zone)[1]:
-            if mark > stay.checked + _EPS:
-                if stay.scheduled == stay.entered + mark:
-                    return   # already in the heap (a stay evaluated twice before its mark)
-                stay.scheduled = stay.entered + mark
-                self._seq += 1
-                heapq.heappush(self._heap, (stay.entered + mark, self._seq, visit.visit_id,
-                                            stay.zone, stay.entered))
-                return
+            trigger = "zone_entered"
+        elif kind == Z_DWELL:
+            mark = data.get("dwell_s")
+            stay = visit.stays.get(zone) or visit.stays.setdefault(zone, _Stay(zone, ev.time))
+            if isinstance(mark, int | float) and mark > stay.dwell:
+                stay.dwell = float(mark)
+            trigger = "dwell"
+        else:
+            if kind == Z_EXITED:
+                visit.stays.pop(zone, None)
+            return
+        if visit.customer is not None:
+            self._evaluate(visit, stay, ev.time, trigger, out)
 
     # -- evaluation -----------------------------------------------------------------------
     def _evaluate(self, visit: _Visit, stay: _Stay, at: float, trigger: str,
                   out: list[Event]) -> None:
-        dwell = at - stay.entered
+        dwell = stay.dwell
         cid = visit.customer
         assert cid is not None
         view = self.context.customer(cid) if self.context is not None else None
         local = dt.datetime.fromtimestamp(at, self.tz)
-        for rule in self._for_zone(stay.zone)[0]:
+        for rule in self._for_zone(stay.zone):
             if rule.when.dwell_s > dwell + _EPS or rule.id in stay.done:
                 continue
             stay.done.add(rule.id)
@@ -257,8 +246,6 @@ class OfferEngine:
                 continue
             reason.update(trigger=trigger, zone=stay.zone, dwell_s=round(dwell, 1))
             out.append(self._fire(rule, visit, stay.zone, at, reason))
-        stay.checked = max(stay.checked, dwell)
-        self._schedule(visit, stay)
 
     def _conditions(self, rule: OfferRule, view: CustomerView | None, cid: str,
                     local: dt.datetime, at: float) -> dict[str, Any] | str:
@@ -269,7 +256,7 @@ class OfferEngine:
             return "outside_dates"
         window = _in_window(rule, local)
         if window is None:
-            return "outside_days" if not rule.when.hours else "outside_hours"
+            return _outside(rule, local)
         if view is None:
             return "not_registered"
         if REQUIRED_CONSENT not in view.consent:
@@ -332,9 +319,6 @@ class OfferEngine:
     def open_visits(self) -> int:
         return len(self._visits)
 
-    @property
-    def pending_deadlines(self) -> int:
-        return len(self._heap)
 
 
 def _over(lim: Limits, customer: list[float] | None, everyone: list[float] | None, at: float,
@@ -368,6 +352,14 @@ def _in_window(rule: OfferRule, local: dt.datetime) -> str | None:
                 minute < win.end and (day - 1) % 7 in w.days):
             return str(win)
     return None
+
+
+def _outside(rule: OfferRule, local: dt.datetime) -> str:
+    """Name the window a time missed: the day (no window could match today) or the hours."""
+    w = rule.when
+    day = local.weekday()
+    overnight_from_yesterday = any(h.overnight for h in w.hours) and (day - 1) % 7 in w.days
+    return "outside_hours" if day in w.days or overnight_from_yesterday else "outside_days"
 
 
 def _plain(value: Any) -> Any:

@@ -120,6 +120,16 @@ class RuleSet:
 EMPTY_RULES = RuleSet(rules=(), version="empty")
 
 
+def dwell_marks(rules: RuleSet, base: tuple[float, ...] = ()) -> tuple[float, ...]:
+    """The presence engine's dwell marks plus every enabled rule's `dwell_at_least`.
+
+    The offer engine checks dwell conditions at dwell marks (confirmed by a sighting), so the
+    pipeline merges these into `PresenceSettings.dwell_marks_s` for exact timing.
+    """
+    extra = {r.when.dwell_s for r in rules.rules if r.enabled and r.when.dwell_s > 0}
+    return tuple(sorted(set(base) | extra))
+
+
 def parse_rules(text: str, filename: str, *, zones: Collection[str] | None) -> RuleSet:
     """Validate a whole rules file; `zones` is the configured zone names (None: not checked)."""
     data, lines = load_yaml(text, filename)
