@@ -109,6 +109,13 @@ class Ledger:
         del self.store[:bisect_left(self.store, before)]
         self.size = len(self.store)
 
+    def forget(self, customer_id: str) -> None:
+        """Erasure: drop what names the customer (store-wide counts keep their times)."""
+        self.customer.pop(customer_id, None)
+        for key in [k for k in self.pair if k[0] == customer_id]:
+            del self.pair[key]
+        self.pending = [e for e in self.pending if e.customer_id != customer_id]
+
     @staticmethod
     def count(seq: list[float] | None, since: float) -> int:
         return len(seq) - bisect_left(seq, since) if seq else 0
@@ -170,6 +177,13 @@ class OfferEngine:
         """New firings since the last call, for the store shell to persist."""
         out, self.ledger.pending = self.ledger.pending, []
         return out
+
+    def forget(self, customer_id: str) -> None:
+        """Right to erasure: forget the customer's firings and unlink their open visits."""
+        self.ledger.forget(customer_id)
+        for visit in self._visits.values():
+            if visit.customer == customer_id:
+                visit.customer = None
 
     # -- events ---------------------------------------------------------------------------
     def on_events(self, events: Sequence[Event], now: float) -> list[Event]:
