@@ -60,13 +60,13 @@ class PresenceSettings:
     sighting_window_s: float = 120.0
     # --- visits ---------------------------------------------------------------------------
     dwell_marks_s: tuple[float, ...] = (60.0, 300.0, 900.0)
-    walkin_min_s: float = 120.0  # seen at least this long ...
-    walkin_min_rssi: float = -85.0  # ... and at least once this strong -> a visitor
+    walkin_min_s: float = 300.0  # seen at least this long ...
+    walkin_min_rssi: float = -70.0  # ... and at least once this strong -> a visitor
     fixture_max_presence_s: float = 4 * 3600.0  # present longer than this in a day -> fixture
     fixture_ids: frozenset[str] = field(default_factory=frozenset)
     # --- footfall -------------------------------------------------------------------------
     footfall_interval_s: float = 60.0
-    people_per_device: float = 1.0
+    people_per_device: float = 0.8
     # --- several gateways -------------------------------------------------------------------
     stickiness_margin_db: float = 4.0
     summary_interval_s: float = 5.0
@@ -163,13 +163,13 @@ def read(r: Reader, section: str) -> PresenceSettings:
         min_sightings=r.int_(f"{s}.min_sightings", 2, 1, 1000),
         sighting_window_s=r.duration(f"{s}.sighting_window", 120.0, minimum=1.0),
         dwell_marks_s=_marks(r, f"{s}.dwell_marks", (60.0, 300.0, 900.0)),
-        walkin_min_s=r.duration(f"{s}.walk_in.min_time", 120.0),
-        walkin_min_rssi=r.float_(f"{s}.walk_in.min_rssi", -85.0, -200.0, 0.0),
+        walkin_min_s=r.duration(f"{s}.walk_in.min_time", 300.0),
+        walkin_min_rssi=r.float_(f"{s}.walk_in.min_rssi", -70.0, -200.0, 0.0),
         fixture_max_presence_s=r.duration(f"{s}.fixtures.max_presence_per_day", 4 * 3600.0,
                                           minimum=60.0),
         fixture_ids=fixtures - {""},
         footfall_interval_s=r.duration(f"{s}.footfall.interval", 60.0, minimum=1.0),
-        people_per_device=r.float_(f"{s}.footfall.people_per_device", 1.0, 0.01, 100.0),
+        people_per_device=r.float_(f"{s}.footfall.people_per_device", 0.8, 0.01, 100.0),
         stickiness_margin_db=r.float_(f"{s}.arbitration.stickiness_margin_db", 4.0, 0.0, 50.0),
         summary_interval_s=r.duration(f"{s}.arbitration.summary_interval", 5.0, minimum=0.5),
         max_devices=r.int_(f"{s}.max_devices", 200_000, 100, 100_000_000),

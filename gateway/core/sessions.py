@@ -99,7 +99,9 @@ class PresenceEngine:
             self._evict(out)
         rssi = obs.rssi
         if rssi is not None:
-            u.sensor = obs.sensor
+            if obs.sensor != u.sensor:
+                u.sensor = obs.sensor
+                u.lo, u.hi = INF, -INF  # zones are per sensor: decide again
             if not u.sig.update(rssi, ts, self._q, self._r, self._out):
                 return out
         u.last = ts if ts > u.last else u.last
@@ -111,7 +113,8 @@ class PresenceEngine:
         x = u.sig.x
         if x > u.max_x:
             u.max_x = x
-        if not u.walkin and self._check_walkin(u, ts, out):
+        if (not u.walkin or ts - u.first + u.day_present > self.s.fixture_max_presence_s) \
+                and self._check_walkin(u, ts, out):
             return out
         if self.peers.active:
             self._ownership(u, ts, out)
@@ -139,7 +142,11 @@ class PresenceEngine:
             u.visit, u.announced = visit_id(u.key, u.first), False
         u.lo, u.hi = INF, -INF  # force a zone decision now
         if self.peers.active:
-            u.owned = self.peers.owns(u, u.last)
+            # Hold the new visit for two summary rounds: by then every gateway that sees the
+            # device has published it, so they arbitrate on the same numbers and one announces.
+            u.owned = False
+            u.hold = u.last + 2.0 * self.s.summary_interval_s
+            return
         self._announce(u, u.last, out)
 
     def _announce(self, u: Unit, ts: float, out: list[Event]) -> None:
@@ -153,7 +160,7 @@ class PresenceEngine:
             "rssi": round(u.sig.x, 1)}, subject=u.visit))
 
     def _ownership(self, u: Unit, ts: float, out: list[Event]) -> None:
-        owned = self.peers.owns(u, ts)
+        owned = ts >= u.hold and self.peers.owns(u, ts)
         if owned == u.owned or u.visit is None:
             u.owned = owned
             return
@@ -173,7 +180,7 @@ class PresenceEngine:
         if ts - u.first + u.day_present > s.fixture_max_presence_s:
             self._make_fixture(u, ts, out)
             return True
-        if ts - u.first >= s.walkin_min_s and u.max_x >= s.walkin_min_rssi:
+        if not u.walkin and ts - u.first >= s.walkin_min_s and u.max_x >= s.walkin_min_rssi:
             u.walkin = True
             if u.person:
                 self.footfall.entry()
@@ -298,6 +305,11 @@ class PresenceEngine:
         for key in dirty:
             u = self._units.get(key)
             if u is not None and u.visit is not None:
+                v = self.peers.visit_of(key)
+                if not u.announced and v is not None and (v[1], v[0]) < (u.first, u.visit):
+                    u.visit, u.first, u.announced = v  # one visit id store-wide
+                elif v is not None and v[0] == u.visit and v[2]:
+                    u.announced = True  # a peer announced it meanwhile
                 self._ownership(u, now, out)
                 if u.owned and u.hi < u.lo:
                     self._zone_step(u, now, out)

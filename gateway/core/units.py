@@ -38,27 +38,36 @@ class AddressGrouper:
         return obs.device
 
 
+class FingerprintFieldGrouper:
+    """Fallback: addresses with the same IE fingerprint are one unit. Merges two phones of the
+    same model and software (undercounts crowds), never splits one phone's rotating addresses."""
+
+    def observe(self, obs: Observation) -> str:
+        fp = obs.fingerprint
+        return obs.device if fp is None else "fp-" + fp
+
+
 def default_grouper() -> Grouper:
-    """The randomization-aware grouper from fingerprint.py when present, else per address."""
+    """The randomization-aware grouper from fingerprint.py when present, else by fingerprint."""
     try:
         mod: Any = importlib.import_module("gateway.core.fingerprint")
     except ImportError:
-        return AddressGrouper()
+        return FingerprintFieldGrouper()
     for name in ("DeviceGrouper", "Grouper", "FingerprintGrouper"):
         cls = getattr(mod, name, None)
         if cls is not None:
             grouper: Grouper = cls()
             return grouper
-    return AddressGrouper()
+    return FingerprintFieldGrouper()
 
 
 class Unit:
     """One device (or group of addresses) and its open visit, if any."""
 
     __slots__ = ("announced", "cand", "cand_due", "count", "day_present", "dwell", "first",
-                 "fixture", "hi", "key", "last", "lo", "mark_i", "max_x", "next_mark", "owned",
-                 "path", "person", "radio", "ref", "sensor", "sig", "visit", "walkin", "zone",
-                 "zone_since")
+                 "fixture", "hi", "hold", "key", "last", "lo", "mark_i", "max_x", "next_mark",
+                 "owned", "path", "person", "radio", "ref", "sensor", "sig", "visit", "walkin",
+                 "zone", "zone_since")
 
     def __init__(self, key: str, radio: Radio, ts: float, rssi: float, r: float,
                  person: bool) -> None:
@@ -80,6 +89,7 @@ class Unit:
         self.count = 0
         self.visit: str | None = None
         self.announced = False
+        self.hold = -INF  # no events for this visit before (multi-gateway start)
         self.walkin = False
         self.max_x = -INF
         self.zone: Zone | None = None

@@ -49,7 +49,7 @@ def test_sighting_after_timeout_starts_a_new_visit_even_without_ticks() -> None:
     types = [ev.type.removeprefix("presence.") for ev in out
              if ev.type.startswith("presence.visit")]
     assert types == ["visit.started", "visit.ended", "visit.started"]
-    ended = [ev for ev in out if ev.type == "presence.visit.ended"][0]
+    ended = next(ev for ev in out if ev.type == "presence.visit.ended")
     assert ended.time == 310.0 and ended.data["observations"] == 2
 
 

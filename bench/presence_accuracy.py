@@ -1,0 +1,139 @@
+"""People, not addresses: replay the Brno lab captures and compare `present` with occupancy.
+
+    python -m bench.presence_accuracy [--shared PATH]
+
+Path per frame: pcap record -> gateway.core.wifi.parse_record -> privacy Boundary (fixed test
+secret) -> PresenceEngine with the DEFAULT presence settings, ticked every 10 s of capture time.
+Each `presence.footfall` event at boundary B is compared with the lab's occupancy in the minute
+[B - 60, B), taken from the CSV row of the same frame index (CSV times are CET = UTC+1, pcap
+times UTC; using the frame index avoids the conversion). Prints MAE and Pearson correlation
+per day, then the one-phone probing_patterns files (expected answer: 1 person each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gateway.core.model import Observation, Sighting
+from gateway.core.presence_config import PresenceSettings
+from gateway.core.privacy import Boundary, Pseudonymizer
+from gateway.core.sessions import FOOTFALL, PresenceEngine
+from gateway.core.wifi import parse_record
+
+SECRET = b"bench-presence-accuracy-secret!!"
+DAYS = ("2023-02-16", "2023-02-28", "2023-04-17")
+TICK_S = 10.0
+
+
+def records(path: Path) -> Iterator[tuple[float, int, bytes]]:
+    try:
+        mod: Any = importlib.import_module("drivers.wifi_pcap")  # the project's reader
+    except ImportError:
+        from scapy.utils import RawPcapReader
+
+        reader = RawPcapReader(str(path))
+        linktype = int(reader.linktype)
+        for data, meta in reader:
+            yield meta.sec + meta.usec / 1e6, linktype, bytes(data)
+        reader.close()
+        return
+    yield from mod.iter_pcap(str(path))
+
+
+def observations(path: Path) -> Iterator[tuple[int, Observation]]:
+    """(frame index, observation) for every frame the parser turns into a sighting."""
+    boundary = Boundary(Pseudonymizer(SECRET))
+    for i, (ts, linktype, data) in enumerate(records(path)):
+        s = parse_record(data, linktype, ts, "bench")
+        if isinstance(s, Sighting):
+            obs = boundary.admit(s)
+            if obs is not None:
+                yield i, obs
+
+
+def replay(path: Path, truth_by_frame: list[float | None] | None
+           ) -> tuple[dict[int, float], dict[int, float], int]:
+    """Estimated present per minute, true occupancy per minute, distinct units seen."""
+    engine = PresenceEngine(PresenceSettings(), gateway_id="bench", store_id="lab")
+    est: dict[int, float] = {}
+    truth: dict[int, float] = {}
+    units: set[str] = set()
+    next_tick: float | None = None
+    for i, obs in observations(path):
+        while next_tick is not None and next_tick <= obs.ts:
+            for ev in engine.tick(next_tick):
+                if ev.type == FOOTFALL:
+                    est[int(ev.time // 60) - 1] = float(ev.data["present"])
+                elif ev.type == "presence.visit.started":
+                    units.add(str(ev.data["device"]))
+            next_tick += TICK_S
+        if next_tick is None:
+            next_tick = (obs.ts // TICK_S + 1) * TICK_S
+        for ev in engine.feed(obs):
+            if ev.type == "presence.visit.started":
+                units.add(str(ev.data["device"]))
+        if truth_by_frame is not None and truth_by_frame[i] is not None:
+            truth[int(obs.ts // 60)] = truth_by_frame[i]  # type: ignore[assignment]
+    return est, truth, len(units)
+
+
+def occupancy(csv_path: Path) -> list[float | None]:
+    out: list[float | None] = []
+    with csv_path.open(newline="") as f:
+        for row in csv.DictReader(f, delimiter=";"):
+            v = row.get("occupancy", "")
+            try:
+                x = float(v)
+            except ValueError:
+                x = math.nan
+            out.append(None if math.isnan(x) else x)
+    return out
+
+
+def pearson(a: list[float], b: list[float]) -> float:
+    n = len(a)
+    ma, mb = sum(a) / n, sum(b) / n
+    va = sum((x - ma) ** 2 for x in a)
+    vb = sum((y - mb) ** 2 for y in b)
+    if va == 0 or vb == 0:
+        return math.nan
+    return sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True)) / math.sqrt(va * vb)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = Path(__file__).resolve().parents[1].parent / "shared"
+    ap.add_argument("--shared", type=Path, default=default)
+    args = ap.parse_args()
+    wifi = args.shared / "data" / "captures" / "wifi"
+    if not wifi.is_dir():
+        raise SystemExit(f"captures not found under {wifi}")
+    print("| day | minutes | mean occupancy | mean present | MAE (people) | correlation |")
+    print("|---|---|---|---|---|---|")
+    for day in DAYS:
+        base = wifi / "brno_sc6-61" / f"position_1_sc6-61_{day}"
+        est, truth, _ = replay(Path(f"{base}_anonymized.pcap"),
+                               occupancy(Path(f"{base}_ver-99.csv")))
+        mins = sorted(k for k in truth if k in est)
+        a = [est[k] for k in mins]
+        b = [truth[k] for k in mins]
+        mae = sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(mins)
+        r = pearson(a, b)
+        print(f"| {day} | {len(mins)} | {sum(b) / len(b):.1f} | {sum(a) / len(a):.1f} "
+              f"| {mae:.2f} | {'n/a (constant)' if math.isnan(r) else f'{r:.2f}'} |")
+    print()
+    print("| probing_patterns file (1 phone) | visit units | max present |")
+    print("|---|---|---|")
+    for pcap in sorted((wifi / "probing_patterns").glob("*.pcap")):
+        est, _, units = replay(pcap, None)
+        print(f"| {pcap.name} | {units} | {max(est.values(), default=0.0):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
