@@ -1,0 +1,182 @@
+"""Authenticated gateway commands (e.g. `offers.reload`): pure validation, no I/O.
+
+Wire format on `{prefix}/v1/{store}/{gateway}/commands/{name}` (QoS 1, not retained):
+
+    {"body": "<JSON text of the command>", "hmac": "<hex HMAC-SHA256(key, body as UTF-8)>"}
+
+The body is carried as a *string* so the HMAC covers exactly the bytes the sender signed (no
+JSON canonicalisation to agree on, any language can do it). The body is a JSON object:
+
+    {"command": "offers.reload", "target": "<store>/<gateway>", "id": "<8..64 chars>",
+     "issued_at": <Unix seconds, integer>, ...command fields (offers.reload: "version",
+     "rules": the YAML text)}
+
+Invariants:
+- Nothing in a message is trusted before its HMAC verifies (constant-time compare); a gateway
+  without a configured key refuses every command.
+- A command is accepted once: for `command`/`target` matching the topic, `issued_at` within
+  `max_age_s` in the past and `max_skew_s` in the future of the gateway's `now`, and an `id` not
+  seen before. Ids are remembered for the acceptance window (older ones are stale anyway), so
+  a captured message cannot be replayed, on this gateway or another.
+- `check` never raises on untrusted bytes: it returns a `Command` or a `CommandRejected` with a
+  stable reason code and a sentence for the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.core.model import Event
+from gateway.core.offers import OfferEngine
+from gateway.core.rules import parse_rules
+from gateway.errors import ConfigError, ConfigErrors
+
+RESULT_TYPE = "presence.command.result"
+REJECTED_TYPE = "presence.command.rejected"
+OFFERS_RELOAD = "offers.reload"
+_MAX_PAYLOAD = 1 << 20   # 1 MiB: a rules file is a few KB; refuse to parse anything huge
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    id: str
+    issued_at: int
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRejected:
+    reason: str              # not_configured, malformed, bad_signature, wrong_command,
+    detail: str              # wrong_target, stale, future, duplicate, invalid
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadRequest:
+    command: Command
+    version: str
+    rules_text: str
+
+
+def sign(key: bytes, body: Mapping[str, Any]) -> bytes:
+    """The MQTT payload for a command body (what central, tests and tools send)."""
+    text = json.dumps(dict(body), separators=(",", ":"), ensure_ascii=False)
+    mac = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+    return json.dumps({"body": text, "hmac": mac}).encode()
+
+
+class CommandGuard:
+    def __init__(self, key: bytes, *, store_id: str, gateway_id: str, max_age_s: float = 300.0,
+                 max_skew_s: float = 60.0) -> None:
+        self._key = key
+        self.target = f"{store_id}/{gateway_id}"
+        self.max_age_s = max_age_s
+        self.max_skew_s = max_skew_s
+        self._seen: dict[str, int] = {}   # id -> issued_at, for the acceptance window
+
+    def __repr__(self) -> str:   # never show the key
+        return f"CommandGuard(target={self.target!r}, remembered={len(self._seen)})"
+
+    def check(self, name: str, payload: bytes, now: float) -> Command | CommandRejected:
+        if not self._key:
+            return CommandRejected("not_configured", "no command key is configured")
+        outer = _json_object(payload)
+        if outer is None or not isinstance(outer.get("body"), str) or not isinstance(
+                outer.get("hmac"), str):
+            return CommandRejected("malformed", 'expected {"body": "<json>", "hmac": "<hex>"}')
+        text: str = outer["body"]
+        want = hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, outer["hmac"].lower()):
+            return CommandRejected("bad_signature", "HMAC does not match the body")
+        body = _json_object(text.encode())
+        if body is None:
+            return CommandRejected("malformed", "the signed body is not a JSON object")
+        return self._admit(name, body, now)
+
+    def _admit(self, name: str, body: dict[str, Any], now: float) -> Command | CommandRejected:
+        cid, issued = body.get("id"), body.get("issued_at")
+        if not (isinstance(cid, str) and 8 <= len(cid) <= 64) or not isinstance(issued, int) \
+                or isinstance(issued, bool):
+            return CommandRejected("malformed", "id (8..64 chars) and integer issued_at needed")
+        if body.get("command") != name:
+            return CommandRejected("wrong_command", f"body is not a {name} command", cid)
+        if body.get("target") != self.target:
+            return CommandRejected("wrong_target", f"not addressed to {self.target}", cid)
+        if issued < now - self.max_age_s:
+            return CommandRejected("stale", f"issued {now - issued:.0f}s ago", cid)
+        if issued > now + self.max_skew_s:
+            return CommandRejected("future", f"issued {issued - now:.0f}s in the future", cid)
+        if cid in self._seen:
+            return CommandRejected("duplicate", "this command id was already accepted", cid)
+        self._forget_before(now - self.max_age_s)
+        self._seen[cid] = issued
+        return Command(name=name, id=cid, issued_at=issued, body=body)
+
+    def _forget_before(self, horizon: float) -> None:
+        for old in [k for k, t in self._seen.items() if t < horizon]:
+            del self._seen[old]
+
+
+def reload_request(cmd: Command) -> ReloadRequest | CommandRejected:
+    """The fields of an accepted `offers.reload` command, or why they are unusable."""
+    rules, version = cmd.body.get("rules"), cmd.body.get("version", "")
+    if not isinstance(rules, str) or not isinstance(version, str | int):
+        return CommandRejected("invalid", "offers.reload needs rules (YAML text) and a version",
+                               cmd.id)
+    return ReloadRequest(cmd, str(version), rules)
+
+
+def result_event(name: str, now: float, *, command_id: str | None, ok: bool,
+                 version: str = "", rules: int = 0, errors: tuple[str, ...] = (),
+                 reason: str = "") -> Event:
+    """What goes on `.../commands/{name}/result` (the shell publishes it, QoS 1).
+
+    `errors` are the rules file's messages (file:line key (rule id): message) when a reload was
+    refused; `reason` is a guard rejection code. The old rules keep running unless `ok`.
+    """
+    data: dict[str, Any] = {"command": name, "id": command_id, "ok": ok, "time": now}
+    if version:
+        data["version"] = version
+    if ok:
+        data["rules"] = rules
+    if errors:
+        data["errors"] = list(errors)
+    if reason:
+        data["reason"] = reason
+    return Event(type=RESULT_TYPE if reason == "" else REJECTED_TYPE, time=now, data=data,
+                 subject=command_id, topic_suffix=f"commands/{name}/result")
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    if len(raw) > _MAX_PAYLOAD:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def reload_offers(engine: OfferEngine, text: str, *, source: str, zones: Collection[str] | None,
+                  now: float, command_id: str | None = None,
+                  version: str = "") -> tuple[bool, Event]:
+    """Validate a whole rules text and swap it into `engine` only if it has no error.
+
+    Used for SIGHUP (command_id None, the file's text) and for `offers.reload` commands.
+    Returns (swapped, the result event); on failure the engine keeps its old rules.
+    """
+    try:
+        rules = parse_rules(text, source, zones=zones)
+    except (ConfigError, ConfigErrors) as exc:
+        errs = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+        return False, result_event(OFFERS_RELOAD, now, command_id=command_id, ok=False,
+                                   version=version, errors=tuple(str(e) for e in errs))
+    engine.replace_rules(rules)
+    return True, result_event(OFFERS_RELOAD, now, command_id=command_id, ok=True,
+                              version=version or rules.version, rules=len(rules.rules))
