@@ -32,7 +32,8 @@ def free_port() -> int:
 
 
 class LocalBroker:
-    def __init__(self, port: int | None = None, workdir: str | None = None) -> None:
+    def __init__(self, port: int | None = None, workdir: str | None = None, *,
+                 persistent: bool = False) -> None:
         binary = find_mosquitto()
         if binary is None:
             raise GatewayError("mosquitto is not installed (Debian: apt-get install mosquitto)")
@@ -43,8 +44,14 @@ class LocalBroker:
         self.dir = Path(workdir or (self._tmp.name if self._tmp else "."))
         self.conf = self.dir / "mosquitto.conf"
         self.log = self.dir / "mosquitto.log"
+        # Persistence keeps subscribers' sessions across a restart (fault tests need that).
+        persistence = (f"persistence true\npersistence_location {self.dir}/\n" if persistent
+                       else "persistence false\n")
+        # As root, mosquitto drops to the `mosquitto` user, which cannot write our private
+        # temporary directory; keep the caller's identity instead.
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             f"persistence false\nlog_dest file {self.log}\n")
+                             f"{user}{persistence}log_dest file {self.log}\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

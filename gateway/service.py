@@ -214,7 +214,14 @@ class Service:
     async def _consume(self, pipeline: Pipeline, writer: _Writer) -> None:
         obs_out = self.opts.observations_out
         while True:
-            batch = await self.channel.get_batch()
+            if writer.pending:  # never leave messages uncommitted while input is quiet
+                try:
+                    batch = await asyncio.wait_for(self.channel.get_batch(), writer.interval)
+                except TimeoutError:
+                    await writer.flush()
+                    continue
+            else:
+                batch = await self.channel.get_batch()
             if not batch:
                 break
             pipeline.shell = self.shell_stats()

@@ -14,12 +14,15 @@ import paho.mqtt.client as mqtt
 class Collector:
     """Subscribes to a topic filter and records (topic, payload, retain) as they arrive."""
 
-    def __init__(self, host: str, port: int, topic: str) -> None:
+    def __init__(self, host: str, port: int, topic: str, *, persistent: bool = False) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
+        # A persistent session (clean_session False) makes the broker queue QoS 1 messages for
+        # this subscriber while it is disconnected, e.g. across a broker restart.
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"test-{uuid.uuid4().hex[:8]}")
+                                  client_id=f"test-{uuid.uuid4().hex[:8]}",
+                                  clean_session=not persistent)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
