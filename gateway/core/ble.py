@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.core import ble_apple, ble_beacons, ble_vendors
-from gateway.core.ble_types import EMPTY, Advert, Decoded, uuid16, uuid32, uuid128
+from gateway.core.ble_types import EMPTY, Advert, Decoded, advert, uuid16, uuid32, uuid128
 from gateway.core.model import AddressKind, Radio, Rejection, Sighting
 
 __all__ = [
@@ -120,7 +120,10 @@ def _walk(acc: _Acc, buf: bytes) -> bool:
         if end > n:
             return False
         t = buf[off + 1]
-        if t and length > 1:
+        if t == _MANUFACTURER:  # the common case first; flags (0x01) are skipped
+            if length > 2:
+                acc.mfr[buf[off + 2] | buf[off + 3] << 8] = buf[off + 4 : end]
+        elif t > 1 and length > 1:
             _structure(acc, t, buf[off + 2 : end])
         off = end
     return True
@@ -131,13 +134,7 @@ def _parse(data: bytes, scan_response: bytes) -> Advert | Rejection:
     acc = _Acc()
     if not _walk(acc, data) or not _walk(acc, scan_response):
         return REJECT_OVERRUN
-    return Advert(
-        local_name=acc.name,
-        manufacturer_data=acc.mfr or EMPTY,
-        service_data=acc.svc or EMPTY,
-        service_uuids=tuple(acc.uuids),
-        tx_power=acc.tx,
-    )
+    return advert(acc.name, acc.mfr or EMPTY, acc.svc or EMPTY, tuple(acc.uuids), acc.tx)
 
 
 def parse_ad(data: bytes, scan_response: bytes = b"") -> Advert | Rejection:
@@ -168,16 +165,18 @@ _ADVERT = (Decoded("advert", EMPTY),)
 
 def _manufacturer(company: int, payload: bytes, out: list[Decoded]) -> None:
     try:
-        found: tuple[Decoded, ...] | Decoded | str | None = ble_beacons.altbeacon(payload)
-        if found is None:
+        found: tuple[Decoded, ...] | Decoded | str | None = None
+        if payload[:2] == ble_beacons.ALTBEACON_CODE:  # any company may carry an AltBeacon
+            found = ble_beacons.altbeacon(payload)
+        else:
             special = _MFR.get(company)
             found = special(payload) if special is not None else None
     except (IndexError, ValueError, TypeError):  # defence in depth: decoders check bounds
         found = "decoder_error"
-    if isinstance(found, Decoded):
-        out.append(found)
-    elif isinstance(found, tuple) and found:
+    if type(found) is tuple and found:
         out.extend(found)
+    elif type(found) is Decoded:
+        out.append(found)
     else:
         out.append(ble_vendors.generic(company, found if isinstance(found, str) else None))
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.core.ble_beacons import ibeacon_body
-from gateway.core.ble_types import Decoded
+from gateway.core.ble_types import Decoded, decoded
 
 NAMES = {
     0x01: "overflow",
@@ -167,13 +167,8 @@ _DETAIL: dict[int, Callable[[_Msg, bytes], str | None]] = {
 }
 
 
-def _message(t: int, body: bytes, truncated: bool) -> tuple[_Msg, str | None]:
-    msg: _Msg = {"type": t, "name": NAMES.get(t, f"0x{t:02x}")}
-    if truncated:
-        msg["truncated"] = True
-        return msg, None
-    detail = _DETAIL.get(t)
-    return msg, (detail(msg, body) if detail is not None else None)
+# Name of every type byte, precomputed so the hot loop formats nothing.
+_NAME = tuple(NAMES.get(t, f"0x{t:02x}") for t in range(256))
 
 
 def decode_apple(payload: bytes) -> tuple[Decoded, ...] | str | None:
@@ -202,11 +197,14 @@ def decode_apple(payload: bytes) -> tuple[Decoded, ...] | str | None:
             if isinstance(beacon, Decoded):
                 out.append(beacon)
                 continue
-        msg, cls = _message(t, body, truncated)
+        msg: _Msg = {"type": t, "name": _NAME[t]}
         messages.append(msg)
-        device_class = device_class or cls
         if truncated:
+            msg["truncated"] = True
             break
+        detail = _DETAIL.get(t)
+        if detail is not None:
+            device_class = detail(msg, body) or device_class
     if messages:
-        out.append(Decoded("apple", {"messages": messages, "device_class": device_class}))
+        out.append(decoded("apple", {"messages": messages, "device_class": device_class}))
     return tuple(out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 
-from gateway.core.ble_types import Decoded, uuid_be
+from gateway.core.ble_types import Decoded, decoded, uuid_be
 
 _IBEACON = struct.Struct(">16sHHb")  # proximity uuid, major, minor, measured power at 1 m
 _ALTBEACON = struct.Struct(">20sb")  # beacon id, reference rssi
@@ -31,7 +31,7 @@ def ibeacon_body(body: bytes) -> Decoded | str:
         return "ibeacon_truncated"
     raw, major, minor, power = _IBEACON.unpack_from(body)
     uuid = uuid_be(raw)
-    return Decoded(
+    return decoded(
         "ibeacon",
         {"uuid": uuid, "major": major, "minor": minor, "power": power},
         (f"ibeacon:{uuid}/{major}/{minor}",),
@@ -51,7 +51,7 @@ def altbeacon(payload: bytes) -> Decoded | str | None:
     beacon_id, power = _ALTBEACON.unpack_from(payload, 2)
     reserved = payload[23] if len(payload) > 23 else 0
     ident = beacon_id.hex()
-    return Decoded(
+    return decoded(
         "altbeacon",
         {"id": ident, "power": power, "reserved": reserved},
         (f"altbeacon:{ident}",),
@@ -78,7 +78,7 @@ def eddystone_uid(data: bytes) -> Decoded | str:
         return "eddystone_uid_truncated"
     ns = data[2:12].hex()
     inst = data[12:18].hex()
-    return Decoded(
+    return decoded(
         "eddystone_uid",
         {"namespace": ns, "instance": inst, "tx_power": _signed(data[1])},
         (f"eddystone_uid:{ns}/{inst}",),
@@ -96,7 +96,7 @@ def eddystone_url(data: bytes) -> Decoded | str:
         if piece is None:
             return "eddystone_url_bad_char"
         parts.append(piece)
-    return Decoded("eddystone_url", {"url": "".join(parts), "tx_power": _signed(data[1])})
+    return decoded("eddystone_url", {"url": "".join(parts), "tx_power": _signed(data[1])})
 
 
 def eddystone_tlm(data: bytes) -> Decoded | str:
@@ -106,7 +106,7 @@ def eddystone_tlm(data: bytes) -> Decoded | str:
     if version == 0x01:  # encrypted TLM: 12-byte ETLM, 16-bit salt, 16-bit MIC
         if len(data) < 18:
             return "eddystone_tlm_truncated"
-        return Decoded(
+        return decoded(
             "eddystone_tlm",
             {
                 "encrypted": True,
@@ -120,7 +120,7 @@ def eddystone_tlm(data: bytes) -> Decoded | str:
     if len(data) < 14:
         return "eddystone_tlm_truncated"
     battery, temp, count, tenths = _TLM.unpack_from(data, 2)
-    return Decoded(
+    return decoded(
         "eddystone_tlm",
         {
             "battery_mv": battery or None,
@@ -135,7 +135,7 @@ def eddystone_eid(data: bytes) -> Decoded | str:
     if len(data) < 10:
         return "eddystone_eid_truncated"
     eid = data[2:10].hex()
-    return Decoded(
+    return decoded(
         "eddystone_eid", {"eid": eid, "tx_power": _signed(data[1])}, (f"eddystone_eid:{eid}",)
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from gateway.core.ble_types import Decoded
+from gateway.core.ble_types import Decoded, decoded
 
 MICROSOFT = 0x0006
 SAMSUNG = 0x0075
@@ -56,13 +56,13 @@ _GENERIC: dict[int, Decoded] = {}
 def generic(company_id: int, malformed: str | None = None) -> Decoded:
     """The fallback for any manufacturer data (memoised per company when well-formed)."""
     if malformed is not None:
-        return Decoded(
+        return decoded(
             "manufacturer",
             {"company_id": company_id, "company": company_name(company_id), "malformed": malformed},
         )
     found = _GENERIC.get(company_id)
     if found is None:
-        found = Decoded(
+        found = decoded(
             "manufacturer", {"company_id": company_id, "company": company_name(company_id)}
         )
         if len(_GENERIC) < 65536:
@@ -74,7 +74,7 @@ def _cdp(payload: bytes) -> Decoded | str:
     if len(payload) < 4:
         return "microsoft_cdp_truncated"
     device_type = payload[1] & 0x1F
-    return Decoded(
+    return decoded(
         "microsoft_cdp",
         {
             "device_type": device_type,
@@ -98,7 +98,7 @@ def _swift_pair(payload: bytes) -> Decoded | str:
     name = None
     if start is not None and len(payload) > start:
         name = payload[start:].rstrip(b"\x00").decode("utf-8", "replace") or None
-    return Decoded("swift_pair", {"sub_scenario": sub, "display_name": name})
+    return decoded("swift_pair", {"sub_scenario": sub, "display_name": name})
 
 
 def microsoft(payload: bytes) -> Decoded | str | None:
@@ -116,7 +116,7 @@ def samsung(payload: bytes) -> Decoded | None:
     """Company 0x0075: Samsung's payloads are undocumented; report the leading type bytes."""
     if not payload:
         return None
-    return Decoded(
+    return decoded(
         "samsung",
         {
             "company_id": SAMSUNG,
@@ -131,7 +131,7 @@ def exposure_notification(data: bytes) -> Decoded | str:
     """Service data 0xFD6F: 16-byte rolling proximity identifier + 4-byte encrypted metadata."""
     if len(data) < 20:
         return "exposure_notification_truncated"
-    return Decoded("exposure_notification", {"rpi": data[:16].hex(), "aem": data[16:20].hex()})
+    return decoded("exposure_notification", {"rpi": data[:16].hex(), "aem": data[16:20].hex()})
 
 
 def fast_pair(data: bytes) -> Decoded | str:
@@ -139,5 +139,5 @@ def fast_pair(data: bytes) -> Decoded | str:
     if not data:
         return "fast_pair_empty"
     if len(data) == 3:
-        return Decoded("fast_pair", {"model_id": data.hex(), "discoverable": True})
-    return Decoded("fast_pair", {"model_id": None, "discoverable": False})
+        return decoded("fast_pair", {"model_id": data.hex(), "discoverable": True})
+    return decoded("fast_pair", {"model_id": None, "discoverable": False})

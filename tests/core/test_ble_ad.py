@@ -95,3 +95,10 @@ def test_not_bytes_is_rejected() -> None:
 )
 def test_address_kind(address: str, address_type: str, kind: AddressKind) -> None:
     assert address_kind(bytes.fromhex(address), address_type) is kind
+
+
+def test_fast_constructors_build_the_same_values() -> None:
+    from gateway.core.ble_types import Decoded, advert, decoded
+
+    assert decoded("ibeacon", {"major": 1}, ("h",)) == Decoded("ibeacon", {"major": 1}, ("h",))
+    assert advert("n", {1: b"x"}, {}, ("u",), -3) == Advert("n", {1: b"x"}, {}, ("u",), -3)
