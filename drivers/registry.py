@@ -38,9 +38,9 @@ def create(settings: DriverSettings) -> Driver:
                                  parse_duration(o.get("dwell", 0.25)) or 0.25, sensor=sensor)
     if settings.type == "ble_bleak":
         from drivers.ble_bleak import BleakDriver
+        watchdog = parse_duration(o.get("watchdog", 90.0)) or 90.0
         return BleakDriver(name, adapter=str(o.get("adapter", "hci0")),
-                           mode=str(o.get("mode", "active")),
-                           watchdog_s=parse_duration(o.get("watchdog", 90.0)) or 90.0, sensor=sensor)
+                           mode=str(o.get("mode", "active")), watchdog_s=watchdog, sensor=sensor)
     if settings.type == "fake":
         from drivers.fake import FakeDriver
         return FakeDriver(name)

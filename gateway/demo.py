@@ -40,11 +40,12 @@ def demo_captures() -> list[str]:
 class _Subscriber:
     def __init__(self, host: str, port: int, topic: str, quiet: bool) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
         self.quiet = quiet
         self.received: dict[str, str] = {}
         self.lock = threading.Lock()
         self.ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"demo-sub-{int(time.time())}",
                                   protocol=mqtt.MQTTv5)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)

@@ -166,8 +166,8 @@ class Service:
             consumer = tg.create_task(self._consume(pipeline, writer), name="consumer")
             ticker = (None if self.opts.replay else
                       tg.create_task(self._ticker(pipeline, writer), name="ticker"))
-            all_done = asyncio.gather(*driver_tasks, return_exceptions=True)
-            stop = asyncio.ensure_future(self.stop_event.wait())
+            all_done: asyncio.Future[Any] = asyncio.gather(*driver_tasks, return_exceptions=True)
+            stop: asyncio.Future[Any] = tg.create_task(self.stop_event.wait(), name="stop")
             await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
             for t in driver_tasks:
                 t.cancel()

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 class Collector:
@@ -20,7 +21,7 @@ class Collector:
         self._subscribed = threading.Event()
         # A persistent session (clean_session False) makes the broker queue QoS 1 messages for
         # this subscriber while it is disconnected, e.g. across a broker restart.
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"test-{uuid.uuid4().hex[:8]}",
                                   clean_session=not persistent)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+
 class _Empty(Mapping[str, Any]):
     """An immutable, hashable empty mapping: a safe shared default for `fields`."""
 
