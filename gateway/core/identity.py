@@ -286,9 +286,15 @@ class IdentityIndex:
     def entries(self) -> list[Entry]:
         return list(self._entries.values())
 
+    def of_customer(self, customer_id: str) -> list[Entry]:
+        return [e for i in self._customers.get(customer_id, ()) if (e := self._entries.get(i))]
+
     def replace(self, entries: Iterable[Entry]) -> None:
         """Swap the whole registry (start, snapshot, reload). Caches are rebuilt from scratch."""
         self._entries = {e.entry_id: e for e in entries}
+        self._customers: dict[str, list[str]] = {}
+        for e in self._entries.values():
+            self._customers.setdefault(e.customer_id, []).append(e.entry_id)
         self._by_hash: dict[str, str] = {}
         self._irk = IrkResolver()
         self._app = AppTokenResolver(self._app_window_s, self._app_tolerance)

@@ -28,7 +28,7 @@ from bisect import bisect_right, insort
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from gateway.core.identity import Entry, Scope
+from gateway.core.identity import Entry, IdentityIndex, Scope
 from gateway.core.model import Event, Observation
 
 LINKED = "presence.identity.linked"
@@ -215,3 +215,35 @@ class Linker:
 
     def _remember(self, r: VisitRecord) -> None:
         insort(self._history.setdefault(r.customer_id, []), r.ts)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    consent: frozenset[str]
+    segments: Mapping[str, str]
+
+
+class IdentityContext:
+    """What the offer engine asks (its `OfferContext`): consent, segments and visit counts.
+
+    A customer with several entries gets the scopes ALL of them grant (fail closed when the
+    central system disagrees with itself) and the segments of all (first entry id wins).
+    """
+
+    def __init__(self, index: IdentityIndex, linker: Linker) -> None:
+        self._index = index
+        self._linker = linker
+
+    def customer(self, customer_id: str) -> CustomerView | None:
+        entries = sorted(self._index.of_customer(customer_id), key=lambda e: e.entry_id)
+        if not entries:
+            return None
+        consent = frozenset.intersection(*(e.consent for e in entries))
+        segments: dict[str, str] = {}
+        for e in entries:
+            for k, v in e.segments.items():
+                segments.setdefault(k, v)
+        return CustomerView(consent, segments)
+
+    def visits_in_last(self, customer_id: str, days: float, now: float) -> int:
+        return self._linker.visits_in_last(customer_id, days, now)
