@@ -22,7 +22,7 @@ from typing import Protocol
 
 import aiosqlite
 
-from gateway.core.offers import LedgerEntry
+from gateway.core.offer_ledger import LedgerEntry
 
 TABLE = "offer_ledger"
 _SCHEMA = (

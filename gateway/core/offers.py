@@ -25,14 +25,15 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
-from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from gateway.core.model import Event
+from gateway.core.offer_ledger import Ledger
+from gateway.core.offer_ledger import LedgerEntry as LedgerEntry  # re-exported: part of the API
 from gateway.core.rules import DAY_NAMES, REQUIRED_CONSENT, Limits, OfferRule, RuleSet
 
 OFFER_TYPE = "presence.offer.triggered"
@@ -48,81 +49,66 @@ LINKED = "presence.identity.linked"
 _VISIT_TYPES = frozenset({V_STARTED, V_ENDED, Z_ENTERED, Z_DWELL, Z_EXITED, LINKED})
 
 
-class CustomerView(Protocol):
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The customer a visit is linked to, with consent and segments from the current entry."""
+
+    customer_id: str
+    consent: frozenset[str]
+    segments: Mapping[str, str]
+
+
+class OfferContext(Protocol):
+    """What the engine asks identity (issue 6), answered from memory.
+
+    `profile(visit_id, customer_id)`: the linked customer of an open visit (`customer_id` is
+    the one the event carried, if any), or None. Consent is read at every decision, so a
+    withdrawal takes effect on the next state change.
+    """
+
+    def profile(self, visit_id: str, customer_id: str | None) -> Profile | None: ...
+    def visits_in_last(self, customer_id: str, days: float, now: float) -> int: ...
+
+
+class _Link(Protocol):
+    @property
+    def entry_id(self) -> str: ...
+    @property
+    def customer_id(self) -> str: ...
+
+
+class _Linker(Protocol):
+    def link_for(self, visit_id: str) -> _Link | None: ...
+    def visits_in_last(self, customer_id: str, days: float, now: float) -> int: ...
+
+
+class _Entry(Protocol):
+    @property
+    def customer_id(self) -> str: ...
     @property
     def consent(self) -> frozenset[str]: ...
     @property
     def segments(self) -> Mapping[str, str]: ...
 
 
-class OfferContext(Protocol):
-    """What the engine asks the identity registry (issue 6), answered from memory."""
+class LinkedContext:
+    """`OfferContext` over identity's Linker (`link_for`, `visits_in_last`) and the registry
+    index's entry lookup (`IdentityIndex.get`). The link names the entry whose consent counts,
+    whatever scopes let the customer id appear on events."""
 
-    def customer(self, customer_id: str) -> CustomerView | None: ...
-    def visits_in_last(self, customer_id: str, days: float, now: float) -> int: ...
+    def __init__(self, linker: _Linker, entry: Callable[[str], _Entry | None]) -> None:
+        self._linker = linker
+        self._entry = entry
 
+    def profile(self, visit_id: str, customer_id: str | None) -> Profile | None:
+        link = self._linker.link_for(visit_id)
+        entry = self._entry(link.entry_id) if link is not None else None
+        if link is None or entry is None or entry.customer_id != link.customer_id:
+            return None
+        return Profile(entry.customer_id, entry.consent, entry.segments)
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """One firing, as persisted in the `offer_ledger` table."""
-
-    ts: float
-    offer_id: str
-    customer_id: str
-    visit_id: str
-
-
-class Ledger:
-    """Firing times indexed for cap checks; lists stay sorted because time only moves on."""
-
-    def __init__(self) -> None:
-        self.pair: dict[tuple[str, str], list[float]] = {}   # (customer, offer)
-        self.customer: dict[str, list[float]] = {}
-        self.offer: dict[str, list[float]] = {}
-        self.store: list[float] = []
-        self.visit: dict[str, list[float]] = {}
-        self.pending: list[LedgerEntry] = []
-        self.size = 0
-
-    def add(self, e: LedgerEntry, *, new: bool = True) -> None:
-        for seq in (self.pair.setdefault((e.customer_id, e.offer_id), []),
-                    self.customer.setdefault(e.customer_id, []),
-                    self.offer.setdefault(e.offer_id, []), self.visit.setdefault(e.visit_id, []),
-                    self.store):
-            if seq and seq[-1] > e.ts:
-                seq.insert(bisect_left(seq, e.ts), e.ts)   # loaded rows may come unordered
-            else:
-                seq.append(e.ts)
-        self.size += 1
-        if new:
-            self.pending.append(e)
-
-    def prune(self, before: float) -> None:
-        """Forget firing times older than `before` (the longest window in use)."""
-        indexes: tuple[dict[Any, list[float]], ...] = (self.pair, self.customer, self.offer,
-                                                       self.visit)
-        for index in indexes:
-            for key in [k for k, v in index.items() if v[-1] < before]:
-                del index[key]
-            for v in index.values():
-                del v[:bisect_left(v, before)]
-        del self.store[:bisect_left(self.store, before)]
-        self.size = len(self.store)
-
-    def forget(self, customer_id: str) -> None:
-        """Erasure: drop what names the customer (store-wide counts keep their times)."""
-        self.customer.pop(customer_id, None)
-        for key in [k for k in self.pair if k[0] == customer_id]:
-            del self.pair[key]
-        self.pending = [e for e in self.pending if e.customer_id != customer_id]
-
-    @staticmethod
-    def count(seq: list[float] | None, since: float) -> int:
-        return len(seq) - bisect_left(seq, since) if seq else 0
-
-    @staticmethod
-    def last(seq: list[float] | None) -> float | None:
-        return seq[-1] if seq else None
+    def visits_in_last(self, customer_id: str, days: float, now: float) -> int:
+        return self._linker.visits_in_last(customer_id, days, now)
 
 
 @dataclass(slots=True)
@@ -212,11 +198,13 @@ class OfferEngine:
             if len(self._visits) >= MAX_OPEN_VISITS:   # a lost visit.ended must not leak
                 del self._visits[next(iter(self._visits))]
             visit = self._visits[vid] = _Visit(vid)
-        cid = data.get("customer_id")
-        if cid and visit.customer is None:
-            visit.customer = str(cid)
-            for stay in list(visit.stays.values()):   # linked now: catch up on its stays
-                self._evaluate(visit, stay, ev.time, "linked", out)
+        if visit.customer is None and self.context is not None:
+            cid = data.get("customer_id")
+            prof = self.context.profile(vid, cid if isinstance(cid, str) else None)
+            if prof is not None:
+                visit.customer = prof.customer_id
+                for stay in list(visit.stays.values()):   # linked now: catch up on its stays
+                    self._evaluate(visit, stay, ev.time, "linked", out)
         zone = data.get("zone")
         if not isinstance(zone, str):
             return
@@ -242,7 +230,8 @@ class OfferEngine:
         dwell = stay.dwell
         cid = visit.customer
         assert cid is not None
-        view = self.context.customer(cid) if self.context is not None else None
+        ctx = self.context
+        view = ctx.profile(visit.visit_id, cid) if ctx is not None else None
         local = dt.datetime.fromtimestamp(at, self.tz)
         for rule in self._for_zone(stay.zone):
             if rule.when.dwell_s > dwell + _EPS or rule.id in stay.done:
@@ -261,7 +250,7 @@ class OfferEngine:
             reason.update(trigger=trigger, zone=stay.zone, dwell_s=round(dwell, 1))
             out.append(self._fire(rule, visit, stay.zone, at, reason))
 
-    def _conditions(self, rule: OfferRule, view: CustomerView | None, cid: str,
+    def _conditions(self, rule: OfferRule, view: Profile | None, cid: str,
                     local: dt.datetime, at: float) -> dict[str, Any] | str:
         """The matched conditions, or the name of the first one that failed."""
         w = rule.when
