@@ -1,0 +1,225 @@
+"""Live BLE scanning with bleak (BlueZ on the Pi): callback -> core.ble -> sink.offer.
+
+Invariants:
+- The detection callback never blocks and never raises: it turns bleak's (BLEDevice,
+  AdvertisementData) into sightings with the pure `sightings_from_bleak` and `sink.offer`s them
+  (the sink drops the oldest and counts when full). Raw addresses go only to the sink.
+- Passive mode registers HA's match-everything or-patterns (AD type Flags = 0x02, 0x06, 0x1a);
+  adverts without a Flags structure are not seen in passive mode. If BlueZ cannot do passive
+  scanning the driver logs a warning and falls back to active scanning for good.
+- Watchdog: when no advert arrived for `watchdog_s` (default 90 s, as habluetooth) the scanner is
+  stopped and started again (BlueZ discovery can stall silently, bluez/bluez#1554).
+- Start failures are mapped to stable reasons (`map_bleak_error`). Transient ones (adapter
+  missing or not ready, BlueZ not running, timeouts) are retried with exponential backoff, so a
+  replugged dongle or a restarted bluetoothd is picked up; after `max_failures` consecutive
+  failures, or at once for `dbus_permission`, `DriverError(name, reason)` goes to the supervisor.
+- We never touch BlueZ's TemporaryTimeout: BlueZ and bleak drop stale Device1 objects (default
+  30 s), which keeps memory bounded under resolvable-private-address churn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from bleak import BleakScanner
+from bleak.args.bluez import BlueZScannerArgs, OrPattern, OrPatternLike
+from bleak.assigned_numbers import AdvertisementDataType
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError, BleakError
+
+from drivers.base import Sink
+from gateway.core.ble import to_sightings
+from gateway.core.ble_types import Advert
+from gateway.core.model import Radio, Rejection, Sighting
+from gateway.core.privacy import parse_mac
+from gateway.errors import DriverError
+
+log = logging.getLogger(__name__)
+
+PASSIVE_OR_PATTERNS: list[OrPatternLike] = [OrPattern(0, AdvertisementDataType.FLAGS, bytes([v]))
+                       for v in (0x02, 0x06, 0x1A)]
+FATAL_REASONS = frozenset({"dbus_permission"})
+_BAD_ADDRESS = Rejection(Radio.BLE, "bleak_bad_address")
+DetectionCallback = Callable[[BLEDevice, AdvertisementData], None]
+
+
+class Scanner(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+ScannerFactory = Callable[[DetectionCallback, str, str], Scanner]
+
+
+def bleak_scanner_factory(callback: DetectionCallback, mode: str, adapter: str) -> Scanner:
+    """The real BleakScanner on `adapter` ("hci0"), active or passive (with or-patterns)."""
+    args = BlueZScannerArgs(adapter=adapter)
+    if mode == "passive":
+        args["or_patterns"] = PASSIVE_OR_PATTERNS
+        return BleakScanner(callback, scanning_mode="passive", bluez=args)
+    return BleakScanner(callback, scanning_mode="active", bluez=args)
+
+
+def _address_type(device: BLEDevice, adv: AdvertisementData) -> str:
+    """BlueZ's Device1.AddressType from platform_data or details; "unknown" elsewhere."""
+    pd = adv.platform_data
+    props: Any = pd[1] if isinstance(pd, tuple) and len(pd) > 1 else None
+    if not isinstance(props, dict):
+        details = device.details
+        props = details.get("props") if isinstance(details, dict) else None
+    kind = props.get("AddressType") if isinstance(props, dict) else None
+    return kind if kind in ("public", "random") else "unknown"
+
+
+def sightings_from_bleak(device: BLEDevice, adv: AdvertisementData, ts: float,
+                         sensor: str = "") -> list[Sighting]:
+    """bleak's callback values -> sightings ([] when the address is not a MAC, e.g. macOS)."""
+    address = parse_mac(device.address)
+    if address is None:
+        return []
+    advert = Advert(local_name=adv.local_name, manufacturer_data=adv.manufacturer_data,
+                    service_data=adv.service_data, service_uuids=tuple(adv.service_uuids),
+                    tx_power=adv.tx_power)
+    rssi = adv.rssi if adv.rssi is not None and -127 < adv.rssi < 127 else None
+    return to_sightings(ts, address, _address_type(device, adv), rssi, advert, sensor=sensor)
+
+
+_DBUS_REASONS = {
+    "org.freedesktop.DBus.Error.ServiceUnknown": "bluez_not_running",
+    "org.freedesktop.DBus.Error.NameHasNoOwner": "bluez_not_running",
+    "org.freedesktop.DBus.Error.AccessDenied": "dbus_permission",
+    "org.freedesktop.DBus.Error.AuthFailed": "dbus_permission",
+    "org.bluez.Error.NotAuthorized": "dbus_permission",
+    "org.freedesktop.DBus.Error.UnknownObject": "no_adapter",
+    "org.bluez.Error.NotReady": "adapter_not_ready",
+    "org.bluez.Error.InProgress": "adapter_busy",
+    "org.bluez.Error.Failed": "adapter_failed",
+}
+
+
+def map_bleak_error(exc: BaseException) -> tuple[str, str]:
+    """A start/stop failure -> (stable reason, short detail for the installer)."""
+    text = str(exc)
+    if isinstance(exc, BleakDBusError):
+        reason = _DBUS_REASONS.get(exc.dbus_error, "scanner_failed")
+        return reason, exc.dbus_error
+    if isinstance(exc, BleakBluetoothNotAvailableError):
+        name = exc.reason.name
+        if name.startswith("DENIED"):
+            return "dbus_permission", "not allowed to use org.bluez (add the user to 'bluetooth')"
+        if name == "POWERED_OFF":
+            return "adapter_powered_off", "adapter is powered off (bluetoothctl power on)"
+        return "no_adapter", text
+    if isinstance(exc, BleakError):
+        if "passive scanning" in text:
+            return "passive_unsupported", text
+        if "not found" in text and "adapter" in text:
+            return "no_adapter", text
+        return "scanner_failed", text
+    if isinstance(exc, PermissionError):
+        return "dbus_permission", text
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        return "bluez_not_running", "system D-Bus socket unavailable: " + text
+    if isinstance(exc, TimeoutError):
+        return "start_timeout", "scanner did not start in time"
+    return "scanner_failed", f"{type(exc).__name__}: {text}"
+
+
+class BleakDriver:
+    """The live BLE driver; runs until cancelled (see module docstring for its guarantees)."""
+
+    def __init__(self, name: str, *, adapter: str = "hci0", mode: str = "active",
+                 watchdog_s: float = 90.0, sensor: str = "",
+                 scanner_factory: ScannerFactory = bleak_scanner_factory,
+                 clock: Callable[[], float] = time.time, start_timeout_s: float = 15.0,
+                 backoff_s: float = 1.0, max_backoff_s: float = 60.0,
+                 max_failures: int = 6) -> None:
+        if mode not in ("active", "passive"):
+            raise DriverError(name, "bad_mode", f"scanning mode {mode!r}: active or passive")
+        self.name, self.adapter, self.mode, self.sensor = name, adapter, mode, sensor
+        self.watchdog_s = watchdog_s
+        self.check_s = min(30.0, watchdog_s / 3)
+        self.scanner_factory = scanner_factory
+        self.clock = clock
+        self.start_timeout_s = start_timeout_s
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.max_failures = max_failures
+        self.adverts = 0
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._last_advert = 0.0
+        self._sink: Sink | None = None
+
+    def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        self._last_advert = time.monotonic()
+        self.adverts += 1
+        out = sightings_from_bleak(device, adv, self.clock(), self.sensor)
+        if not out:
+            sink.reject(_BAD_ADDRESS)
+        for s in out:
+            sink.offer(s)
+
+    async def run(self, sink: Sink) -> None:
+        self._sink = sink
+        failures = 0
+        try:
+            while True:
+                scanner = self.scanner_factory(self._on_advert, self.mode, self.adapter)
+                try:
+                    async with asyncio.timeout(self.start_timeout_s):
+                        await scanner.start()
+                except Exception as exc:  # foreign errors are translated right here
+                    failures = await self._failed(exc, failures)
+                    continue
+                failures = 0
+                log.info("ble scanner %s started on %s (%s)", self.name, self.adapter, self.mode)
+                try:
+                    await self._watch()
+                finally:
+                    await self._stop(scanner)
+                self.restarts += 1
+        finally:
+            self._sink = None
+
+    async def _failed(self, exc: Exception, failures: int) -> int:
+        reason, detail = map_bleak_error(exc)
+        self.last_error = reason
+        if reason == "passive_unsupported" and self.mode == "passive":
+            log.warning("ble %s: passive scanning unsupported (%s); falling back to active",
+                        self.name, detail)
+            self.mode = "active"
+            return failures
+        failures += 1
+        if reason in FATAL_REASONS or failures >= self.max_failures:
+            raise DriverError(self.name, reason, detail) from None
+        delay = min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1))
+        log.warning("ble %s: scanner start failed: %s (%s); retry in %.0f s",
+                    self.name, reason, detail, delay)
+        await asyncio.sleep(delay)
+        return failures
+
+    async def _watch(self) -> None:
+        """Returns when the scanner has been silent for watchdog_s (the caller restarts it)."""
+        self._last_advert = time.monotonic()
+        while True:
+            await asyncio.sleep(self.check_s)
+            if time.monotonic() - self._last_advert > self.watchdog_s:
+                log.warning("ble %s: no advert for %.0f s; restarting the scanner",
+                            self.name, self.watchdog_s)
+                return
+
+    async def _stop(self, scanner: Scanner) -> None:
+        # Best effort: the adapter may be gone already; a failed stop must not hide the cause.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.start_timeout_s):
+                await scanner.stop()

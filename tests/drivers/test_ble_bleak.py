@@ -1,0 +1,230 @@
+"""Live BLE driver: bleak's REAL AdvertisementData/BLEDevice/exception types, a fake radio only.
+
+The radio cannot exist here, so `FakeScanner` stands in for BleakScanner (start/stop, and the
+detection callback the driver hands it). Everything else is the real code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import pytest
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import (
+    BleakBluetoothNotAvailableError,
+    BleakBluetoothNotAvailableReason,
+    BleakDBusError,
+    BleakError,
+)
+
+from drivers.ble_bleak import (
+    PASSIVE_OR_PATTERNS,
+    BleakDriver,
+    DetectionCallback,
+    Scanner,
+    ScannerFactory,
+    bleak_scanner_factory,
+    map_bleak_error,
+    sightings_from_bleak,
+)
+from gateway.core.model import AddressKind, Radio, Rejection, Sighting
+from gateway.errors import DriverError
+
+IBEACON = bytes.fromhex("0215414243444546474849404142434445460001" "0002c5")
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.sightings: list[Sighting] = []
+        self.rejections: Counter[str] = Counter()
+
+    def offer(self, sighting: Sighting) -> None:
+        self.sightings.append(sighting)
+
+    async def put_many(self, sightings: Iterable[Sighting]) -> None:
+        self.sightings.extend(sightings)
+
+    def reject(self, rejection: Rejection) -> None:
+        self.rejections[rejection.reason] += 1
+
+
+def _adv(rssi: int = -61, props: dict[str, object] | None = None) -> AdvertisementData:
+    return AdvertisementData(
+        local_name="beacon", manufacturer_data={0x004C: IBEACON},
+        service_data={"0000feaa-0000-1000-8000-00805f9b34fb": bytes.fromhex("10f4017777772e")},
+        service_uuids=["0000feaa-0000-1000-8000-00805f9b34fb"], tx_power=-4, rssi=rssi,
+        platform_data=("/org/bluez/hci0/dev_C0_DE_00_00_00_01", props or {}),
+    )
+
+
+def _dev(address: str = "C0:DE:00:00:00:01", details: object = None) -> BLEDevice:
+    return BLEDevice(address, "beacon", details)
+
+
+def test_sightings_field_by_field() -> None:
+    adv = _adv(props={"AddressType": "random", "RSSI": -61})
+    out = sightings_from_bleak(_dev(), adv, 1767225600.5, "door")
+    kinds = {s.kind: s for s in out}
+    ib = kinds["ibeacon"]
+    assert ib.ts == 1767225600.5 and ib.radio == Radio.BLE
+    assert ib.address == bytes.fromhex("c0de00000001")
+    assert ib.address_kind == AddressKind.STATIC  # random, top bits 0b11
+    assert ib.rssi == -61 and ib.channel is None and ib.sensor == "door"
+    assert ib.fields["uuid"] == "41424344-4546-4748-4940-414243444546"
+    assert (ib.fields["major"], ib.fields["minor"], ib.fields["power"]) == (1, 2, -59)
+    assert kinds["eddystone_url"].fields["url"].startswith("https://www.")
+    # Address type from BLEDevice.details when platform_data carries none; else unknown.
+    adv2 = AdvertisementData(None, {}, {}, [], None, -70, ())
+    public = sightings_from_bleak(_dev(details={"props": {"AddressType": "public"}}), adv2, 1.0)
+    assert [s.address_kind for s in public] == [AddressKind.PUBLIC]
+    assert sightings_from_bleak(_dev(), adv2, 1.0)[0].address_kind == AddressKind.UNKNOWN
+    # BlueZ reports -127 when it has no RSSI; macOS-style UUID addresses yield nothing.
+    assert sightings_from_bleak(_dev(), _adv(rssi=-127), 1.0)[0].rssi is None
+    assert sightings_from_bleak(_dev("7A1B2C3D-0000-4000-8000-000000000000"), adv2, 1.0) == []
+
+
+class FakeScanner:
+    """Test double for the radio: records starts/stops, raises bleak's real exceptions."""
+
+    def __init__(self, callback: DetectionCallback, mode: str, adapter: str,
+                 error: BaseException | None = None) -> None:
+        self.callback, self.mode, self.adapter, self.error = callback, mode, adapter, error
+        self.started = self.stopped = False
+
+    async def start(self) -> None:
+        if self.error is not None:
+            raise self.error
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+def _factory(errors: list[BaseException | None]) -> tuple[list[FakeScanner], ScannerFactory]:
+    made: list[FakeScanner] = []
+
+    def make(cb: DetectionCallback, mode: str, adapter: str) -> Scanner:
+        s = FakeScanner(cb, mode, adapter, errors.pop(0) if errors else None)
+        made.append(s)
+        return s
+    return made, make
+
+
+async def _until(cond: Callable[[], object], limit: float = 3.0) -> None:
+    for _ in range(int(limit / 0.005)):  # poll the condition; no timing is asserted
+        if cond():
+            return
+        await asyncio.sleep(0.005)
+
+
+async def test_callback_reaches_sink_and_stop_on_cancel() -> None:
+    made, make = _factory([])
+    sink = ListSink()
+    drv = BleakDriver("ble", adapter="hci1", scanner_factory=make,
+                      clock=lambda: 42.0, sensor="s")
+    task = asyncio.create_task(drv.run(sink))
+    await _until(lambda: made and made[0].started)
+    made[0].callback(_dev(), _adv(props={"AddressType": "random"}))
+    made[0].callback(_dev("not-a-mac"), _adv())
+    assert {s.kind for s in sink.sightings} == {"ibeacon", "eddystone_url"}
+    assert all(s.ts == 42.0 and s.sensor == "s" for s in sink.sightings)
+    assert sink.rejections == {"bleak_bad_address": 1}
+    assert made[0].adapter == "hci1" and made[0].mode == "active"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert made[0].stopped and drv.adverts == 2
+
+
+async def test_watchdog_restarts_silent_scanner() -> None:
+    made, make = _factory([])
+    drv = BleakDriver("ble", watchdog_s=0.03, scanner_factory=make)
+    task = asyncio.create_task(drv.run(ListSink()))
+    await _until(lambda: len(made) >= 3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(made) >= 3 and drv.restarts >= 2
+    assert all(s.stopped for s in made[:-1])  # each silent scanner was stopped before the next
+
+
+async def test_adapter_missing_then_back() -> None:
+    gone = BleakError("adapter 'hci1' not found")
+    made, make = _factory([gone, gone, None])
+    sink = ListSink()
+    drv = BleakDriver("ble", adapter="hci1", scanner_factory=make,
+                      backoff_s=0.001)
+    task = asyncio.create_task(drv.run(sink))
+    await _until(lambda: len(made) == 3 and made[2].started)
+    assert drv.last_error == "no_adapter" and made[2].started
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_adapter_missing_for_good_raises_reason() -> None:
+    errors: list[BaseException | None] = [
+        BleakBluetoothNotAvailableError("No Bluetooth adapters found.",
+                                        BleakBluetoothNotAvailableReason.NO_BLUETOOTH)] * 3
+    _, make = _factory(errors)
+    drv = BleakDriver("ble", scanner_factory=make, backoff_s=0.001,
+                      max_failures=3)
+    with pytest.raises(DriverError) as err:
+        await drv.run(ListSink())
+    assert err.value.reason == "no_adapter" and err.value.driver == "ble"
+
+
+async def test_permission_is_fatal_at_once() -> None:
+    made, make = _factory([BleakDBusError("org.freedesktop.DBus.Error.AccessDenied", [])])
+    with pytest.raises(DriverError) as err:
+        await BleakDriver("ble", scanner_factory=make).run(ListSink())
+    assert err.value.reason == "dbus_permission" and len(made) == 1
+
+
+async def test_passive_unsupported_falls_back_to_active(caplog: pytest.LogCaptureFixture) -> None:
+    msg = ("passive scanning on Linux requires BlueZ >= 5.56 with --experimental enabled and "
+           "Linux kernel >= 5.10")
+    made, make = _factory([BleakError(msg)])
+    drv = BleakDriver("ble", mode="passive", scanner_factory=make)
+    task = asyncio.create_task(drv.run(ListSink()))
+    await _until(lambda: len(made) == 2 and made[1].started)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [s.mode for s in made] == ["passive", "active"] and drv.mode == "active"
+    assert "falling back to active" in caplog.text
+
+
+@pytest.mark.parametrize(("exc", "reason"), [
+    (BleakDBusError("org.freedesktop.DBus.Error.ServiceUnknown", ["bluez"]), "bluez_not_running"),
+    (BleakDBusError("org.bluez.Error.NotReady", []), "adapter_not_ready"),
+    (BleakDBusError("org.bluez.Error.InProgress", []), "adapter_busy"),
+    (BleakBluetoothNotAvailableError("x", BleakBluetoothNotAvailableReason.DENIED_BY_SYSTEM),
+     "dbus_permission"),
+    (BleakBluetoothNotAvailableError("x", BleakBluetoothNotAvailableReason.POWERED_OFF),
+     "adapter_powered_off"),
+    (BleakError("passive scanning mode requires bluez or_patterns"), "passive_unsupported"),
+    (FileNotFoundError(2, "No such file"), "bluez_not_running"),
+    (TimeoutError(), "start_timeout"),
+    (RuntimeError("boom"), "scanner_failed"),
+])
+def test_error_mapping(exc: BaseException, reason: str) -> None:
+    assert map_bleak_error(exc)[0] == reason
+
+
+def test_real_scanner_factory_builds_bleak_scanner() -> None:
+    def cb(d: BLEDevice, a: AdvertisementData) -> None:
+        return None
+    try:
+        passive = bleak_scanner_factory(cb, "passive", "hci7")
+    except BleakError as exc:  # a platform without BlueZ backend support
+        pytest.skip(str(exc))
+    assert type(passive).__name__ == "BleakScanner"
+    # Home Assistant's match-everything patterns: AD type Flags (0x01) = 0x02, 0x06, 0x1a.
+    assert [(p[0], p[1], p[2]) for p in PASSIVE_OR_PATTERNS] == [
+        (0, 0x01, b"\x02"), (0, 0x01, b"\x06"), (0, 0x01, b"\x1a")]
+    with pytest.raises(DriverError):
+        BleakDriver("ble", mode="sideways")
