@@ -30,7 +30,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -146,6 +146,7 @@ class Outbox:
         self.dropped = 0
         self.dropped_total = dropped_total
         self.wakeup = asyncio.Event()
+        self._listeners: list[Callable[[], None]] = []
         self._lock = asyncio.Lock()
         self._closed = False
         if depth:
@@ -238,6 +239,13 @@ class Outbox:
         self.dropped += dropped
         self.dropped_total += dropped
         self.wakeup.set()
+        for listener in self._listeners:
+            listener()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (in the loop) after every committed append: the publisher's wake-up
+        without a second waiter on `wakeup`."""
+        self._listeners.append(listener)
 
     async def _enforce_bounds(self, conn: aiosqlite.Connection, depth: int, now: float) -> int:
         """Drop the oldest rows beyond max_rows or older than max_age_s; returns the count."""
