@@ -49,66 +49,32 @@ LINKED = "presence.identity.linked"
 _VISIT_TYPES = frozenset({V_STARTED, V_ENDED, Z_ENTERED, Z_DWELL, Z_EXITED, LINKED})
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """The customer a visit is linked to, with consent and segments from the current entry."""
-
-    customer_id: str
-    consent: frozenset[str]
-    segments: Mapping[str, str]
-
-
-class OfferContext(Protocol):
-    """What the engine asks identity (issue 6), answered from memory.
-
-    `profile(visit_id, customer_id)`: the linked customer of an open visit (`customer_id` is
-    the one the event carried, if any), or None. Consent is read at every decision, so a
-    withdrawal takes effect on the next state change.
-    """
-
-    def profile(self, visit_id: str, customer_id: str | None) -> Profile | None: ...
-    def visits_in_last(self, customer_id: str, days: float, now: float) -> int: ...
-
-
-class _Link(Protocol):
-    @property
-    def entry_id(self) -> str: ...
-    @property
-    def customer_id(self) -> str: ...
-
-
-class _Linker(Protocol):
-    def link_for(self, visit_id: str) -> _Link | None: ...
-    def visits_in_last(self, customer_id: str, days: float, now: float) -> int: ...
-
-
-class _Entry(Protocol):
-    @property
-    def customer_id(self) -> str: ...
+class CustomerView(Protocol):
     @property
     def consent(self) -> frozenset[str]: ...
     @property
     def segments(self) -> Mapping[str, str]: ...
 
 
-class LinkedContext:
-    """`OfferContext` over identity's Linker (`link_for`, `visits_in_last`) and the registry
-    index's entry lookup (`IdentityIndex.get`). The link names the entry whose consent counts,
-    whatever scopes let the customer id appear on events."""
+class OfferContext(Protocol):
+    """What the engine asks identity (issue 6; `identity_link.IdentityContext` fits).
 
-    def __init__(self, linker: _Linker, entry: Callable[[str], _Entry | None]) -> None:
-        self._linker = linker
-        self._entry = entry
+    Consent is read at every decision, so a withdrawal takes effect on the next state change.
+    """
 
-    def profile(self, visit_id: str, customer_id: str | None) -> Profile | None:
-        link = self._linker.link_for(visit_id)
-        entry = self._entry(link.entry_id) if link is not None else None
-        if link is None or entry is None or entry.customer_id != link.customer_id:
-            return None
-        return Profile(entry.customer_id, entry.consent, entry.segments)
+    def customer(self, customer_id: str) -> CustomerView | None: ...
+    def visits_in_last(self, customer_id: str, days: float, now: float) -> int: ...
 
-    def visits_in_last(self, customer_id: str, days: float, now: float) -> int:
-        return self._linker.visits_in_last(customer_id, days, now)
+
+class _Link(Protocol):
+    @property
+    def customer_id(self) -> str: ...
+
+
+# visit id -> its link (identity's `Linker.link_for`): names the customer of a visit even when
+# consent keeps the customer id off the visit's events (e.g. `offers` without
+# `personalization`). Without it, the engine only knows customers from `data.customer_id`.
+LinkLookup = Callable[[str], "_Link | None"]
 
 
 @dataclass(slots=True)
@@ -129,10 +95,11 @@ class _Visit:
 
 class OfferEngine:
     def __init__(self, rules: RuleSet, *, timezone: str, store_id: str,
-                 context: OfferContext | None = None) -> None:
+                 context: OfferContext | None = None, links: LinkLookup | None = None) -> None:
         self.tz = ZoneInfo(timezone)
         self.store_id = store_id
         self.context = context
+        self.links = links
         self.ledger = Ledger()
         self.fired: Counter[str] = Counter()
         self.suppressed: Counter[tuple[str, str]] = Counter()
@@ -198,11 +165,13 @@ class OfferEngine:
             if len(self._visits) >= MAX_OPEN_VISITS:   # a lost visit.ended must not leak
                 del self._visits[next(iter(self._visits))]
             visit = self._visits[vid] = _Visit(vid)
-        if visit.customer is None and self.context is not None:
+        if visit.customer is None:
             cid = data.get("customer_id")
-            prof = self.context.profile(vid, cid if isinstance(cid, str) else None)
-            if prof is not None:
-                visit.customer = prof.customer_id
+            if not isinstance(cid, str) and self.links is not None:
+                link = self.links(vid)
+                cid = link.customer_id if link is not None else None
+            if isinstance(cid, str) and cid:
+                visit.customer = cid
                 for stay in list(visit.stays.values()):   # linked now: catch up on its stays
                     self._evaluate(visit, stay, ev.time, "linked", out)
         zone = data.get("zone")
@@ -230,8 +199,7 @@ class OfferEngine:
         dwell = stay.dwell
         cid = visit.customer
         assert cid is not None
-        ctx = self.context
-        view = ctx.profile(visit.visit_id, cid) if ctx is not None else None
+        view = self.context.customer(cid) if self.context is not None else None
         local = dt.datetime.fromtimestamp(at, self.tz)
         for rule in self._for_zone(stay.zone):
             if rule.when.dwell_s > dwell + _EPS or rule.id in stay.done:
@@ -250,7 +218,7 @@ class OfferEngine:
             reason.update(trigger=trigger, zone=stay.zone, dwell_s=round(dwell, 1))
             out.append(self._fire(rule, visit, stay.zone, at, reason))
 
-    def _conditions(self, rule: OfferRule, view: Profile | None, cid: str,
+    def _conditions(self, rule: OfferRule, view: CustomerView | None, cid: str,
                     local: dt.datetime, at: float) -> dict[str, Any] | str:
         """The matched conditions, or the name of the first one that failed."""
         w = rule.when

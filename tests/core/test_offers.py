@@ -4,13 +4,14 @@ suppressed by each condition, window, consent, cooldown and cap; caps survive a 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from gateway.core.model import Event
-from gateway.core.offers import OFFER_TYPE, TOPIC_SUFFIX, LedgerEntry, OfferEngine, Profile
+from gateway.core.offers import OFFER_TYPE, TOPIC_SUFFIX, LedgerEntry, OfferEngine
 from gateway.core.rules import RuleSet, dwell_marks, parse_rules
 
 TZ = "Europe/Berlin"
@@ -23,20 +24,26 @@ def at(day: int, hh: int, mm: int = 0) -> float:
     return dt.datetime(2025, 6, day, hh, mm, tzinfo=BERLIN).timestamp()
 
 
+@dataclass(frozen=True, slots=True)
+class Customer:
+    consent: frozenset[str]
+    segments: Mapping[str, str]
+
+
 @dataclass
 class Registry:
     """The identity registry as the engine sees it: entries and per-customer visit times."""
 
-    customers: dict[str, Profile] = field(default_factory=dict)
+    customers: dict[str, Customer] = field(default_factory=dict)
     visits: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, cid: str, *, tier: str = "gold", consent: str = "offers analytics",
             past_visits: tuple[float, ...] = ()) -> None:
-        self.customers[cid] = Profile(cid, frozenset(consent.split()), {"tier": tier})
+        self.customers[cid] = Customer(frozenset(consent.split()), {"tier": tier})
         self.visits[cid] = list(past_visits)
 
-    def profile(self, visit_id: str, customer_id: str | None) -> Profile | None:
-        return self.customers.get(customer_id) if customer_id is not None else None
+    def customer(self, customer_id: str) -> Customer | None:
+        return self.customers.get(customer_id)
 
     def visits_in_last(self, customer_id: str, days: float, now: float) -> int:
         return sum(1 for t in self.visits.get(customer_id, []) if t > now - days * 86400)
@@ -149,11 +156,11 @@ def test_conditions_each_suppress_with_their_reason() -> None:
     assert s.visit("weekend", at(7, 14), [("shoes", 200)]) == []   # Saturday
     assert s.visit("late", at(2, 19, 58), [("shoes", 200)]) == []  # 3 min -> 20:01
     assert s.visit("stranger", at(2, 14), [("shoes", 200)]) == []  # not in the registry
-    assert s.visit(None, at(2, 14), [("shoes", 200)]) == []        # anonymous
-    assert suppressed(s) == {  # strangers and anonymous visits are never even evaluated
+    assert s.visit(None, at(2, 14), [("shoes", 200)]) == []        # anonymous: not counted
+    assert suppressed(s) == {
         ("shoes-gold", "segment"): 1, ("shoes-gold", "visits"): 1,
         ("shoes-gold", "no_consent"): 1, ("shoes-gold", "outside_days"): 1,
-        ("shoes-gold", "outside_hours"): 1}
+        ("shoes-gold", "outside_hours"): 1, ("shoes-gold", "not_registered"): 1}
     assert s.fired == []
 
 
@@ -332,10 +339,9 @@ def test_with_identitys_real_linker_offers_only_consent_still_fires() -> None:
     `offers`-only customer gets the offer: the engine asks the link, not the event."""
     from types import MappingProxyType
 
-    from gateway.core.identity import Entry, EntryKind
-    from gateway.core.identity_link import Linker
+    from gateway.core.identity import Entry, EntryKind, IdentityIndex
+    from gateway.core.identity_link import IdentityContext, Linker
     from gateway.core.model import AddressKind, Observation, Radio
-    from gateway.core.offers import LinkedContext
 
     entries = {
         "e1": Entry("e1", "alice", EntryKind.IBEACON, "h1", frozenset({"offers"}),
@@ -343,10 +349,11 @@ def test_with_identitys_real_linker_offers_only_consent_still_fires() -> None:
         "e2": Entry("e2", "bob", EntryKind.IBEACON, "h2", frozenset({"personalization"}),
                     MappingProxyType({"tier": "gold"})),
     }
-    linker = Linker(entries.get)
+    index = IdentityIndex(lambda value, domain: value.hex(), entries.values())
+    linker = Linker(index.get)
     engine = OfferEngine(rules(ISSUE_RULE.replace("visits_at_least: 2", "visits_at_least: 1")),
-                         timezone=TZ, store_id="s1",
-                         context=LinkedContext(linker, entries.get))
+                         timezone=TZ, store_id="s1", context=IdentityContext(index, linker),
+                         links=linker.link_for)
     fired: list[Event] = []
     for n, (device, entry) in enumerate((("dA", "e1"), ("dB", "e2"))):
         t = at(2, 10 + n)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.core.model import Event, OutboundMessage
-from gateway.core.offers import LedgerEntry, OfferEngine, Profile
+from gateway.core.offers import LedgerEntry, OfferEngine
 from gateway.core.rules import parse_rules
 from gateway.offers_store import TABLE, OfferLedgerStore, append_in
 from gateway.store import Outbox
@@ -21,9 +23,15 @@ offers:
 """, "offers.yaml", zones={"cafe"})
 
 
+@dataclass(frozen=True, slots=True)
+class Customer:
+    consent: frozenset[str] = frozenset({"offers"})
+    segments: Mapping[str, str] = field(default_factory=dict)
+
+
 class Registry:
-    def profile(self, visit_id: str, customer_id: str | None) -> Profile | None:
-        return Profile(customer_id, frozenset({"offers"}), {}) if customer_id else None
+    def customer(self, customer_id: str) -> Customer:
+        return Customer()
 
     def visits_in_last(self, customer_id: str, days: float, now: float) -> int:
         return 1
