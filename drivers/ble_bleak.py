@@ -67,7 +67,7 @@ def bleak_scanner_factory(callback: DetectionCallback, mode: str, adapter: str) 
     return BleakScanner(callback, scanning_mode="active", bluez=args)
 
 
-def _address_type(device: BLEDevice, adv: AdvertisementData) -> str:
+def bleak_address_type(device: BLEDevice, adv: AdvertisementData) -> str:
     """BlueZ's Device1.AddressType from platform_data or details; "unknown" elsewhere."""
     pd = adv.platform_data
     props: Any = pd[1] if isinstance(pd, tuple) and len(pd) > 1 else None
@@ -88,7 +88,7 @@ def sightings_from_bleak(device: BLEDevice, adv: AdvertisementData, ts: float,
                     service_data=adv.service_data, service_uuids=tuple(adv.service_uuids),
                     tx_power=adv.tx_power)
     rssi = adv.rssi if adv.rssi is not None and -127 < adv.rssi < 127 else None
-    return to_sightings(ts, address, _address_type(device, adv), rssi, advert, sensor=sensor)
+    return to_sightings(ts, address, bleak_address_type(device, adv), rssi, advert, sensor=sensor)
 
 
 _DBUS_REASONS = {
