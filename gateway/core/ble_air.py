@@ -40,15 +40,30 @@ LINKTYPE_NORDIC = 272
 BTSNOOP_MAGIC = b"btsnoop\0"
 BTSNOOP_EPOCH_DELTA_US = 0x00DCDDB30F2F8000  # µs from 0000-01-01 to 1970-01-01
 
-PDU_NAMES = ("ADV_IND", "ADV_DIRECT_IND", "ADV_NONCONN_IND", "SCAN_REQ", "SCAN_RSP",
-             "CONNECT_IND", "ADV_SCAN_IND", "ADV_EXT_IND", "AUX_CONNECT_RSP")
+PDU_NAMES = (
+    "ADV_IND",
+    "ADV_DIRECT_IND",
+    "ADV_NONCONN_IND",
+    "SCAN_REQ",
+    "SCAN_RSP",
+    "CONNECT_IND",
+    "ADV_SCAN_IND",
+    "ADV_EXT_IND",
+    "AUX_CONNECT_RSP",
+)
 _LEGACY_WITH_ADVA = frozenset({0, 1, 2, 4, 6})
 _NO_ADVERTISER = frozenset({3, 5, 8})  # SCAN_REQ (ScanA), CONNECT_IND (InitA), AUX_CONNECT_RSP
 _EXT_FIELD_LEN = ((0x02, 6), (0x04, 1), (0x08, 2), (0x10, 3), (0x20, 18), (0x40, 1))
 _HCI_LEGACY_TYPES = ("ADV_IND", "ADV_DIRECT_IND", "ADV_SCAN_IND", "ADV_NONCONN_IND", "SCAN_RSP")
 # Extended report event types with the legacy bit (Core Vol 4 Part E 7.7.65.13).
-_EXT_LEGACY = {0x13: "ADV_IND", 0x15: "ADV_DIRECT_IND", 0x12: "ADV_SCAN_IND",
-               0x10: "ADV_NONCONN_IND", 0x1B: "SCAN_RSP", 0x1A: "SCAN_RSP"}
+_EXT_LEGACY = {
+    0x13: "ADV_IND",
+    0x15: "ADV_DIRECT_IND",
+    0x12: "ADV_SCAN_IND",
+    0x10: "ADV_NONCONN_IND",
+    0x1B: "SCAN_RSP",
+    0x1A: "SCAN_RSP",
+}
 _ADDR_TYPES = ("public", "random", "public", "random")  # HCI 2/3: resolved identity addresses
 _REJ: dict[str, Rejection] = {}
 
@@ -105,7 +120,7 @@ def _ext_header(p: bytes) -> tuple[bytes | None, int | None, bytes] | Rejection:
     flags, pos, end = p[1], 2, 1 + hlen
     adva: bytes | None = None
     if flags & 0x01:
-        adva, pos = p[pos:pos + 6], pos + 6
+        adva, pos = p[pos : pos + 6], pos + 6
     tx: int | None = None
     for bit, size in _EXT_FIELD_LEN:
         if flags & bit:
@@ -117,8 +132,9 @@ def _ext_header(p: bytes) -> tuple[bytes | None, int | None, bytes] | Rejection:
     return adva, tx, p[end:]
 
 
-def parse_pdu(pdu: bytes, ts: float, channel: int | None,
-              rssi: int | None) -> AirAdvert | Rejection | None:
+def parse_pdu(
+    pdu: bytes, ts: float, channel: int | None, rssi: int | None
+) -> AirAdvert | Rejection | None:
     """Advertising-channel PDU (header + payload, no AA, no CRC) -> advertiser or reason."""
     if len(pdu) < 2:
         return _rej("ll_truncated")
@@ -126,7 +142,7 @@ def parse_pdu(pdu: bytes, ts: float, channel: int | None,
     ptype = h0 & 0x0F
     if len(pdu) < 2 + length:
         return _rej("ll_truncated")
-    payload = pdu[2:2 + length]
+    payload = pdu[2 : 2 + length]
     address_type = "random" if h0 & 0x40 else "public"
     if ptype in _LEGACY_WITH_ADVA:
         if not 6 <= length <= 37 or (ptype == 1 and length != 12):
@@ -147,8 +163,9 @@ def parse_pdu(pdu: bytes, ts: float, channel: int | None,
     return AirAdvert(ts, adva[::-1], address_type, rssi, channel, name, data, tx)
 
 
-def _ll(ll: bytes, ts: float, channel: int | None, rssi: int | None,
-        coded: bool = False) -> AirAdvert | Rejection | None:
+def _ll(
+    ll: bytes, ts: float, channel: int | None, rssi: int | None, coded: bool = False
+) -> AirAdvert | Rejection | None:
     """LL packet (AA [CI] header payload CRC) -> parse_pdu, None for non-advertising AAs."""
     if len(ll) < 4:
         return _rej("ll_truncated")
@@ -180,8 +197,9 @@ def _nordic(data: bytes, ts: float) -> AirAdvert | Rejection | None:
     flags, channel, rssi = data[8], data[9], -data[10]
     if not flags & 0x01:
         return _rej("crc_bad")
-    return _ll(data[start:], ts, channel if channel <= 39 else None, rssi,
-               coded=(flags >> 4) & 0x07 == 2)
+    return _ll(
+        data[start:], ts, channel if channel <= 39 else None, rssi, coded=(flags >> 4) & 0x07 == 2
+    )
 
 
 def parse_ll_record(data: bytes, linktype: int, ts: float) -> AirAdvert | Rejection | None:
@@ -214,8 +232,15 @@ def _legacy_reports(ev: bytes, ts: float) -> Iterator[AirAdvert | Rejection]:
         if etype > 4 or atype > 3:
             yield _rej("hci_bad_report")
             return
-        yield AirAdvert(ts, ev[8:2:-1], _ADDR_TYPES[atype], _int8(ev[-1]), None,
-                        _HCI_LEGACY_TYPES[etype], ev[10:-1])
+        yield AirAdvert(
+            ts,
+            ev[8:2:-1],
+            _ADDR_TYPES[atype],
+            _int8(ev[-1]),
+            None,
+            _HCI_LEGACY_TYPES[etype],
+            ev[10:-1],
+        )
         return
     pos = 1
     for _ in range(ev[0]):
@@ -226,8 +251,15 @@ def _legacy_reports(ev: bytes, ts: float) -> Iterator[AirAdvert | Rejection]:
         if etype > 4 or atype > 3:
             yield _rej("hci_bad_report")
             return
-        yield AirAdvert(ts, ev[pos + 7:pos + 1:-1], _ADDR_TYPES[atype], _int8(ev[pos + 9 + n]),
-                        None, _HCI_LEGACY_TYPES[etype], ev[pos + 9:pos + 9 + n])
+        yield AirAdvert(
+            ts,
+            ev[pos + 7 : pos + 1 : -1],
+            _ADDR_TYPES[atype],
+            _int8(ev[pos + 9 + n]),
+            None,
+            _HCI_LEGACY_TYPES[etype],
+            ev[pos + 9 : pos + 9 + n],
+        )
         pos += 10 + n
 
 
@@ -244,11 +276,21 @@ def _extended_reports(ev: bytes, ts: float) -> Iterator[AirAdvert | Rejection]:
         atype, n = ev[pos + 2], ev[pos + 23]
         tx, rssi = _int8(ev[pos + 12]), _int8(ev[pos + 13])
         if atype <= 3:  # 0xFF: anonymous advertiser, nothing to attribute
-            name = _EXT_LEGACY.get(etype & 0x1F, "ADV_LEGACY") if etype & 0x10 else (
-                "AUX_SCAN_RSP" if etype & 0x08 else "AUX_ADV_IND")
-            yield AirAdvert(ts, ev[pos + 8:pos + 2:-1], _ADDR_TYPES[atype],
-                            None if rssi == 127 else rssi, None, name,
-                            ev[pos + 24:pos + 24 + n], None if tx == 127 else tx)
+            name = (
+                _EXT_LEGACY.get(etype & 0x1F, "ADV_LEGACY")
+                if etype & 0x10
+                else ("AUX_SCAN_RSP" if etype & 0x08 else "AUX_ADV_IND")
+            )
+            yield AirAdvert(
+                ts,
+                ev[pos + 8 : pos + 2 : -1],
+                _ADDR_TYPES[atype],
+                None if rssi == 127 else rssi,
+                None,
+                name,
+                ev[pos + 24 : pos + 24 + n],
+                None if tx == 127 else tx,
+            )
         pos += 24 + n
 
 
@@ -258,7 +300,7 @@ def hci_event_reports(event: bytes, ts: float) -> Iterator[AirAdvert | Rejection
         return
     # A declared length longer than the bytes present is tolerated (seen in the wild, and
     # beacontools ignores it): every report carries its own lengths and is bounds-checked.
-    params = event[2:2 + event[1]]
+    params = event[2 : 2 + event[1]]
     if params[:1] == b"\x02":
         yield from _legacy_reports(params[1:], ts)
     elif params[:1] == b"\x0d":
@@ -276,9 +318,9 @@ def iter_btsnoop_reports(data: bytes) -> Iterator[AirAdvert | Rejection]:
         return
     pos = 16
     while pos + 24 <= len(data):
-        incl = int.from_bytes(data[pos + 4:pos + 8], "big")
-        stamp = int.from_bytes(data[pos + 16:pos + 24], "big")
-        rec = data[pos + 24:pos + 24 + incl]
+        incl = int.from_bytes(data[pos + 4 : pos + 8], "big")
+        stamp = int.from_bytes(data[pos + 16 : pos + 24], "big")
+        rec = data[pos + 24 : pos + 24 + incl]
         pos += 24 + incl
         if len(rec) < incl:
             yield _rej("btsnoop_truncated")

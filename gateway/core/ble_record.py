@@ -142,8 +142,9 @@ def _advert(d: Mapping[str, Any]) -> Advert | Rejection:
     if name is not None and not isinstance(name, str):
         return _rej("bad_local_name")
     tx = _opt_int(d, "tx_power", -127, 127)
-    return Advert(local_name=name, manufacturer_data=mfr, service_data=sd,
-                  service_uuids=uuids, tx_power=tx)
+    return Advert(
+        local_name=name, manufacturer_data=mfr, service_data=sd, service_uuids=uuids, tx_power=tx
+    )
 
 
 def parse_recording_line(line: str | bytes) -> RecordedAdvert | Rejection:
@@ -178,8 +179,14 @@ def parse_recording_line(line: str | bytes) -> RecordedAdvert | Rejection:
     return ts, address, address_type, rssi, advert, channel
 
 
-def recording_dict(ts: float, address: bytes, address_type: str, rssi: int | None,
-                   advert: Advert, channel: int | None = None) -> dict[str, Any]:
+def recording_dict(
+    ts: float,
+    address: bytes,
+    address_type: str,
+    rssi: int | None,
+    advert: Advert,
+    channel: int | None = None,
+) -> dict[str, Any]:
     """The JSON object of one line (all keys present, canonical 128-bit uuid strings)."""
     return {
         "ts": ts,
@@ -195,7 +202,13 @@ def recording_dict(ts: float, address: bytes, address_type: str, rssi: int | Non
     }
 
 
-def format_recording_line(ts: float, address: bytes, address_type: str, rssi: int | None,
-                          advert: Advert, channel: int | None = None) -> str:
+def format_recording_line(
+    ts: float,
+    address: bytes,
+    address_type: str,
+    rssi: int | None,
+    advert: Advert,
+    channel: int | None = None,
+) -> str:
     """One line (no newline) in the recording format."""
     return orjson.dumps(recording_dict(ts, address, address_type, rssi, advert, channel)).decode()
