@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.core.config import MqttSettings
 from gateway.core.model import OutboundMessage
-from gateway.localbroker import LocalBroker
+from gateway.mosquitto import LocalBroker
 from gateway.publisher import Publisher, _PackedProperties
 from gateway.store import Outbox
 
@@ -112,7 +112,7 @@ def main() -> None:
     rows: list[tuple[str, int, float, float]] = []
     base = os.path.join(os.getcwd(), "var")
     os.makedirs(base, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=base) as tmp, LocalBroker(tmp) as broker:
+    with tempfile.TemporaryDirectory(dir=base) as tmp, LocalBroker(workdir=tmp) as broker:
         for v5 in (False, True):
             wall, cpu = raw_paho(broker.port, n, v5)
             rows.append((f"raw paho (thread), MQTT {'5' if v5 else '3.1.1'}, no store", n,

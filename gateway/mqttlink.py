@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -71,6 +72,10 @@ class Link:
             self.loop.call_soon_threadsafe(fn, *args)
 
     def _sock_open(self, client: Client, userdata: Any, sock: Any) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            # paho writes one packet per send(); without NODELAY, Nagle holds each small
+            # PUBLISH until the previous segment is acknowledged.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._in_loop(self._attach, sock.fileno())
 
     def _attach(self, fd: int) -> None:
