@@ -75,6 +75,9 @@ class Pipeline:
         last = self.last_ts
         for obs in batch:
             if capture_clock and obs.ts >= self._next_tick:
+                self.observations += n  # the stats event must count what came before it
+                self._window_obs += n
+                n = 0
                 events.extend(self._clock(obs.ts))
             n += 1
             by_kind[(obs.radio.value, obs.kind)] += 1
