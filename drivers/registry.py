@@ -65,8 +65,8 @@ def detect_capture(path: str) -> str:
         if linktype in BLE_LINKTYPES:
             return "ble_pcap"
         raise DriverError("replay", "unsupported_linktype", f"{path}: link type {linktype}")
-    if head.lstrip()[:1] == b"{":
-        return "ble_replay"
+    if head[:2] == b"\x1f\x8b" or head.lstrip()[:1] in (b"{", b"#"):
+        return "ble_replay"  # JSONL recordings (comment lines allowed), also gzipped
     raise DriverError("replay", "unknown_format", f"{path}: not pcap, pcapng, btsnoop or JSONL")
 
 
