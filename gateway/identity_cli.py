@@ -24,7 +24,7 @@ from pathlib import Path
 
 from gateway.core import identity_config
 from gateway.core.config import GatewayConfig, load_config
-from gateway.core.identity import EntryKind
+from gateway.core.identity import Entry, EntryKind
 from gateway.core.identity_config import IdentitySettings
 from gateway.core.identity_import import parse_import
 from gateway.core.privacy import Pseudonymizer
@@ -65,6 +65,14 @@ def main(argv: list[str]) -> int:
     try:
         cfg = load_config(getattr(args, "config", None))
         db = getattr(args, "db", None) or cfg.storage.path
+        if args.action == "import":
+            prepared = _prepare_import(args.file, cfg)
+            if isinstance(prepared, int):
+                return prepared
+            return asyncio.run(_store_import(prepared, cfg, db))
+        if not Path(db).exists():
+            print(f"error: no database at {db} (give --db PATH or -c FILE)", file=sys.stderr)
+            return 1
         return asyncio.run(_run(args, cfg, db))
     except GatewayError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -72,11 +80,6 @@ def main(argv: list[str]) -> int:
 
 
 async def _run(args: argparse.Namespace, cfg: GatewayConfig, db: str) -> int:
-    if args.action == "import":
-        return await _import(args.file, cfg, db)
-    if not Path(db).exists():
-        print(f"error: no database at {db} (give --db PATH or -c FILE)", file=sys.stderr)
-        return 1
     async with await Registry.open(db) as reg:
         if args.action == "list":
             _print_list(await reg.list_entries(), as_json=args.json)
@@ -100,7 +103,8 @@ async def _run(args: argparse.Namespace, cfg: GatewayConfig, db: str) -> int:
         return 0
 
 
-async def _import(path: str, cfg: GatewayConfig, db: str) -> int:
+def _prepare_import(path: str, cfg: GatewayConfig) -> list[Entry] | int:
+    """Read and validate the whole file (no I/O on the DB yet); an int is an exit code."""
     if cfg.privacy.secret_source == "random":
         print("error: identities import needs a stable privacy.secret (env:NAME or file:PATH in"
               " the config given with -c): registry ids are stored as keyed hashes, and a random"
@@ -119,12 +123,18 @@ async def _import(path: str, cfg: GatewayConfig, db: str) -> int:
         print(f"nothing imported: {len(result.errors)} problem(s) in {path}", file=sys.stderr)
         return 2
     settings = identity_settings(cfg)
-    for e in result.entries:
-        if e.kind is EntryKind.APP_TOKEN and "/" not in e.material and not settings.app_uuid:
-            print(f"warning: {e.entry_id} ({e.customer_id}) will not match until"
+    for entry in result.entries:
+        if entry.kind is EntryKind.APP_TOKEN and "/" not in entry.material \
+                and not settings.app_uuid:
+            print(f"warning: {entry.entry_id} ({entry.customer_id}) will not match until"
                   " identity.app_token.uuid is set in the config", file=sys.stderr)
+    return list(result.entries)
+
+
+async def _store_import(entries: list[Entry], cfg: GatewayConfig, db: str) -> int:
+    hasher = Pseudonymizer(cfg.privacy.secret).stable_hash
     async with await Registry.open(db) as reg:
-        n = await reg.import_entries(result.entries, hasher, time.time())
+        n = await reg.import_entries(entries, hasher, time.time())
     print(f"imported {n} entries into {db}")
     return 0
 
