@@ -120,20 +120,21 @@ def freq_of(channel: int) -> int | None:
 
 def _walk_fields(
     data: bytes, off: int, hlen: int, word: int, base: int, found: list[int]
-) -> int:
-    """Walk the radiotap-namespace fields of one presence word; returns the new offset,
-    -1 when a field runs past the header, -2 when an unknown field stops the walk."""
+) -> tuple[int, str]:
+    """Walk the radiotap-namespace fields of one presence word -> (new offset, status):
+    "ok", "truncated" (a field runs past the header) or "unknown" (a field of unknown size
+    stops the walk; the offset is where it would start)."""
     bits = word & 0x1FFFFFFF
     bit = 0
     while bits:
         if bits & 1:
             idx = base + bit
             if idx >= len(_FIELDS):
-                return -2
+                return off, "unknown"
             align, size = _FIELDS[idx]
             off = (off + align - 1) & -align
             if off + size > hlen:
-                return -1
+                return off, "truncated"
             if idx == _B_FLAGS and found[0] < 0:
                 found[0] = off
             elif idx == _B_CHANNEL and found[1] < 0:
@@ -145,7 +146,7 @@ def _walk_fields(
             off += size
         bits >>= 1
         bit += 1
-    return off
+    return off, "ok"
 
 
 def walk(data: bytes, hlen: int) -> Plan | str:
@@ -166,10 +167,10 @@ def walk(data: bytes, hlen: int) -> Plan | str:
         if word & _NS_RADIOTAP and word & _NS_VENDOR:
             return "bad_radiotap_namespace"
         if not vendor:
-            off = _walk_fields(data, off, hlen, word, base, found)
-            if off == -1:
+            off, status = _walk_fields(data, off, hlen, word, base, found)
+            if status == "truncated":
                 return "truncated_radiotap"
-            if off == -2:  # unknown field: nothing after it can be located
+            if status == "unknown":  # nothing after a field of unknown size can be located
                 break
         if word & _NS_VENDOR:
             off = (off + 1) & -2
