@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from gateway.core.model import Event
 from gateway.core.offer_ledger import Ledger
 from gateway.core.offer_ledger import LedgerEntry as LedgerEntry  # re-exported: part of the API
-from gateway.core.rules import DAY_NAMES, REQUIRED_CONSENT, Limits, OfferRule, RuleSet
+from gateway.core.rules import DAY_NAMES, REQUIRED_CONSENT, Limits, OfferRule, RuleSet, Window
 
 OFFER_TYPE = "presence.offer.triggered"
 TOPIC_SUFFIX = "offers/triggered"
@@ -42,6 +42,7 @@ ALL_VISITS_DAYS = 36500.0  # "all visits the registry remembers" (its retention 
 _HOUR, _DAY, _WEEK = 3600.0, 86400.0, 7 * 86400.0
 _EPS = 1e-6
 MAX_OPEN_VISITS = 100_000
+ALL_DAY = Window(0, 24 * 60)
 V_STARTED, V_ENDED = "presence.visit.started", "presence.visit.ended"
 Z_ENTERED, Z_DWELL, Z_EXITED = ("presence.zone.entered", "presence.zone.dwell",
                                 "presence.zone.exited")
@@ -201,57 +202,54 @@ class OfferEngine:
         assert cid is not None
         view = self.context.customer(cid) if self.context is not None else None
         local = dt.datetime.fromtimestamp(at, self.tz)
+        # What every rule compares against, computed once per state change, not per rule.
+        moment = (local.date(), local.weekday(), local.hour * 60 + local.minute)
+        visits: dict[float, int] = {}
+        done, fired = stay.done, visit.fired
         for rule in self._for_zone(stay.zone):
-            if rule.when.dwell_s > dwell + _EPS or rule.id in stay.done:
+            if rule.when.dwell_s > dwell + _EPS or rule.id in done:
                 continue
-            stay.done.add(rule.id)
-            if rule.id in visit.fired:
+            done.add(rule.id)
+            if rule.id in fired:
                 continue
-            reason = self._conditions(rule, view, cid, local, at)
-            if isinstance(reason, str):
-                self.suppressed[(rule.id, reason)] += 1
+            failed = self._conditions(rule, view, cid, moment, at, visits)
+            if failed is None:
+                failed = self._capped(rule, cid, visit.visit_id, at)
+            if failed is not None:
+                self.suppressed[(rule.id, failed)] += 1
                 continue
-            cap = self._capped(rule, cid, visit.visit_id, at)
-            if cap is not None:
-                self.suppressed[(rule.id, cap)] += 1
-                continue
+            assert view is not None
+            reason = _matched(rule, view, local, visits)
             reason.update(trigger=trigger, zone=stay.zone, dwell_s=round(dwell, 1))
             out.append(self._fire(rule, visit, stay.zone, at, reason))
 
     def _conditions(self, rule: OfferRule, view: CustomerView | None, cid: str,
-                    local: dt.datetime, at: float) -> dict[str, Any] | str:
-        """The matched conditions, or the name of the first one that failed."""
+                    moment: tuple[dt.date, int, int], at: float,
+                    visits: dict[float, int]) -> str | None:
+        """The name of the first condition that fails, or None when all hold."""
         w = rule.when
-        if (w.start_date and local.date() < w.start_date) or (
-                w.end_date and local.date() > w.end_date):
+        today, day, minute = moment
+        if (w.start_date and today < w.start_date) or (w.end_date and today > w.end_date):
             return "outside_dates"
-        window = _in_window(rule, local)
-        if window is None:
-            return _outside(rule, local)
+        if _window(rule, day, minute) is None:
+            return _outside(rule, day)
         if view is None:
             return "not_registered"
         if REQUIRED_CONSENT not in view.consent:
             return "no_consent"
-        matched: dict[str, Any] = {"consent": REQUIRED_CONSENT,
-                                   "local_time": local.isoformat(timespec="seconds"),
-                                   "day": DAY_NAMES[local.weekday()]}
-        if window:
-            matched["hours"] = window
-        segs: dict[str, str] = {}
         for key, allowed in w.segment:
             value = view.segments.get(key)
             if value is None or str(value) not in allowed:
                 return "segment"
-            segs[key] = str(value)
-        if segs:
-            matched["segment"] = segs
         if w.visits_at_least > 1:
             days = w.visits_within_days or ALL_VISITS_DAYS
-            n = self.context.visits_in_last(cid, days, at) if self.context is not None else 0
+            n = visits.get(days)
+            if n is None:
+                ctx = self.context
+                n = visits[days] = ctx.visits_in_last(cid, days, at) if ctx is not None else 0
             if n < w.visits_at_least:
                 return "visits"
-            matched["visits"] = n
-        return matched
+        return None
 
     def _capped(self, rule: OfferRule, cid: str, vid: str, at: float) -> str | None:
         """The first limit this firing would break, or None. Rule limits, then store-wide."""
@@ -304,33 +302,49 @@ def _over(lim: Limits, customer: list[float] | None, everyone: list[float] | Non
     return None
 
 
-def _in_window(rule: OfferRule, local: dt.datetime) -> str | None:
-    """The matching hours window as text ("" when the rule has none), None when outside.
+def _window(rule: OfferRule, day: int, minute: int) -> Window | None:
+    """The hours window `minute` (store-local) falls in, `ALL_DAY` without hours, or None.
 
     An overnight window (22:00-02:00) belongs to the day it starts on: with `days: [fri]` it
     covers Friday 22:00 to Saturday 02:00.
     """
     w = rule.when
-    day = local.weekday()
     if not w.hours:
-        return "" if day in w.days else None
-    minute = local.hour * 60 + local.minute
+        return ALL_DAY if day in w.days else None
     for win in w.hours:
         if not win.overnight:
             if win.start <= minute < win.end and day in w.days:
-                return str(win)
+                return win
         elif (minute >= win.start and day in w.days) or (
                 minute < win.end and (day - 1) % 7 in w.days):
-            return str(win)
+            return win
     return None
 
 
-def _outside(rule: OfferRule, local: dt.datetime) -> str:
+def _outside(rule: OfferRule, day: int) -> str:
     """Name the window a time missed: the day (no window could match today) or the hours."""
     w = rule.when
-    day = local.weekday()
     overnight_from_yesterday = any(h.overnight for h in w.hours) and (day - 1) % 7 in w.days
     return "outside_hours" if day in w.days or overnight_from_yesterday else "outside_days"
+
+
+def _matched(rule: OfferRule, view: CustomerView, local: dt.datetime,
+             visits: dict[float, int]) -> dict[str, Any]:
+    """The reason of a firing: the conditions the rule set, with the values that met them."""
+    w = rule.when
+    out: dict[str, Any] = {"consent": REQUIRED_CONSENT,
+                           "local_time": local.isoformat(timespec="seconds"),
+                           "day": DAY_NAMES[local.weekday()]}
+    win = _window(rule, local.weekday(), local.hour * 60 + local.minute)
+    if win is not None and win is not ALL_DAY:
+        out["hours"] = str(win)
+    if w.start_date or w.end_date:
+        out["dates"] = f"{w.start_date or ''}..{w.end_date or ''}"
+    if w.segment:
+        out["segment"] = {key: str(view.segments.get(key)) for key, _ in w.segment}
+    if w.visits_at_least > 1:
+        out["visits"] = visits[w.visits_within_days or ALL_VISITS_DAYS]
+    return out
 
 
 def _plain(value: Any) -> Any:
