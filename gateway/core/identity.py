@@ -298,7 +298,8 @@ class IdentityIndex:
         self._by_hash: dict[str, str] = {}
         self._irk = IrkResolver()
         self._app = AppTokenResolver(self._app_window_s, self._app_tolerance)
-        self._hint_cache: dict[str, str | None] = {}
+        self._hint_cache: dict[str, tuple[str | None, str]] = {}
+        self._cache_window: int | None = None
         self._addr_cache: dict[bytes, str | None] = {}
         self.unusable = []
         irks: dict[str, bytes] = {}
@@ -361,18 +362,31 @@ class IdentityIndex:
         return found
 
     def _hint(self, hint: str, ts: float) -> tuple[str | None, str]:
+        """Beacon hint -> (entry id, method). Answers are cached per hint; with app tokens
+        registered the cache lives for one token window (the answer depends on the window)."""
+        cache = self._hint_cache
+        if self._apps:
+            w = int(ts // self._app_window_s)
+            if w != self._cache_window:
+                cache.clear()
+                self._cache_window = w
+        hit = cache.get(hint)
+        if hit is not None:
+            return hit
         prefix, _, rest = hint.partition(":")
-        if prefix == "ibeacon":
-            if self._apps:
-                found = self._app_token(rest, ts)
-                if found is not None:
-                    return found, "app_token"
-            return self._hashed(hint, prefix, rest), "ibeacon"
-        if prefix == "eddystone_uid":
-            return self._hashed(hint, prefix, rest), "eddystone_uid"
-        if prefix == "eddystone_eid":
+        if prefix == "eddystone_eid":  # its own per-period table; nothing to cache
             return self._eid.resolve(rest.lower(), ts), "eddystone_eid"
-        return None, ""
+        found: str | None = None
+        method = prefix
+        if prefix == "ibeacon" and self._apps:
+            found = self._app_token(rest, ts)
+            method = "app_token" if found is not None else prefix
+        if found is None and prefix in ("ibeacon", "eddystone_uid") and self._by_hash:
+            found = self._by_hash.get(self._hasher(rest.encode(), prefix))
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[hint] = (found, method)
+        return found, method
 
     def _app_token(self, rest: str, ts: float) -> str | None:
         parts = rest.split("/")
@@ -382,16 +396,6 @@ class IdentityIndex:
         if major is None or minor is None:
             return None
         return self._app.resolve(parts[0], major, minor, ts)
-
-    def _hashed(self, hint: str, domain: str, rest: str) -> str | None:
-        cache = self._hint_cache
-        if hint in cache:
-            return cache[hint]
-        found = self._by_hash.get(self._hasher(rest.encode(), domain)) if self._by_hash else None
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[hint] = found
-        return found
 
     def _wifi_mac(self, address: bytes) -> str | None:
         cache = self._addr_cache
