@@ -189,3 +189,25 @@ def test_top_level_errors() -> None:
 
 def test_empty_rule_list_is_valid() -> None:
     assert parse_rules("offers: []\n", "o.yaml", zones=ZONES).rules == ()
+
+
+def test_offers_config_section() -> None:
+    from gateway.core.rules import read_settings
+    from gateway.core.yamlread import Reader, load_yaml
+
+    def resolve(r: Reader, key: str, spec: str) -> str | None:
+        return {"env:KEY": "a-command-key-0123456789", "env:SHORT": "short"}.get(spec)
+
+    text = "offers:\n  rules: /etc/offers.yaml\n  command_key: env:KEY\n  command_max_age: 2m\n"
+    r = Reader("gw.yaml", *load_yaml(text, "gw.yaml"))
+    s = read_settings(r, "offers", resolve)
+    assert r.errors == []
+    assert (s.rules_path, s.command_key, s.command_max_age_s) == (
+        "/etc/offers.yaml", b"a-command-key-0123456789", 120.0)
+    assert "a-command-key" not in repr(s)
+    r = Reader("gw.yaml", *load_yaml("offers:\n  command_key: env:SHORT\n  rule: x\n", "gw.yaml"))
+    read_settings(r, "offers", resolve)
+    assert sorted(str(e) for e in r.errors) == [
+        "gw.yaml:2 offers.command_key: the key must be at least 16 characters",
+        "gw.yaml:3 offers.rule: unknown key (expected one of: command_key, command_max_age,"
+        " rules)"]
