@@ -64,7 +64,9 @@ _KEY_CHECK = b"presence-gateway/registry-key-check"
 _DAY = 86400.0
 
 
-class _Outbox(Protocol):
+class OutboxLike(Protocol):
+    """What `attach` needs from gateway.store.Outbox."""
+
     path: str
 
     @property
@@ -156,7 +158,7 @@ class Registry:
         return reg
 
     @classmethod
-    async def attach(cls, outbox: _Outbox) -> Registry:
+    async def attach(cls, outbox: OutboxLike) -> Registry:
         """Share the outbox's writer connection (the service: one writer per file)."""
         reg = cls(outbox.connection, outbox.path, outbox.transaction, own=False)
         await reg._create()
@@ -191,6 +193,10 @@ class Registry:
     async def _meta(self, key: str) -> str | None:
         rows = await self._rows("SELECT value FROM identity_meta WHERE key=?", (key,))
         return str(rows[0][0]) if rows else None
+
+    async def data_version(self) -> int:
+        """Changes when ANOTHER connection commits (e.g. the CLI while the service runs)."""
+        return int((await self._rows("PRAGMA data_version"))[0][0])
 
     async def sync_version(self) -> int:
         return int(await self._meta("sync_version") or 0)

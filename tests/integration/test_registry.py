@@ -261,3 +261,53 @@ def test_observation_identity_is_not_a_customer_id() -> None:
     obs = Observation(T0, Radio.BLE, "k", AddressKind.RESOLVABLE, -60, None, "x",
                       identity=entries[0].entry_id)
     assert GONE not in repr(obs)
+
+
+async def test_runtime_sync_reload_and_visits_on_the_outbox_file(tmp_path: Path) -> None:
+    from gateway.core.identity_config import IdentitySettings
+    from gateway.identity_runtime import IdentityRuntime
+
+    db = str(tmp_path / "gw.db")
+    key = b"sync-key-0123456789abcdef"
+    pseudo = Pseudonymizer(SECRET.encode())
+    settings = IdentitySettings(sync_key=key, app_uuid=UUID)
+    async with await Outbox.open(db, max_rows=1000, max_age_s=86400) as outbox:
+        rt = await IdentityRuntime.start(outbox, pseudo, settings, prefix="presence", store="s1")
+        rt.boundary = Boundary(pseudo, resolver=rt.index, opt_out=rt.opt_out)
+        snap_topic, upd_topic = rt.topics
+        assert snap_topic == "presence/v1/s1/identity/snapshot"
+        snap = sync_payload("snapshot", 1, entries=[
+            {"id": "c1-irk", "customer_id": "c1", "kind": "irk", "value": IRK,
+             "consent": "personalization offers"}], opt_out=[MAC])
+        assert await rt.on_message(snap_topic, snap, T0) == []
+        assert await rt.on_message(snap_topic, snap, T0) == []  # retained again: ignored
+        prand = bytes.fromhex("708194")
+        obs = rt.boundary.admit(Sighting(T0, Radio.BLE, prand + ah(bytes.fromhex(IRK), prand),
+                                         AddressKind.RESOLVABLE, -60, None, "apple"))
+        assert obs is not None and obs.identity == "c1-irk"
+        opted = Sighting(T0, Radio.WIFI, bytes.fromhex(MAC.replace(":", "")),
+                         AddressKind.PUBLIC, -50, 6, "probe_request")
+        assert rt.boundary.admit(opted) is None
+        rt.linker.observe(obs)
+        rt.linker.decorate([Event("presence.visit.started", T0,
+                                  {"visit_id": "v1", "device": obs.device})])
+        await rt.flush()
+        assert [v.customer_id for v in await rt.registry.visits()] == ["c1"]
+        forged = sync_payload("update", 2, delete_customers=["c1"]).replace(b'"hmac": "',
+                                                                           b'"hmac": "00')
+        (rejected,) = await rt.on_message(upd_topic, forged, T0 + 1)
+        assert rejected.type == "presence.command.rejected"
+        assert rejected.data["reason"] == "unauthenticated" and rt.index.get("c1-irk")
+        # another process (the CLI) imports while the service runs: picked up on reload
+        async with await Registry.open(db) as other:
+            parsed = parse_import(f"customer_id,kind,value,consent\nc2,irk,{EID_KEY},offers\n",
+                                  "x.csv", HASH)
+            await other.import_entries(parsed.entries, HASH, T0)
+        assert await rt.reload_if_changed() is True
+        assert {e.customer_id for e in rt.index.entries()} == {"c1", "c2"}
+        assert await rt.reload_if_changed() is False
+        upd = sync_payload("update", 2, delete_customers=["c1"], opt_out_remove=[MAC])
+        assert await rt.on_message(upd_topic, upd, T0 + 2) == []
+        assert rt.index.get("c1-irk") is None and rt.boundary.admit(opted) is not None
+        assert rt.linker.visits_in_last("c1", 30, T0) == 0
+    assert "c1" not in " ".join(all_rows(Path(db))).split()
