@@ -187,7 +187,8 @@ def walk(data: bytes, hlen: int) -> Plan | str:
     return (off, found[0], found[1], found[2], found[3], cacheable)
 
 
-def _radiotap(data: bytes) -> tuple[int, int, int | None, int | None, int | None] | str:
+def radiotap(data: bytes) -> tuple[int, int, int | None, int | None, int | None] | str:
+    """RadioTap (link type 127) -> (start, end, rssi, freq, channel) or a reason."""
     n = len(data)
     if n < 8:
         return "truncated_radiotap"
@@ -279,7 +280,7 @@ def radio_header(
     reason. The FCS-length bits of a pcap link type (e.g. 0x3000007F) are masked off."""
     lt = linktype & 0xFFFF
     if lt == LINKTYPE_RADIOTAP:
-        return _radiotap(data)
+        return radiotap(data)
     if lt == LINKTYPE_IEEE802_11:
         return (0, len(data), None, None, None)
     if lt == LINKTYPE_PRISM:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import dataclasses
 import struct
 from pathlib import Path
 
@@ -299,3 +300,12 @@ def test_fingerprint_follows_capabilities_and_order() -> None:
                  / Dot11EltRates(rates=[2, 4, 11, 22])
                  / Dot11Elt(ID=221, info=b"\x00\x50\xf2\x08\x01"))
     assert _ok(parse_record(_rtap(reordered), 127, 0)).fingerprint != base
+
+
+def test_fast_constructor_builds_an_ordinary_sighting() -> None:
+    s = _ok(parse_record(_rtap(_probe(ssid=b"x")), 127, 3.0, sensor="door"))
+    plain = Sighting(**{f.name: getattr(s, f.name) for f in dataclasses.fields(Sighting)})
+    assert s == plain and type(s) is Sighting
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.rssi = 0  # type: ignore[misc]
+    assert dataclasses.replace(s, rssi=-1).rssi == -1
