@@ -117,8 +117,9 @@ class Pipeline:
             self._next_stats = now + self.stats_interval_s
         elif now >= self._next_stats:
             events.append(self._stats_event(now))
-            while self._next_stats <= now:
-                self._next_stats += self.stats_interval_s
+            # Re-anchor rather than step: a clock jump (NTP after a boot without RTC, a gap in
+            # a capture) must not cost one loop turn per missed interval.
+            self._next_stats = now + self.stats_interval_s
         return events
 
     # -- internals ------------------------------------------------------------------------

@@ -50,9 +50,11 @@ class Pseudonymizer:
         self.period_s = period_s
         self.offset_s = offset_s
         self._period: int | None = None
+        self._lo = self._hi = 0.0  # the current period's bounds, to skip the division
         self._device_mac: hmac.HMAC | None = None
         self._ssid_mac: hmac.HMAC | None = None
         self._cache: dict[bytes, str] = {}
+        self._ssid_cache: dict[bytes, str] = {}
 
     def period(self, ts: float) -> int:
         return int((ts - self.offset_s) // self.period_s)
@@ -62,12 +64,17 @@ class Pseudonymizer:
         return hmac.new(self._secret, msg, hashlib.sha256).digest()
 
     def _roll(self, ts: float) -> None:
+        if self._lo <= ts < self._hi:
+            return
         period = self.period(ts)
+        self._lo = self.offset_s + period * self.period_s
+        self._hi = self._lo + self.period_s
         if period != self._period:
             self._period = period
             self._device_mac = hmac.new(self._salt(period, "device"), digestmod=hashlib.sha256)
             self._ssid_mac = hmac.new(self._salt(period, "ssid"), digestmod=hashlib.sha256)
-            self._cache.clear()
+            self._cache.clear()  # keys of the old period must not outlive it
+            self._ssid_cache.clear()
 
     def device_key(self, address: bytes, ts: float) -> str:
         self._roll(ts)
@@ -84,10 +91,17 @@ class Pseudonymizer:
 
     def ssid_hash(self, ssid: bytes, ts: float) -> str:
         self._roll(ts)
+        cached = self._ssid_cache.get(ssid)
+        if cached is not None:
+            return cached
         assert self._ssid_mac is not None
         h = self._ssid_mac.copy()
         h.update(ssid)
-        return h.hexdigest()[:16]
+        digest = h.hexdigest()[:16]
+        if len(self._ssid_cache) >= _CACHE_LIMIT:
+            self._ssid_cache.clear()
+        self._ssid_cache[ssid] = digest
+        return digest
 
     def stable_hash(self, value: bytes, domain: str) -> str:
         """A non-rotating keyed hash for registry and opt-out lookups (never published)."""
