@@ -50,8 +50,11 @@ class LocalBroker:
         # As root, mosquitto drops to the `mosquitto` user, which cannot write our private
         # temporary directory; keep the caller's identity instead.
         user = "user root\n" if os.geteuid() == 0 else ""
+        # max_queued_messages 0: no silent drop of QoS 1 messages queued for a slow or offline
+        # subscriber (the default caps them at 1000), which the demo's check relies on.
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             f"{user}{persistence}log_dest file {self.log}\n")
+                             f"{user}{persistence}max_queued_messages 0\n"
+                             f"set_tcp_nodelay true\nlog_dest file {self.log}\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -125,6 +125,17 @@ class Publisher:
             link.client.message_callback_add(topic, self._dispatcher(handler))
             link.client.subscribe(topic, qos)
 
+    def publish_now(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
+        """Send an ephemeral message (e.g. a peer summary) if connected; never stored.
+
+        For data whose value is gone by the time a broker comes back; events go through the
+        outbox instead. Returns False when not connected (the message is dropped)."""
+        link = self._link
+        if link is None or not self.connected:
+            return False
+        link.client.publish(topic, payload, qos, retain)
+        return True
+
     # -- one connection ---------------------------------------------------------------------
     async def _session(self, tls: ssl.SSLContext | None) -> bool:
         """One connection from connect to close; True if it reached CONNACK."""

@@ -1,22 +1,15 @@
-"""A real Mosquitto per test on a free loopback port (stoppable, restartable on the same port)."""
+"""Integration fixtures on top of tests/conftest.py's real Mosquitto factory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from gateway.mosquitto import LocalBroker, find_mosquitto
+from gateway.mosquitto import LocalBroker
 
 
 @pytest.fixture
-def local_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    broker = LocalBroker(workdir=str(tmp_path))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.close()
+def local_broker(mosquitto: Callable[..., LocalBroker]) -> LocalBroker:
+    """One started broker on a free loopback port, stopped after the test."""
+    return mosquitto()
