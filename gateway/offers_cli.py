@@ -24,18 +24,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
+from gateway.assembly import assemble, pseudonymizer_for
 from gateway.core.config import DriverSettings, GatewayConfig, load_config
-from gateway.core.envelope import Envelope, Topics
 from gateway.core.identity import IdentityIndex
 from gateway.core.identity_config import IdentitySettings
 from gateway.core.identity_import import parse_import
-from gateway.core.identity_link import IdentityContext, Linker
+from gateway.core.identity_link import Linker
 from gateway.core.model import OutboundMessage, Rejection, Sighting
 from gateway.core.offers import OFFER_TYPE, OfferEngine
 from gateway.core.pipeline import Pipeline
 from gateway.core.privacy import Boundary, Pseudonymizer
-from gateway.core.rules import RuleSet, dwell_marks, parse_rules
-from gateway.core.sessions import PresenceEngine
+from gateway.core.rules import RuleSet, parse_rules
 from gateway.errors import ConfigError, ConfigErrors, GatewayError
 from gateway.identity_cli import identity_settings
 from gateway.registry import Registry, RegistryState
@@ -63,28 +62,20 @@ class Simulation:
 def build(cfg: GatewayConfig, rules: RuleSet, registry: RegistryState | None = None,
           pseudonymizer: Pseudonymizer | None = None,
           identity: IdentitySettings | None = None) -> Simulation:
-    p = cfg.privacy
-    pseudo = pseudonymizer or Pseudonymizer(p.secret, p.rotation_s, p.rotation_offset_s)
-    ident = identity or IdentitySettings()
+    """The service's own core (gateway.assembly) over a registry loaded for the replay."""
+    if identity is not None:
+        cfg = dataclasses.replace(cfg, identity=identity)
+    pseudo = pseudonymizer or pseudonymizer_for(cfg)
+    ident = cfg.identity
     reg = registry or RegistryState([], frozenset(), [], 0)
     index = IdentityIndex(pseudo.stable_hash, reg.entries, app_uuid=ident.app_uuid,
                           app_window_s=ident.app_window_s, app_tolerance=ident.app_tolerance,
                           eid_tolerance=ident.eid_tolerance)
-    boundary = Boundary(pseudo, resolver=index, opt_out=reg.opt_out)
-    # Dwell conditions are checked at dwell marks (confirmed by a sighting): add the rules'.
-    presence = dataclasses.replace(
-        cfg.presence, dwell_marks_s=dwell_marks(rules, cfg.presence.dwell_marks_s))
-    engine = PresenceEngine(presence, gateway_id=cfg.gateway_id, store_id=cfg.store_id)
-    linker = Linker(index.get, reg.visits)
-    offers = OfferEngine(rules, timezone=cfg.timezone, store_id=cfg.store_id,
-                         context=IdentityContext(index, linker), links=linker.link_for)
-    topics = Topics(cfg.mqtt.topic_prefix, cfg.store_id, cfg.gateway_id)
-    envelope = Envelope(topics=topics, qos=cfg.mqtt.qos,
-                        source=f"urn:presence-gateway:{cfg.store_id}:{cfg.gateway_id}")
-    pipeline = Pipeline(engine=engine, envelope=envelope, gateway_id=cfg.gateway_id,
-                        stats_interval_s=cfg.presence.stats_interval_s, linker=linker,
-                        offers=offers)
-    return Simulation(cfg, boundary, pipeline, offers, linker)
+    core = assemble(cfg, pseudonymizer=pseudo, index=index, linker=Linker(index.get, reg.visits),
+                    opt_out=reg.opt_out, rules=rules)
+    assert core.offers is not None or not rules.rules
+    offers = core.offers or OfferEngine(rules, timezone=cfg.timezone, store_id=cfg.store_id)
+    return Simulation(cfg, core.boundary, core.pipeline, offers, core.linker)
 
 
 class _Sink:

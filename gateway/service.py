@@ -27,13 +27,15 @@ import orjson
 
 from drivers.base import Driver
 from gateway import __version__
+from gateway.assembly import assemble, pseudonymizer_for
 from gateway.channel import ObservationChannel
+from gateway.control import ControlPlane
 from gateway.core.config import GatewayConfig
-from gateway.core.envelope import Envelope, Topics
+from gateway.core.envelope import Topics
 from gateway.core.model import Observation, OutboundMessage
 from gateway.core.pipeline import Pipeline
 from gateway.core.privacy import Boundary, Pseudonymizer
-from gateway.core.sessions import PresenceEngine
+from gateway.core.rules import EMPTY_RULES, RuleSet
 from gateway.errors import DriverError, GatewayError
 
 log = logging.getLogger("presence_gateway")
@@ -108,6 +110,7 @@ class Service:
         self.stop_event = asyncio.Event()
         self.outbox: Any = None
         self.publisher: Any = None
+        self.control: Any = None
 
     # -- status payloads --------------------------------------------------------------------
     def _status(self, state: str) -> bytes:
@@ -124,12 +127,14 @@ class Service:
             "opted_out": self.boundary.stats.opted_out,
             "outbox_depth": getattr(self, "_depth", 0),
             "outbox_dropped": getattr(self.outbox, "dropped", 0),
+            "mqtt_rejected": int(getattr(pub, "rejected", 0)),
             "mqtt_connected": bool(pub is not None and pub.connected),
         }
 
     # -- run --------------------------------------------------------------------------------
     async def run(self) -> RunSummary:
         cfg, opts = self.cfg, self.opts
+        rules = _load_rules(cfg)
         outbox_cm: Any = contextlib.nullcontext(None)
         if opts.mqtt:
             from gateway.store import Outbox
@@ -137,22 +142,40 @@ class Service:
                                           max_age_s=cfg.storage.outbox_max_age_s)
         async with outbox_cm as outbox:
             self.outbox = outbox
-            next_seq = (await outbox.last_seq()) + 1 if outbox is not None else 1
-            envelope = Envelope(topics=self.topics, qos=cfg.mqtt.qos, next_seq=next_seq,
-                                source=f"urn:presence-gateway:{cfg.store_id}:{cfg.gateway_id}")
-            engine = PresenceEngine(cfg.presence, gateway_id=cfg.gateway_id,
-                                    store_id=cfg.store_id)
-            pipeline = Pipeline(engine=engine, envelope=envelope, gateway_id=cfg.gateway_id,
-                                stats_interval_s=cfg.presence.stats_interval_s,
-                                started=None if opts.replay else time.time())
+            identity = ledger = None
+            pseudo = pseudonymizer_for(cfg)
+            core_kw: dict[str, Any] = {}
+            if outbox is not None:
+                from gateway.identity_runtime import IdentityRuntime
+                from gateway.offers_store import OfferLedgerStore
+                identity = await IdentityRuntime.start(
+                    outbox, pseudo, cfg.identity, prefix=cfg.mqtt.topic_prefix,
+                    store=cfg.store_id)
+                core_kw = {"index": identity.index, "linker": identity.linker,
+                           "opt_out": identity.opt_out,
+                           "next_seq": (await outbox.last_seq()) + 1}
+                ledger = OfferLedgerStore(outbox)
+                await ledger.init()
+            core = assemble(cfg, pseudonymizer=pseudo, rules=rules,
+                            started=None if opts.replay else time.time(), **core_kw)
+            if identity is not None:
+                identity.boundary = core.boundary
+            if ledger is not None and core.offers is not None:
+                core.offers.load_ledger(await ledger.load(time.time() - rules.horizon_s))
+            self.boundary = core.boundary
+            self.channel.boundary = core.boundary
             writer = _Writer(outbox, opts, cfg.storage.batch_max, cfg.storage.batch_interval_s)
             if outbox is not None:
                 from gateway.publisher import Publisher
                 self.publisher = Publisher(cfg.mqtt, outbox, status_topic=self.topics.status,
                                            online_payload=lambda: self._status("online"),
                                            offline_payload=self._status("offline"), logger=log)
-            await self._task_group(pipeline, writer)
-            self._fill_summary(pipeline)
+            self.control = ControlPlane(cfg, core, writer.add, identity=identity, ledger=ledger,
+                                        publisher=self.publisher)
+            self.control.subscribe_all()
+            await self._task_group(core.pipeline, writer)
+            await self.control.tend(time.time())
+            self._fill_summary(core.pipeline)
             if outbox is not None:
                 self.summary.outbox_depth = await outbox.depth()
         return self.summary
@@ -164,8 +187,12 @@ class Service:
             driver_tasks = [tg.create_task(self._supervise(d), name=f"driver:{d.name}")
                             for d in self.drivers]
             consumer = tg.create_task(self._consume(pipeline, writer), name="consumer")
-            ticker = (None if self.opts.replay else
-                      tg.create_task(self._ticker(pipeline, writer), name="ticker"))
+            side = [tg.create_task(self.control.run(), name="control"),
+                    tg.create_task(self.control.maintenance(), name="maintenance")]
+            if not self.opts.replay:
+                side.append(tg.create_task(self._ticker(pipeline, writer), name="ticker"))
+                side.append(tg.create_task(self.control.peers(), name="peers"))
+                _on_signal(signal.SIGHUP, self.control.sighup)
             all_done: asyncio.Future[Any] = asyncio.gather(*driver_tasks, return_exceptions=True)
             stop: asyncio.Future[Any] = tg.create_task(self.stop_event.wait(), name="stop")
             await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
@@ -173,8 +200,8 @@ class Service:
                 t.cancel()
             await asyncio.gather(*driver_tasks, return_exceptions=True)
             stop.cancel()
-            if ticker is not None:
-                ticker.cancel()
+            for t in side:
+                t.cancel()
             self.channel.close()
             await consumer
             writer.add(pipeline.finish(self.shell_stats()) if self.opts.replay else [])
@@ -253,6 +280,18 @@ class Service:
         s.queue_drops = self.channel.drops
         if self.publisher is not None:
             s.published, s.acked = self.publisher.published, self.publisher.acked
+
+
+def _load_rules(cfg: GatewayConfig) -> RuleSet:
+    if cfg.offers.rules_path is None:
+        return EMPTY_RULES
+    from gateway.offers_cli import load_rules
+    return load_rules(cfg.offers.rules_path, cfg)
+
+
+def _on_signal(sig: signal.Signals, fn: Callable[[], None]) -> None:
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(sig, fn)
 
 
 def _obs_line(o: Observation) -> bytes:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gateway.core import presence_config
+from gateway.core import identity_config, presence_config, rules
 from gateway.core.yamlread import Reader, load_yaml
 from gateway.errors import ConfigError
 
@@ -83,6 +83,9 @@ class GatewayConfig:
     storage: StorageSettings
     privacy: PrivacySettings
     presence: presence_config.PresenceSettings
+    identity: identity_config.IdentitySettings = field(
+        default_factory=identity_config.IdentitySettings)
+    offers: rules.OfferSettings = field(default_factory=rules.OfferSettings)
     queue_max: int = 10000
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -114,10 +117,16 @@ def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None)
     gateway_id = r.str_("gateway.id", "gw-1", pattern=_ID)
     timezone = r.str_("store.timezone", "UTC")
     _check_timezone(r, timezone)
+
+    def secret(r: Reader, key: str, spec: str) -> str | None:
+        return _secret_from(r, key, spec, env)
+
     cfg = GatewayConfig(
         source=filename, store_id=store_id, gateway_id=gateway_id, timezone=timezone,
         drivers=_drivers(r), mqtt=_mqtt(r, env, store_id, gateway_id), storage=_storage(r),
         privacy=_privacy(r, env), presence=presence_config.read(r, "presence"),
+        identity=identity_config.read(r, "identity", secret),
+        offers=rules.read_settings(r, "offers", secret),
         queue_max=r.int_("queue.max", 10000, 16, 10_000_000), raw=data or {},
     )
     r.known_keys("queue", {"max"})

@@ -124,20 +124,23 @@ class Pipeline:
 
     # -- internals ------------------------------------------------------------------------
     def _emit(self, events: list[Event], now: float) -> list[OutboundMessage]:
-        if not events:
-            return []
-        self.events_by_type.update(e.type for e in events)
+        # The linker runs even without new events: a link found mid-visit emits
+        # presence.identity.linked on its own.
         if self.linker is not None:
             events = self.linker.decorate(events)
+        if not events:
+            return []
         if self.offers is not None:
             offers = self.offers.on_events(events, now)
             if offers:
-                self.events_by_type.update(e.type for e in offers)
                 events = events + offers
-        return [self._wrap(e) for e in events]
+        return self.inject(events)
 
-    def _wrap(self, event: Event) -> OutboundMessage:
-        return self.envelope.wrap(event)
+    def inject(self, events: Sequence[Event]) -> list[OutboundMessage]:
+        """Wrap events that did not come from observations (command results, sync
+        rejections) with the same envelope and sequence."""
+        self.events_by_type.update(e.type for e in events)
+        return [self.envelope.wrap(e) for e in events]
 
     def _stats_event(self, now: float) -> Event:
         shell = self.shell
@@ -159,6 +162,7 @@ class Pipeline:
             "opted_out": int(shell.get("opted_out", 0)),
             "outbox_depth": int(shell.get("outbox_depth", 0)),
             "outbox_dropped": int(shell.get("outbox_dropped", 0)),
+            "mqtt_rejected": int(shell.get("mqtt_rejected", 0)),
             "mqtt_connected": bool(shell.get("mqtt_connected", False)),
         }
         self._window_obs = 0
