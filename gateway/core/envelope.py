@@ -4,8 +4,10 @@ Invariants:
 - Every message has a unique, time-sortable `id` (UUIDv7 from the event time plus randomness)
   and a per-gateway `sequence` that increases by exactly one per message, so a consumer can
   drop duplicates (same id) and see gaps (missing sequence numbers).
-- Topics: `{prefix}/v1/{store}/{gateway}/events/{type}` for events and
-  `{prefix}/v1/{store}/{gateway}/state/{suffix}` for retained state; status is `.../status`.
+- Topics: `{prefix}/v1/{store}/{gateway}/events/{type}` for events,
+  `{prefix}/v1/{store}/{gateway}/state/{suffix}` for retained state and
+  `{prefix}/v1/{store}/{gateway}/commands/{name}/result` for command results; status is
+  `.../status`.
 - The payload is serialised once, here, with orjson; nothing downstream re-encodes it.
 """
 
@@ -86,8 +88,11 @@ class Envelope:
         }
         if event.subject is not None:
             body["subject"] = event.subject
-        if event.retained and event.topic_suffix:
-            topic = self.topics.state(event.topic_suffix)
+        suffix = event.topic_suffix
+        if suffix is not None and suffix.startswith("commands/"):
+            topic = f"{self.topics.base}/{suffix}"  # a command's result beside the command
+        elif event.retained and suffix:
+            topic = self.topics.state(suffix)
         else:
             topic = self.topics.event(event.type)
         return OutboundMessage(

@@ -46,3 +46,9 @@ def test_retained_state_goes_to_state_topic() -> None:
     m = make().wrap(Event("presence.occupancy", 5.0, {"present": 3}, retained=True,
                           topic_suffix="occupancy/shoes"))
     assert m.retain and m.topic == "presence/v1/s1/gw1/state/occupancy/shoes"
+
+
+def test_command_result_goes_beside_the_command() -> None:
+    m = make().wrap(Event("presence.command.result", 5.0, {"ok": True},
+                          topic_suffix="commands/offers.reload/result"))
+    assert m.topic == "presence/v1/s1/gw1/commands/offers.reload/result" and not m.retain
