@@ -93,8 +93,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "check-config":
         cfg = load_config(args.file)
+        rules_note = ""
+        if cfg.offers.rules_path is not None:  # the rules are part of what starts
+            from gateway.offers_cli import load_rules
+            n = len(load_rules(cfg.offers.rules_path, cfg).rules)
+            rules_note = f", {n} offer rule(s)"
         print(f"{args.file}: ok (store {cfg.store_id}, gateway {cfg.gateway_id}, "
-              f"{len(cfg.drivers)} driver(s), broker {cfg.mqtt.host}:{cfg.mqtt.port})")
+              f"{len(cfg.drivers)} driver(s), broker {cfg.mqtt.host}:{cfg.mqtt.port}"
+              f"{rules_note})")
         return 0
     if cmd in ("run", "replay"):
         return _run(args)

@@ -27,8 +27,9 @@ def test_defaults_are_complete_and_frozen() -> None:
 
 
 def test_example_config_is_valid() -> None:
-    cfg = load_config("config/gateway.example.yaml", env={"PG_SECRET": "x" * 32,
-                                                          "MQTT_PASSWORD": "pw"})
+    env = {"PG_SECRET": "x" * 32, "MQTT_PASSWORD": "pw", "PG_SYNC_KEY": "k" * 20,
+           "PG_COMMAND_KEY": "c" * 20}
+    cfg = load_config("config/gateway.example.yaml", env=env)
     assert cfg.drivers and cfg.store_id
 
 

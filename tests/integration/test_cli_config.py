@@ -46,7 +46,8 @@ def test_check_config_accepts_example() -> None:
     res = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config",
                           "config/gateway.example.yaml"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2], timeout=60,
-                         env={"PG_SECRET": "x" * 32, "MQTT_PASSWORD": "pw", "PATH": "/usr/bin"})
+                         env={"PG_SECRET": "x" * 32, "MQTT_PASSWORD": "pw", "PG_SYNC_KEY": "k" * 20,
+                              "PG_COMMAND_KEY": "c" * 20, "PATH": "/usr/bin"})
     assert res.returncode == 0, res.stderr
     assert "ok" in res.stdout
 

@@ -1,0 +1,53 @@
+"""`make bench`: every benchmark, one after another, each in its own process.
+
+Separate processes keep one benchmark's caches and peak memory out of the next one's figures.
+The tables each prints are what README's "Benchmarks" section quotes.
+
+    python -m bench.all [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+BENCHES: list[tuple[str, list[str], list[str]]] = [
+    # module, full-run arguments, --quick arguments
+    ("bench.wifi_parse", [], ["--frames", "200000"]),
+    ("bench.ble_decode", [], ["--n", "200000", "--theengs-n", "2000"]),
+    ("bench.pipeline", ["--observations", "1000000"], ["--observations", "200000"]),
+    ("bench.publish", [], ["20000"]),
+    ("bench.irk", [], []),
+    ("bench.identity_link", [], []),
+    ("bench.offers", [], []),
+    ("bench.wifi_grouping", [], []),
+    ("bench.presence_accuracy", [], []),
+    ("bench.presence_memory", [], []),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    ap.add_argument("only", nargs="*", help="module names to run (default: all)")
+    args = ap.parse_args(argv)
+    failed = []
+    for module, full, quick in BENCHES:
+        if args.only and module not in args.only and module.split(".")[-1] not in args.only:
+            continue
+        cmd = [sys.executable, "-m", module, *(quick if args.quick else full)]
+        print(f"\n## {module}\n", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call(cmd)
+        print(f"\n({module}: exit {rc}, {time.perf_counter() - t0:.0f} s)", flush=True)
+        if rc != 0:
+            failed.append(module)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
