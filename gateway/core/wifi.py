@@ -34,14 +34,16 @@ _U16 = struct.Struct("<H").unpack_from
 
 KIND_NULL_DATA = "null_data"
 
-# Elements whose content is the same in every probe a device sends (capabilities, rate sets),
-# and which therefore enter the fingerprint with their content. All other elements enter with
-# their id only: SSID (0, personal and per-network), DS parameter set (3, the current channel),
-# supported operating classes (59, starts with the current class), SSID list (84), mesh id (114),
-# request/extended request (10/255-10, may follow the probe's purpose) and unknown ones.
-STABLE_CONTENT_IES = frozenset({1, 45, 50, 107, 127, 191})  # rates, HT, ext rates, interworking,
-#                                                             ext capabilities, VHT
-STABLE_CONTENT_EXT_IES = frozenset({35})  # HE capabilities (element id 255, extension id 35)
+# The fingerprint: element ids in order (SSID and DS parameter set left out: the SSID is personal
+# and per network, the DS set is the current channel and absent on 5 GHz), extension ids, vendor
+# OUI + type, and the content of the few elements measured stable across one phone's probes:
+# supported / extended rates (basic-rate bit masked) and the HT capability info field. Measured on
+# the one-phone probing_patterns captures, these vary within one phone and are left out: the
+# extended capabilities (length and bits change with the phone's state), the HT MCS set and HE
+# MCS maps (spatial streams drop in low-power states), and any vendor payload.
+RATE_IES = frozenset({1, 50})
+_IE_HT_CAP = 45
+_MASK_BASIC_RATE = bytes(i & 0x7F for i in range(256))
 _IE_SSID, _IE_DS, _IE_VENDOR, _IE_EXT = 0, 3, 221, 255
 
 # frame control byte 0 -> kind and the fixed fields between the 24-byte header and the elements
@@ -136,16 +138,17 @@ def walk_elements(data: bytes, pos: int, end: int, tag: bytes = b"p") -> _Walked
             ds = data[body] if elen else None
             continue
         material.append(eid)
-        if eid in STABLE_CONTENT_IES:
-            material += elen.to_bytes(1, "little") + data[body:pos]
+        if eid in RATE_IES:
+            material.append(elen)
+            material += data[body:pos].translate(_MASK_BASIC_RATE)
+        elif eid == _IE_HT_CAP:
+            material += data[body:body + 2]
         elif eid == _IE_VENDOR:
             vendor = data[body:body + 4]  # OUI + vendor type, never the vendor payload
             ouis.append(int.from_bytes(vendor[:3], "big"))
             material += vendor
         elif eid == _IE_EXT and elen:
             material.append(data[body])
-            if data[body] in STABLE_CONTENT_EXT_IES:
-                material += elen.to_bytes(1, "little") + data[body:pos]
     fingerprint = hashlib.blake2b(material, digest_size=8).hexdigest()
     return (tuple(ids), tuple(ouis), fingerprint, ds)
 
@@ -234,7 +237,7 @@ def parse_record(
     ssid, (ie_ids, ouis, fingerprint, ds) = result
     address = data[start + 10:start + 16]
     fields: dict[str, Any] = {"ssid_directed": ssid is not None, "ie_ids": ie_ids,
-                              "vendor_ouis": ouis, "freq": freq}
+                              "vendor_ouis": ouis, "freq": freq, "ds_channel": ds}
     if fixed == 10:
         fields["reassociation"] = True
     if channel is None:

@@ -1,0 +1,137 @@
+"""DeviceGrouper: linking rules, bounded memory, and real one-phone captures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.pcap_records import iter_records
+from gateway.core.fingerprint import DeviceGrouper
+from gateway.core.model import AddressKind, Observation, Radio, Sighting
+from gateway.core.privacy import Boundary, Pseudonymizer
+from gateway.core.wifi import parse_record
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "captures" / "wifi"
+BRNO = Path(__file__).resolve().parents[1] / "data" / "wifi" / \
+    "position_1_sc6-61_2023-04-17_anonymized.pcap"
+
+
+def obs(device: str, ts: float, *, fp: str | None = "fpA", seq: int | None = 100,
+        rssi: int | None = -50, channel: int = 1, kind: AddressKind = AddressKind.RANDOM,
+        radio: Radio = Radio.WIFI, **fields: Any) -> Observation:
+    return Observation(ts=ts, radio=radio, device=device, address_kind=kind, rssi=rssi,
+                       channel=channel, kind="probe_request", fields=fields, seq=seq,
+                       fingerprint=fp)
+
+
+def test_same_address_same_group() -> None:
+    g = DeviceGrouper()
+    assert g.observe(obs("a", 0.0)) == g.observe(obs("a", 50.0))
+
+
+def test_sequence_continuity_links_a_rotated_address() -> None:
+    g = DeviceGrouper()
+    first = g.observe(obs("a", 0.0, seq=4090))
+    assert g.observe(obs("b", 30.0, seq=3, rssi=-10)) == first  # wraps 4095 -> 0; RSSI ignored
+    assert g.stats.by_sequence == 1
+
+
+def test_same_burst_links_and_distant_rssi_splits() -> None:
+    g = DeviceGrouper(rssi_tol_db=10)
+    first = g.observe(obs("a", 0.0, seq=100))
+    assert g.observe(obs("b", 0.3, seq=2000, rssi=-55)) == first
+    assert g.observe(obs("c", 0.4, seq=3000, rssi=-85)) != first  # same channel, 30 dB apart
+
+
+def test_off_channel_rssi_is_not_compared() -> None:
+    g = DeviceGrouper(rssi_tol_db=10)
+    first = g.observe(obs("a", 0.0, seq=100, ds_channel=1))
+    # heard on channel 1 while sent on channel 4: attenuated, so no RSSI veto
+    assert g.observe(obs("b", 0.3, seq=2000, rssi=-85, ds_channel=4)) == first
+
+
+def test_next_burst_links_within_max_gap_only() -> None:
+    g = DeviceGrouper(max_gap_s=120)
+    first = g.observe(obs("a", 0.0, seq=100))
+    assert g.observe(obs("b", 60.0, seq=2000)) == first
+    assert g.observe(obs("c", 400.0, seq=3000)) != first
+    assert g.stats.by_return == 1
+
+
+def test_different_fingerprints_never_link() -> None:
+    g = DeviceGrouper()
+    assert g.observe(obs("a", 0.0, fp="x")) != g.observe(obs("b", 0.1, fp="y", seq=101))
+
+
+def test_public_addresses_are_devices_of_their_own() -> None:
+    g = DeviceGrouper()
+    a = g.observe(obs("a", 0.0, kind=AddressKind.PUBLIC))
+    assert g.observe(obs("b", 0.1, seq=101, kind=AddressKind.PUBLIC)) != a
+    trusting_nothing = DeviceGrouper(trust_address_kind=False)
+    a = trusting_nothing.observe(obs("a", 0.0, kind=AddressKind.PUBLIC))
+    assert trusting_nothing.observe(obs("b", 0.1, seq=101, kind=AddressKind.PUBLIC)) == a
+
+
+def test_other_radios_and_unfingerprinted_frames() -> None:
+    g = DeviceGrouper()
+    assert g.observe(obs("ble1", 0.0, radio=Radio.BLE)) == "ble1"
+    n1 = g.observe(obs("n1", 0.0, fp=None))
+    assert n1 != g.observe(obs("n2", 0.1, fp=None, seq=101))
+    assert g.estimate(0.1, 60) == 2  # BLE is not counted here
+
+
+def test_estimate_window_and_expiry_bound_memory() -> None:
+    g = DeviceGrouper(max_gap_s=60, sweep_s=1)
+    for i in range(100):  # 100 distinct fingerprints: 100 devices, one minute apart each
+        g.observe(obs(f"d{i}", i * 10.0, fp=f"fp{i}"))
+    assert g.estimate(990.0, 30.0) == 3  # heard at 970, 980, 990
+    assert g.stats.live_groups <= 8 and len(g._by_address) <= 8
+    g.expire(10_000.0)
+    assert g.estimate(10_000.0, 60) == 0 and g.stats.live_groups == 0 and not g._by_address
+
+
+def test_max_groups_evicts_oldest() -> None:
+    g = DeviceGrouper(max_groups=10)
+    first = g.observe(obs("d0", 0.0, fp="fp0"))
+    for i in range(1, 20):
+        g.observe(obs(f"d{i}", float(i) / 100, fp=f"fp{i}"))
+    assert g.stats.live_groups == 10
+    assert g.observe(obs("d0", 0.5, fp="fp0")) != first  # evicted: starts afresh
+
+
+def _file_observations(path: Path) -> list[Observation]:
+    boundary = Boundary(Pseudonymizer(b"test-secret-0123456789", period_s=10**9))
+    out = []
+    for ts, linktype, data in iter_records(path):
+        s = parse_record(data, linktype, ts)
+        if isinstance(s, Sighting):
+            o = boundary.admit(s)
+            if o is not None:
+                out.append(o)
+    return sorted(out, key=lambda o: o.ts)
+
+
+def test_bundled_empty_lab_never_exceeds_its_three_machines() -> None:
+    """Brno 2023-04-17: empty lab, 3 public addresses (fixed machines) over a day; a machine
+    silent for longer than max_gap_s comes back as a new group, but no window sees more than 3."""
+    g = DeviceGrouper()
+    estimates = []
+    for o in _file_observations(BRNO):
+        g.observe(o)
+        estimates.append(g.estimate(o.ts, 300.0))
+    assert max(estimates) == 3 and min(estimates) >= 1
+
+
+@pytest.mark.parametrize("name,max_groups", [("iPhone11-B", 1), ("iPhone12-M", 1),
+                                             ("iPhone7-F", 1), ("S21Ultra-M", 2)])
+def test_one_phone_files_collapse(name: str, max_groups: int) -> None:
+    path = SHARED / "probing_patterns" / f"{name}_anonymized.pcap"
+    if not path.exists():
+        pytest.skip(f"{path} absent (GPL-3.0 probing_patterns are read from ../shared only)")
+    observations = _file_observations(path)
+    g = DeviceGrouper(trust_address_kind=False)  # upstream anonymisation randomised the LA bit
+    groups = {g.observe(o) for o in observations}
+    assert len({o.device for o in observations}) > 5 * len(groups)
+    assert len(groups) <= max_groups
