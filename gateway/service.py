@@ -37,6 +37,7 @@ from gateway.core.pipeline import Pipeline
 from gateway.core.privacy import Boundary, Pseudonymizer
 from gateway.core.rules import EMPTY_RULES, RuleSet
 from gateway.errors import DriverError, GatewayError
+from gateway.sdnotify import Notifier
 
 log = logging.getLogger("presence_gateway")
 
@@ -111,6 +112,7 @@ class Service:
         self.outbox: Any = None
         self.publisher: Any = None
         self.control: Any = None
+        self.notifier = Notifier()
 
     # -- status payloads --------------------------------------------------------------------
     def _status(self, state: str) -> bytes:
@@ -193,9 +195,11 @@ class Service:
                 side.append(tg.create_task(self._ticker(pipeline, writer), name="ticker"))
                 side.append(tg.create_task(self.control.peers(), name="peers"))
                 _on_signal(signal.SIGHUP, self.control.sighup)
+                self.notifier.ready(f"{len(self.drivers)} driver(s), store {self.cfg.store_id}")
             all_done: asyncio.Future[Any] = asyncio.gather(*driver_tasks, return_exceptions=True)
             stop: asyncio.Future[Any] = tg.create_task(self.stop_event.wait(), name="stop")
             await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
+            self.notifier.stopping()
             for t in driver_tasks:
                 t.cancel()
             await asyncio.gather(*driver_tasks, return_exceptions=True)
@@ -262,6 +266,9 @@ class Service:
     async def _ticker(self, pipeline: Pipeline, writer: _Writer) -> None:
         while True:
             await asyncio.sleep(1.0)
+            # The watchdog is fed by the loop's own clock: a wedged loop stops feeding it and
+            # systemd restarts the gateway (WatchdogSec in the unit).
+            self.notifier.watchdog()
             await self._refresh_depth()
             writer.add(pipeline.tick(time.time(), self.shell_stats()))
             if writer.pending:
