@@ -67,6 +67,7 @@ class Kind(StrEnum):
 
     PROBE_REQUEST = "probe_request"
     ASSOCIATION_REQUEST = "association_request"
+    NULL_DATA = "null_data"
     IBEACON = "ibeacon"
     ALTBEACON = "altbeacon"
     EDDYSTONE_UID = "eddystone_uid"
