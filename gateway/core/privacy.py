@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.core.model import Observation, Sighting
+from gateway.core.model import Observation, Sighting, new_observation
 
 _CACHE_LIMIT = 65536  # addresses remembered per period: bounded memory, cheap repeats
 
@@ -140,9 +140,6 @@ class Boundary:
             fields = {**fields, "ssid_hash": p.ssid_hash(s.ssid, s.ts)}
         identity = self.resolver(s) if self.resolver is not None else None
         self.stats.admitted += 1
-        return Observation(
-            ts=s.ts, radio=s.radio, device=p.device_key(s.address, s.ts),
-            address_kind=s.address_kind, rssi=s.rssi, channel=s.channel, kind=s.kind,
-            fields=fields, seq=s.seq, fingerprint=s.fingerprint, identity=identity,
-            sensor=s.sensor,
-        )
+        return new_observation(s.ts, s.radio, p.device_key(s.address, s.ts), s.address_kind,
+                               s.rssi, s.channel, s.kind, fields, s.seq, s.fingerprint,
+                               identity, s.sensor)
