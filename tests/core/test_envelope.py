@@ -15,16 +15,23 @@ def make(next_seq: int = 1) -> Envelope:
 
 
 def test_uuid7_is_valid_and_time_sortable() -> None:
-    a = uuid7(1_700_000_000.000, bytes(10))
-    b = uuid7(1_700_000_000.001, bytes(10))
+    a = uuid7(1_700_000_000.000, 0)
+    b = uuid7(1_700_000_000.001, 0)
     assert a < b
     assert a[14] == "7" and a[19] in "89ab"
-    assert uuid7(1.0, b"\xff" * 10) != uuid7(1.0, b"\x00" * 10)
+    assert uuid7(1.0, (1 << 74) - 1) != uuid7(1.0, 0)
+    import uuid
+    u = uuid.UUID(uuid7(1_700_000_000.5, 12345))
+    assert u.version == 7 and u.variant == uuid.RFC_4122
+    assert u.int >> 80 == 1_700_000_000_500
 
 
 def test_rfc3339_is_utc_with_millis() -> None:
     assert rfc3339(0.0) == "1970-01-01T00:00:00.000Z"
     assert rfc3339(1677575702.1256) == "2023-02-28T09:15:02.125Z"
+    env = make()
+    for ts in (0.0, 1677575702.1256, 1677575702.999, 1677575703.0, 1.5e9 + 0.0004):
+        assert env._time(ts) == rfc3339(ts)
 
 
 def test_wrap_builds_structured_cloudevent_and_counts_sequence() -> None:
