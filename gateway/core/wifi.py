@@ -32,7 +32,7 @@ from gateway.core.radiotap import LINKTYPE_RADIOTAP, radio_header, radiotap
 
 _U16 = struct.Struct("<H").unpack_from
 
-KIND_NULL_DATA = "null_data"
+KIND_NULL_DATA = Kind.NULL_DATA.value
 
 # The fingerprint: element ids in order (SSID and DS parameter set left out: the SSID is personal
 # and per network, the DS set is the current channel and absent on 5 GHz), extension ids, vendor
