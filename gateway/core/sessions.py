@@ -99,8 +99,10 @@ class PresenceEngine:
             self._evict(out)
         rssi = obs.rssi
         if rssi is not None:
-            if obs.sensor != u.sensor:
-                u.sensor = obs.sensor
+            # A driver without a `sensor` option is this gateway: zones may name gateway ids.
+            sensor = obs.sensor or self.gateway_id
+            if sensor != u.sensor:
+                u.sensor = sensor
                 u.lo, u.hi = INF, -INF  # zones are per sensor: decide again
             if not u.sig.update(rssi, ts, self._q, self._r, self._out):
                 return out

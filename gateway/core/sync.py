@@ -78,12 +78,12 @@ class Peers:
 
     def visit_of(self, key: str) -> tuple[str, float, bool] | None:
         """A visit a peer already opened for this device: (visit id, first_seen, announced)."""
-        best: tuple[str, float, bool] | None = None
-        for gw in sorted(self._visits):
-            v = self._visits[gw].get(key)
-            if v is not None and (best is None or v[1] < best[1]):
-                best = v
-        return best
+        found = [v for gw in sorted(self._visits) if (v := self._visits[gw].get(key))]
+        if not found:
+            return None
+        vid, first, _ = min(found, key=lambda v: (v[1], v[0]))  # the rule _recheck adopts by
+        # Announced if ANY peer announced this visit id: the one that did may sort later.
+        return vid, first, any(v[0] == vid and v[2] for v in found)
 
     def owner(self, u: Unit, now: float) -> str:
         if not self.active:

@@ -159,3 +159,22 @@ def test_device_cap_bounds_memory() -> None:
     for i in range(1000):
         e.feed(wifi(float(i), f"dev{i}", -60))
     assert e.units == 100 and e.evicted == 900
+
+
+def test_zones_may_name_the_gateway_when_drivers_have_no_sensor_id() -> None:
+    # config/gateway.example.yaml names gateways in `sensors`; drivers default to sensor "".
+    e = engine("gw-door", zones=(ZoneSettings("door", ("gw-door",), -70.0, -76.0),))
+    events = run(e, [wifi(float(t), "p", -60) for t in range(0, 60, 5)], until=400.0)
+    assert [k for k, _, z in visit_events(events) if z == "door"] == ["zone.entered",
+                                                                       "zone.exited"]
+
+
+def test_a_visit_announced_by_any_peer_counts_as_announced() -> None:
+    # gw-c never owned the device but may close the visit: it must know it was announced even
+    # when the announcing peer (gw-b) sorts after one that did not announce (gw-a).
+    c = engine("gw-c")
+    line = {"device": "d", "rssi": -60.0, "last_seen": 10.0, "first_seen": 0.0,
+            "visit_id": "v1"}
+    c.apply_peer_summary("gw-a", [{**line, "gateway": "gw-a", "announced": False}], 10.0)
+    c.apply_peer_summary("gw-b", [{**line, "gateway": "gw-b", "announced": True}], 10.0)
+    assert c.peers.visit_of("d") == ("v1", 0.0, True)
