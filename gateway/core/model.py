@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class _Empty(Mapping[str, Any]):
+class _Empty(Mapping[Any, Any]):
     """An immutable, hashable empty mapping: a safe shared default for `fields`."""
 
     __slots__ = ()
@@ -42,7 +42,7 @@ class _Empty(Mapping[str, Any]):
         return "{}"
 
 
-EMPTY: Mapping[str, Any] = _Empty()
+EMPTY: Mapping[Any, Any] = _Empty()
 
 
 class Radio(StrEnum):

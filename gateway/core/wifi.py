@@ -21,13 +21,12 @@ Invariants:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from gateway.core.model import AddressKind, Kind, Radio, Rejection, Sighting
+from gateway.core.model import AddressKind, Kind, Radio, Rejection, Sighting, fast_constructor
 from gateway.core.radiotap import LINKTYPE_RADIOTAP, radio_header, radiotap
 
 _U16 = struct.Struct("<H").unpack_from
@@ -61,46 +60,9 @@ _REJECT: dict[str, Rejection] = {}
 _KIND_OF_BIT = (AddressKind.PUBLIC, AddressKind.PUBLIC, AddressKind.RANDOM)  # by octet & 0x02
 _WIFI = Radio.WIFI
 
-_SIGHTING_FIELDS = ("ts", "radio", "address", "address_kind", "rssi", "channel", "kind",
-                    "fields", "seq", "ssid", "fingerprint", "identity_hints", "sensor")
-_NewSighting = Callable[[float, Radio, bytes, AddressKind, "int | None", "int | None", str,
-                         Mapping[str, Any], "int | None", "bytes | None", "str | None",
-                         tuple[str, ...], str], Sighting]
-
-
-def _sighting_constructor() -> _NewSighting:
-    """A Sighting built by setting its slots directly: the same object the dataclass __init__
-    makes (which also bypasses the frozen __setattr__), at half the cost (~1 µs saved per
-    frame). Should the model's fields change, the normal constructor is used instead."""
-    if tuple(f.name for f in dataclasses.fields(Sighting)) != _SIGHTING_FIELDS:
-        return Sighting
-    (s_ts, s_radio, s_address, s_akind, s_rssi, s_channel, s_kind, s_fields, s_seq, s_ssid,
-     s_fp, s_hints, s_sensor) = (getattr(Sighting, n).__set__ for n in _SIGHTING_FIELDS)
-    new = object.__new__
-
-    def make(ts: float, radio: Radio, address: bytes, akind: AddressKind, rssi: int | None,
-             channel: int | None, kind: str, fields: Mapping[str, Any], seq: int | None,
-             ssid: bytes | None, fp: str | None, hints: tuple[str, ...], sensor: str) -> Sighting:
-        obj: Sighting = new(Sighting)
-        s_ts(obj, ts)
-        s_radio(obj, radio)
-        s_address(obj, address)
-        s_akind(obj, akind)
-        s_rssi(obj, rssi)
-        s_channel(obj, channel)
-        s_kind(obj, kind)
-        s_fields(obj, fields)
-        s_seq(obj, seq)
-        s_ssid(obj, ssid)
-        s_fp(obj, fp)
-        s_hints(obj, hints)
-        s_sensor(obj, sensor)
-        return obj
-
-    return make
-
-
-new_sighting: _NewSighting = _sighting_constructor()
+# (ts, radio, address, address_kind, rssi, channel, kind, fields, seq, ssid, fingerprint,
+#  identity_hints, sensor): the Sighting built through its slots, ~1 µs a frame cheaper.
+new_sighting: Callable[..., Sighting] = fast_constructor(Sighting)
 
 
 def reject(reason: str) -> Rejection:
