@@ -6,6 +6,8 @@ Invariants:
 - Bounded: live sources (`offer`) never block; when full, the OLDEST observation is dropped and
   counted (fresh data matters more than old on a live radio). Recorded sources (`put_many`)
   wait for room, so a replay never loses anything.
+- Repeated, unchanged BLE adverts are throttled per device (core.throttle) before anything
+  else is spent on them.
 - One consumer drains whole batches (`get_batch`): one wake-up per burst, not per item.
 """
 
@@ -17,11 +19,14 @@ from collections.abc import Iterable
 
 from gateway.core.model import Observation, Rejection, Sighting
 from gateway.core.privacy import Boundary
+from gateway.core.throttle import AdvertThrottle
 
 
 class ObservationChannel:
-    def __init__(self, boundary: Boundary, maxsize: int = 10000) -> None:
+    def __init__(self, boundary: Boundary, maxsize: int = 10000,
+                 throttle: AdvertThrottle | None = None) -> None:
         self.boundary = boundary
+        self.throttle = throttle or AdvertThrottle(0.0)
         self.maxsize = maxsize
         self._items: deque[Observation] = deque()
         self._ready = asyncio.Event()
@@ -34,6 +39,8 @@ class ObservationChannel:
 
     # -- Sink protocol (drivers) ----------------------------------------------------------
     def offer(self, sighting: Sighting) -> None:
+        if not self.throttle.admit(sighting):
+            return
         obs = self.boundary.admit(sighting)
         if obs is None:
             return
@@ -47,8 +54,11 @@ class ObservationChannel:
 
     async def put_many(self, sightings: Iterable[Sighting]) -> None:
         admit = self.boundary.admit
+        throttle = self.throttle.admit
         items = self._items
         for s in sightings:
+            if not throttle(s):
+                continue
             while len(items) >= self.maxsize:
                 self._room.clear()
                 self._ready.set()

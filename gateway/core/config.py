@@ -87,6 +87,7 @@ class GatewayConfig:
         default_factory=identity_config.IdentitySettings)
     offers: rules.OfferSettings = field(default_factory=rules.OfferSettings)
     queue_max: int = 10000
+    ble_repeat_interval_s: float = 1.0
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -127,9 +128,11 @@ def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None)
         privacy=_privacy(r, env), presence=presence_config.read(r, "presence"),
         identity=identity_config.read(r, "identity", secret),
         offers=rules.read_settings(r, "offers", secret),
-        queue_max=r.int_("queue.max", 10000, 16, 10_000_000), raw=data or {},
+        queue_max=r.int_("queue.max", 10000, 16, 10_000_000),
+        ble_repeat_interval_s=r.duration("queue.ble_repeat_interval", 1.0),
+        raw=data or {},
     )
-    r.known_keys("queue", {"max"})
+    r.known_keys("queue", {"max", "ble_repeat_interval"})
     r.check()
     return cfg
 

@@ -160,6 +160,7 @@ class Pipeline:
             "rejects": dict(shell.get("rejects", {})),
             "queue_drops": int(shell.get("queue_drops", 0)),
             "opted_out": int(shell.get("opted_out", 0)),
+            "throttled": int(shell.get("throttled", 0)),
             "outbox_depth": int(shell.get("outbox_depth", 0)),
             "outbox_dropped": int(shell.get("outbox_dropped", 0)),
             "mqtt_rejected": int(shell.get("mqtt_rejected", 0)),
