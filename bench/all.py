@@ -19,6 +19,7 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench.ble_decode", [], ["--n", "200000", "--theengs-n", "2000"]),
     ("bench.pipeline", ["--observations", "1000000"], ["--observations", "200000"]),
     ("bench.publish", [], ["20000"]),
+    ("bench.throttle", [], []),
     ("bench.irk", [], []),
     ("bench.identity_link", [], []),
     ("bench.offers", [], []),
