@@ -43,8 +43,12 @@ PURGE_S = 3600.0
 
 class ControlPlane:
     def __init__(self, cfg: GatewayConfig, core: Core, emit: Emit, *, identity: Any = None,
-                 ledger: Any = None, publisher: Any = None) -> None:
+                 ledger: Any = None, publisher: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
+        # The clock of retention and caps: wall time live, capture time in a replay (a replay
+        # of last month must neither purge what it just linked nor age out its own caps).
+        self.clock = clock
         self.core = core
         self.emit = emit
         self.identity = identity      # IdentityRuntime or None (no database: replay --no-mqtt)
@@ -165,7 +169,7 @@ class ControlPlane:
     async def maintenance(self) -> None:
         while True:
             await asyncio.sleep(MAINTENANCE_S)
-            await self.tend(time.time())
+            await self.tend(self.clock())
 
     async def tend(self, now: float) -> None:
         """Persist what the core accumulated and enforce retention (also at shutdown)."""

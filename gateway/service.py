@@ -36,6 +36,7 @@ from gateway.core.model import Observation, OutboundMessage
 from gateway.core.pipeline import Pipeline
 from gateway.core.privacy import Boundary, Pseudonymizer
 from gateway.core.rules import EMPTY_RULES, RuleSet
+from gateway.core.throttle import AdvertThrottle
 from gateway.errors import DriverError, GatewayError
 from gateway.sdnotify import Notifier
 
@@ -100,12 +101,16 @@ class _Writer:
 class Service:
     def __init__(self, cfg: GatewayConfig, drivers: Sequence[Driver], opts: RunOptions) -> None:
         self.cfg = cfg
-        self.drivers = list(drivers)
         self.opts = opts
+        if opts.replay and len(drivers) > 1:  # recordings interleave by capture time
+            from gateway.replay_merge import MergedReplay
+            drivers = [MergedReplay(drivers)]
+        self.drivers = list(drivers)
         self.started = time.time()
         p = cfg.privacy
         self.boundary = Boundary(Pseudonymizer(p.secret, p.rotation_s, p.rotation_offset_s))
-        self.channel = ObservationChannel(self.boundary, cfg.queue_max)
+        self.channel = ObservationChannel(self.boundary, cfg.queue_max,
+                                          AdvertThrottle(cfg.ble_repeat_interval_s))
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.store_id, cfg.gateway_id)
         self.summary = RunSummary()
         self.stop_event = asyncio.Event()
@@ -127,6 +132,7 @@ class Service:
         return {
             "rejects": dict(self.channel.rejects), "queue_drops": self.channel.drops,
             "opted_out": self.boundary.stats.opted_out,
+            "throttled": self.channel.throttle.stats.dropped,
             "outbox_depth": getattr(self, "_depth", 0),
             "outbox_dropped": getattr(self.outbox, "dropped", 0),
             "mqtt_rejected": int(getattr(pub, "rejected", 0)),
@@ -163,7 +169,10 @@ class Service:
             if identity is not None:
                 identity.boundary = core.boundary
             if ledger is not None and core.offers is not None:
-                core.offers.load_ledger(await ledger.load(time.time() - rules.horizon_s))
+                # A replay's capture time is unknown yet: load every stored row (the table
+                # holds at most the rules' horizon); the engine's windows ignore older ones.
+                since = 0.0 if opts.replay else time.time() - rules.horizon_s
+                core.offers.load_ledger(await ledger.load(since))
             self.boundary = core.boundary
             self.channel.boundary = core.boundary
             writer = _Writer(outbox, opts, cfg.storage.batch_max, cfg.storage.batch_interval_s)
@@ -173,10 +182,12 @@ class Service:
                                            online_payload=lambda: self._status("online"),
                                            offline_payload=self._status("offline"), logger=log)
             self.control = ControlPlane(cfg, core, writer.add, identity=identity, ledger=ledger,
-                                        publisher=self.publisher)
+                                        publisher=self.publisher,
+                                        clock=_capture_clock(core.pipeline) if opts.replay
+                                        else time.time)
             self.control.subscribe_all()
             await self._task_group(core.pipeline, writer)
-            await self.control.tend(time.time())
+            await self.control.tend(self.control.clock())
             self._fill_summary(core.pipeline)
             if outbox is not None:
                 self.summary.outbox_depth = await outbox.depth()
@@ -294,6 +305,14 @@ def _load_rules(cfg: GatewayConfig) -> RuleSet:
         return EMPTY_RULES
     from gateway.offers_cli import load_rules
     return load_rules(cfg.offers.rules_path, cfg)
+
+
+def _capture_clock(pipeline: Pipeline) -> Callable[[], float]:
+    """Replay time: the last capture timestamp fed; 0 before the first one, so no purge runs
+    against a time the recording has not reached (tend purges only once now >= 1 h)."""
+    def now() -> float:
+        return pipeline.last_ts if pipeline.last_ts is not None else 0.0
+    return now
 
 
 def _on_signal(sig: signal.Signals, fn: Callable[[], None]) -> None:

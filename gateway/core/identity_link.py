@@ -135,7 +135,7 @@ class Linker:
         else:
             out.append(self._scoped(ev, link))
         if ev.type == VISIT_ENDED:
-            self._close(visit, device)
+            self._close(visit, device, ev.time)
 
     # -- linking -----------------------------------------------------------------------------
     def _link(self, visit: str, device: str, ts: float | None, out: list[Event]) -> Link | None:
@@ -170,12 +170,16 @@ class Linker:
             return ev
         return replace(ev, data={**ev.data, "customer_id": link.customer_id})
 
-    def _close(self, visit: str, device: object) -> None:
+    def _close(self, visit: str, device: object, ended: float) -> None:
         self._links.pop(visit, None)
         self._pending.pop(visit, None)
         if isinstance(device, str) and self._visit_of.get(device) == visit:
             del self._visit_of[device]
-            self._device.pop(device, None)
+            # Keep a resolution made at or after the end: it belongs to the device's NEXT
+            # visit, whose sightings can be observed (same batch) before this end is decorated.
+            known = self._device.get(device)
+            if known is not None and known[1] < ended:
+                del self._device[device]
 
     # -- queries for rules and the shell -----------------------------------------------------
     def link_for(self, visit_id: str) -> Link | None:

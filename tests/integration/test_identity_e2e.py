@@ -1,0 +1,516 @@
+"""Identity linking with consent (issue 6), end to end: CLI import -> `presence-gateway replay`
+(real SQLite, real Mosquitto) and the in-process Service (retention, live MQTT sync).
+
+Known truth (tests/integration/e2e_data.py): alice/dan/erin/frank link with the methods
+app_token/wifi_mac/irk/eddystone_eid; bob (analytics only) and carol (no consent) never leave
+the gateway; grace's phone is on the opt-out list and is dropped before anything sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from drivers.ble_replay import BleReplayDriver
+from gateway.core.config import load_config
+from gateway.core.identity_sync import sign as sync_sign
+from gateway.core.identity_sync import topics as sync_topics
+from gateway.core.model import OutboundMessage, Rejection, Sighting
+from gateway.core.privacy import Pseudonymizer, parse_mac
+from gateway.mosquitto import LocalBroker, find_mosquitto
+from gateway.service import RunOptions, Service
+from tests.contract import validate_event
+from tests.integration import e2e_data as d
+from tests.mqtt_helpers import Collector
+
+SHARED = d.ROOT.parent / "shared" / "data" / "captures" / "wifi"
+EXTHDR = SHARED / "tcpdump_radiotap" / "ieee802.11_exthdr.pcap"
+BRNO = SHARED / "brno_sc6-61" / "position_1_sc6-61_2023-02-16_anonymized.pcap"
+DAN_SSID = b"CafeNetz-Guest-7"
+SCOPES = {"presence.identity.linked": {"personalization"},
+          "presence.zone.entered": {"personalization"},
+          "presence.zone.exited": {"personalization"},
+          "presence.zone.dwell": {"personalization"},
+          "presence.visit.started": {"personalization", "analytics"},
+          "presence.visit.ended": {"personalization", "analytics"}}
+LINKED = "presence.identity.linked"
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=d.ROOT, env=d.env())
+
+
+def hasher() -> Any:
+    return Pseudonymizer(d.SECRET.encode()).stable_hash
+
+
+def opt_out_via_registry(db: Path, address: str) -> None:
+    """The opt-out list as central's sync leaves it, written through the registry API."""
+    from gateway.core.identity_sync import SyncChange
+    from gateway.registry import Registry
+
+    async def go() -> None:
+        h = hasher()
+        mac = parse_mac(address)
+        assert mac is not None
+        async with await Registry.open(str(db)) as reg:
+            await reg.apply_sync(SyncChange("update", 1, opt_out_add=frozenset(
+                {h(mac, "address")})), h, d.T0)
+    asyncio.run(go())
+
+
+# -- one full replay, shared by the linking and privacy tests -------------------------------
+
+class Run:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.db = tmp / "gw.db"
+        self.inputs: list[Path] = []
+        self.wire: list[tuple[str, bytes, bool]] = []
+        self.logs = b""
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = (self.tmp / "events.jsonl").read_bytes().splitlines()
+        return [json.loads(x) for x in lines]
+
+
+@pytest.fixture(scope="module")
+def full_replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto binary not found (Debian: apt-get install mosquitto)")
+    run = Run(tmp_path_factory.mktemp("identity_e2e"))
+    broker = LocalBroker(workdir=str(run.tmp))
+    broker.start()
+    try:
+        _do_full_replay(run, broker)
+        yield run
+    finally:
+        broker.close()
+
+
+def _do_full_replay(run: Run, broker: LocalBroker) -> None:
+    t = run.tmp
+    cfg = d.gateway_yaml(t / "gateway.yaml", db=run.db, broker_url=broker.url)
+    (t / "customers.csv").write_text(d.identities_csv())
+    imp = cli("identities", "import", str(t / "customers.csv"), "-c", str(cfg), "--db",
+              str(run.db))
+    assert imp.returncode == 0, imp.stderr
+    opt_out_via_registry(run.db, d.OPTED_OUT)
+    ble = t / "visit.jsonl"
+    ble.write_text(d.ble_recording(["alice", "bob", "carol", "erin", "frank", "grace", "anon"],
+                                   d.T0, 10))
+    dan = t / "dan.pcap"
+    d.wifi_probes(dan, d.DAN_MAC, d.T0, 10, ssid=DAN_SSID)
+    run.inputs = [ble, dan] + [p for p in (EXTHDR, BRNO) if p.is_file()]
+    with Collector(broker.host, broker.port, "#") as sub:
+        rep = cli("-v", "replay", *map(str, run.inputs), "-c", str(cfg), "--db", str(run.db),
+                  "--mqtt", broker.url, "--events-out", str(t / "events.jsonl"),
+                  "--observations-out", str(t / "observations.jsonl"), timeout=120)
+        assert rep.returncode == 0, rep.stderr[-3000:]
+        want = {e["id"] for e in run.events()}
+        assert not sub.wait_for_ids(want, timeout=20), "events-out and the broker disagree"
+        run.wire = sub.snapshot()
+    run.logs = (imp.stdout + imp.stderr + rep.stdout + rep.stderr).encode()
+
+
+def test_consented_visits_link_once_with_scoped_customer_ids(full_replay: Run) -> None:
+    events = full_replay.events()
+    for e in events:
+        e.pop("topic")
+        # Wi-Fi fingerprint groups ("grp-N" device ids, gateway/core/fingerprint.py) do not fit
+        # the schema's 16-hex device pattern yet: reported to the lead, not this test's subject.
+        if not str(e["data"].get("device", "")).startswith("grp-"):
+            validate_event(e)
+    linked = [e for e in events if e["type"] == LINKED]
+    who = {p.customer: n for n, p in d.PEOPLE.items()}
+    got = sorted((who[e["data"]["customer_id"]], e["data"]["method"]) for e in linked)
+    assert got == [("alice", "app_token"), ("dan", "wifi_mac"), ("erin", "irk"),
+                   ("frank", "eddystone_eid")]
+    visits = {e["data"]["visit_id"] for e in events if e["type"] == "presence.visit.started"}
+    link_visits = [e["data"]["visit_id"] for e in linked]
+    assert len(set(link_visits)) == 4 and set(link_visits) <= visits  # one per visit
+    for e in linked:
+        name = who[e["data"]["customer_id"]]
+        consent = set(d.PEOPLE[name].consent.split())
+        mine = [x for x in events if x["data"].get("visit_id") == e["data"]["visit_id"]]
+        by_type = {x["type"] for x in mine}
+        assert {"presence.visit.started", "presence.zone.dwell", "presence.visit.ended"} <= by_type
+        for x in mine:
+            allowed = SCOPES.get(x["type"], {"never"}) <= consent
+            has = x["data"].get("customer_id")
+            assert has == (e["data"]["customer_id"] if allowed else None), (name, x["type"])
+    # The visits of bob, carol and the anonymous phone are counted, never linked.
+    assert len(visits) >= 7
+
+
+def test_opted_out_device_never_becomes_an_observation(full_replay: Run) -> None:
+    grace = d.PEOPLE["grace"]
+    mac = parse_mac(grace.address)
+    assert mac is not None
+    p = Pseudonymizer(d.SECRET.encode(), 86400.0, 4 * 3600.0)
+    key = p.device_key(mac, d.T0).encode()
+    obs = (full_replay.tmp / "observations.jsonl").read_bytes()
+    ble_obs = [json.loads(x) for x in obs.splitlines() if b'"radio":"ble"' in x]
+    assert len(ble_obs) == 6 * 120  # 7 BLE phones x 120 adverts, grace's dropped
+    assert key not in obs and key not in (full_replay.tmp / "events.jsonl").read_bytes()
+    assert all(key not in payload for _, payload, _ in full_replay.wire)
+    stats = [e for e in full_replay.events() if e["type"] == "presence.gateway.stats"]
+    assert stats[-1]["data"]["opted_out"] == 120
+
+
+# -- privacy scan ----------------------------------------------------------------------------
+
+def _wifi_needles(paths: list[Path]) -> tuple[set[bytes], set[bytes]]:
+    """Every transmitter address and directed-probe SSID in the pcaps. Oracles: scapy for the
+    small files, upstream's own per-frame CSV for Brno (scapy would take seconds on it)."""
+    from scapy.layers.dot11 import Dot11, Dot11Elt, Dot11ProbeReq
+    from scapy.utils import PcapReader
+
+    macs: set[bytes] = set()
+    ssids: set[bytes] = set()
+    for path in paths:
+        if path == BRNO:
+            _brno_needles(macs, ssids)
+            continue
+        with PcapReader(str(path)) as r:
+            for pkt in r:
+                if not pkt.haslayer(Dot11):
+                    continue
+                for a in (pkt[Dot11].addr2, pkt[Dot11].addr3):
+                    if a and a != "ff:ff:ff:ff:ff:ff" and (mac := parse_mac(a)):
+                        macs.add(mac)
+                if pkt.haslayer(Dot11ProbeReq) and pkt.haslayer(Dot11Elt):
+                    el = pkt[Dot11Elt]
+                    if el.ID == 0 and el.info:
+                        ssids.add(bytes(el.info))
+    return macs, ssids
+
+
+def _brno_needles(macs: set[bytes], ssids: set[bytes]) -> None:
+    csv = BRNO.with_name(BRNO.name.replace("_anonymized.pcap", "_ver-99.csv"))
+    for line in csv.read_text().splitlines()[1:]:
+        cols = line.split(";")
+        if mac := parse_mac(cols[2]):
+            macs.add(mac)
+        if cols[10]:
+            ssids.add(cols[10].encode())
+
+
+def _mac_forms(mac: bytes) -> list[bytes]:
+    h = mac.hex()
+    colon = ":".join(h[i:i + 2] for i in range(0, 12, 2))
+    return [x.encode() for x in (h, h.upper(), colon, colon.upper(), colon.replace(":", "-"))]
+
+
+def _text_hits(blob: bytes, needles: set[bytes]) -> set[bytes]:
+    """Needles (MAC text forms) found in blob, by extracting candidates (fast for 10k needles)."""
+    found: set[bytes] = set()
+    for m in re.finditer(rb"(?:[0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}", blob):
+        if m.group() in needles:
+            found.add(m.group())
+    for m in re.finditer(rb"[0-9A-Fa-f]{12,}", blob):
+        run = m.group()
+        found |= {run[i:i + 12] for i in range(len(run) - 11)} & needles
+    return found
+
+
+def _raw_hits(blob: bytes, macs: set[bytes]) -> set[bytes]:
+    return {blob[i:i + 6] for i in range(len(blob) - 5)} & macs
+
+
+def _secret_forms(hex_text: str) -> list[bytes]:
+    raw = bytes.fromhex(hex_text)
+    return [hex_text.lower().encode(), hex_text.upper().encode(), raw, raw[::-1],
+            raw[::-1].hex().encode(), base64.b64encode(raw)]
+
+
+def _sqlite_dump(db: Path, *, registry: bool = True) -> bytes:
+    """Every table; identity_entries (the imported registry itself) without `material`, the
+    one place secrets must live, or without any of its rows (`registry=False`)."""
+    con = sqlite3.connect(db)
+    try:
+        out = [line for line in con.iterdump() if 'INSERT INTO "identity_entries"' not in line]
+        if registry:
+            out += [repr(r) for r in con.execute(
+                "SELECT entry_id, customer_id, kind, consent, segments, source"
+                " FROM identity_entries")]
+    finally:
+        con.close()
+    assert len(out) > 10
+    return "\n".join(out).encode()
+
+
+def test_nothing_raw_leaves_or_is_stored(full_replay: Run) -> None:
+    run = full_replay
+    if BRNO not in run.inputs:
+        pytest.skip(f"{SHARED} not present (the shared captures folder): scan without Brno is"
+                    " too weak to mean much")
+    wifi_macs, ssids = _wifi_needles([p for p in run.inputs if p.suffix == ".pcap"])
+    ble_macs = {m for p in d.PEOPLE.values() if (m := parse_mac(p.address))}
+    ble_macs.add(parse_mac(d.ANON_ADDRESS) or b"")
+    macs = wifi_macs | ble_macs
+    assert len(macs) > 1700 and b"omus" in ssids and DAN_SSID in ssids
+    # Short hex-like SSIDs (Brno anonymised them to hex) would match random ids by chance.
+    ssids = {s for s in ssids if len(s) >= 10 or not re.fullmatch(rb"[0-9a-f]+", s)}
+    assert len(ssids) >= 10
+    mac_text = {f for m in macs for f in _mac_forms(m)}
+    ssid_needles = ssids | {s.hex().encode() for s in ssids if len(s) >= 5}
+    secrets = [f for s in (d.ALICE_SECRET, d.CAROL_IRK, d.ERIN_IRK, d.FRANK_EID_KEY)
+               for f in _secret_forms(s)]
+    hidden = [d.PEOPLE[n].customer.encode() for n in ("bob", "carol", "grace")]
+    db_files = [p for p in run.tmp.iterdir() if p.name.startswith("gw.db")]
+    blobs = {
+        "mqtt": b"\n".join(t.encode() + b" " + p for t, p, _ in run.wire),
+        "events-out": (run.tmp / "events.jsonl").read_bytes(),
+        "observations-out": (run.tmp / "observations.jsonl").read_bytes(),
+        "sqlite dump": _sqlite_dump(run.db),
+        "logs": run.logs,
+    }
+    raw_db = b"".join(p.read_bytes() for p in db_files)
+    assert len(blobs["mqtt"]) > 50_000 and len(blobs["observations-out"]) > 1_000_000
+    for name, blob in {**blobs, "raw db/wal": raw_db}.items():
+        assert not _text_hits(blob, mac_text), f"a raw MAC in {name}"
+        assert not _raw_hits(blob, macs), f"raw MAC bytes in {name}"
+        assert not [s for s in ssid_needles if s in blob], f"an SSID in {name}"
+    for name, blob in blobs.items():
+        assert not [s for s in secrets if s in blob], f"a secret key in {name}"
+        if name == "sqlite dump":  # the registry rows name every imported customer, by design
+            blob = _sqlite_dump(run.db, registry=False)
+        assert not [c for c in hidden if c in blob], f"a non-consented customer in {name}"
+    for p in db_files:
+        assert p.stat().st_mode & 0o077 == 0, f"{p.name} is readable by others"
+
+
+# -- rotation and retention through the in-process service ----------------------------------
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sightings: list[Sighting] = []
+
+    def offer(self, s: Sighting) -> None:
+        self.sightings.append(s)
+
+    async def put_many(self, items: Any) -> None:
+        self.sightings.extend(items)
+
+    def reject(self, r: Rejection) -> None:
+        raise AssertionError(f"unexpected rejection {r}")
+
+
+def sightings_of(path: Path) -> list[Sighting]:
+    rec = Recorder()
+    asyncio.run(BleReplayDriver("rec", [str(path)]).run(rec))
+    return sorted(rec.sightings, key=lambda s: s.ts)
+
+
+class HoldDriver:
+    """Delivers its sightings, then waits on a gate (so the test can act on a live service)."""
+
+    def __init__(self, sightings: list[Sighting], gate: asyncio.Event) -> None:
+        self.name = "hold"
+        self.sightings = sightings
+        self.gate = gate
+
+    async def run(self, sink: Any) -> None:
+        if self.sightings:
+            await sink.put_many(self.sightings)
+        await self.gate.wait()
+
+
+async def until(cond: Any, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_daily_key_rotation_and_retention_purge(tmp_path: Path,
+                                                mosquitto: Any) -> None:
+    broker = mosquitto()
+    db = tmp_path / "gw.db"
+    cfg_path = d.gateway_yaml(tmp_path / "gateway.yaml", db=db, broker_url=broker.url)
+    (tmp_path / "c.csv").write_text(d.identities_csv(["alice"]))
+    assert cli("identities", "import", str(tmp_path / "c.csv"), "-c", str(cfg_path)).returncode == 0
+    # Day 1 08:00 and 14:00 UTC, day 2 03:50 UTC (before the 04:00 rotation), day 2 08:00.
+    starts = [d.T0, d.T0 + 6 * 3600, d.T0 + 86400 - 4 * 3600 - 600, d.T0 + 86400]
+    rec = tmp_path / "days.jsonl"
+    rec.write_text("".join(d.ble_recording(["alice"], t, 6) for t in starts))
+    sightings = sightings_of(rec)
+    cfg = load_config(str(cfg_path), env=d.ENV)
+    published: list[OutboundMessage] = []
+    visits_table: list[int] = []
+
+    def count_visits() -> int:
+        con = sqlite3.connect(db)
+        try:
+            return int(con.execute("SELECT count(*) FROM identity_visits").fetchone()[0])
+        finally:
+            con.close()
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        svc = Service(cfg, [HoldDriver(sightings, gate)],
+                      RunOptions(replay=True, on_message=published.append))
+        task = asyncio.create_task(svc.run())
+        await until(lambda: svc.control is not None
+                    and svc.control.core.pipeline.observations == len(sightings))
+        control = svc.control
+        await control.tend(starts[-1] + 600)          # capture time: flush, nothing old
+        visits_table.append(count_visits())
+        await control.tend(d.T0 + 29.9 * 86400)       # day-1 visits are 29.9 days old
+        visits_table.append(count_visits())
+        await control.tend(d.T0 + 30.5 * 86400)       # day-1 visits past 30 days, day 2 not
+        visits_table.append(count_visits())
+        linker = control.core.linker
+        visits_table.append(linker.visits_in_last(d.PEOPLE["alice"].customer, 3650,
+                                                  d.T0 + 30.5 * 86400))
+        gate.set()
+        await task
+
+    asyncio.run(scenario())
+    bodies = [json.loads(m.payload) for m in published]
+    started = [b for b in bodies if b["type"] == "presence.visit.started"]
+    keys = [b["data"]["device"] for b in started]
+    assert len(keys) == 4 and len({b["data"]["visit_id"] for b in started}) == 4
+    # One rotation period runs 04:00-04:00 UTC: the first three visits share a key.
+    assert keys[0] == keys[1] == keys[2] and keys[3] != keys[0]
+    assert sum(b["type"] == LINKED for b in bodies) == 4
+    assert all(b["data"].get("customer_id") == d.PEOPLE["alice"].customer for b in started)
+    # identity_visits (alice has `offers` consent): 4 records, kept at T0 + 29.9 d; at
+    # T0 + 30.5 d the two older than 30 days (T0, T0 + 6 h) are gone, memory included.
+    assert visits_table == [4, 4, 2, 2], visits_table
+
+
+# -- identity sync over MQTT, live ---------------------------------------------------------
+
+def mqtt_publish(broker: LocalBroker, topic: str, payload: bytes, retain: bool = False) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"central-{time.monotonic_ns()}")
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    try:
+        c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def sync_body(kind: str, version: int, **fields: Any) -> bytes:
+    body = {"format": "presence-gateway/identity-sync/1", "type": kind, "store": "s1",
+            "version": version, **fields}
+    return json.dumps(body).encode()
+
+
+def test_identity_sync_over_mqtt(tmp_path: Path, mosquitto: Any) -> None:
+    broker = mosquitto()
+    db = tmp_path / "gw.db"
+    cfg = load_config(str(d.gateway_yaml(tmp_path / "gateway.yaml", db=db,
+                                         broker_url=broker.url)), env=d.ENV)
+    snap_topic, upd_topic = sync_topics("presence", "s1")
+    henry = {"id": "central-henry-1", "customer_id": "cust-henry-2a2a", "kind": "ibeacon",
+             "value": f"{d.BEACON_UUID}/7/42", "consent": ["personalization", "analytics"]}
+    key = d.SYNC_KEY.encode()
+    henry_adverts = _henry_adverts(tmp_path)
+
+    async def scenario(sub: Collector) -> dict[str, Any]:
+        gate = asyncio.Event()
+        svc = Service(cfg, [GateThenDeliver(henry_adverts, gate)], RunOptions(replay=False))
+        task = asyncio.create_task(svc.run())
+        await until(lambda: any(t.endswith("/status") for t, _, _ in sub.snapshot()))
+        rt = svc.control.identity
+        assert rt.version == 0 and len(rt.index) == 0
+        await asyncio.to_thread(mqtt_publish, broker, snap_topic,
+                                sync_sign(sync_body("snapshot", 5, entries=[henry],
+                                                    opt_out=[d.OPTED_OUT]), key), True)
+        await until(lambda: rt.version == 5)
+        assert len(rt.opt_out) == 1 and svc.boundary.opt_out == rt.opt_out
+        gate.set()  # henry's phone walks in
+        await until(lambda: any(e["type"] == LINKED for e in sub.events()), 15)
+        before = _registry_rows(db)
+        bad = json.loads(sync_sign(sync_body("update", 6, delete_customers=["cust-henry-2a2a"]),
+                                   key))
+        bad["hmac"] = "00" * 32
+        await asyncio.to_thread(mqtt_publish, broker, upd_topic, json.dumps(bad).encode())
+        stale = sync_sign(sync_body("update", 3, delete_customers=["cust-henry-2a2a"]), key)
+        await asyncio.to_thread(mqtt_publish, broker, upd_topic, stale)
+        await until(lambda: len(_rejections(sub)) >= 2, 10)
+        state = {"version": rt.version, "entries": len(rt.index), "rows": _registry_rows(db),
+                 "before": before}
+        svc.stop_event.set()
+        await task
+        return state
+
+    with Collector(broker.host, broker.port, "presence/v1/s1/#") as sub:
+        state = asyncio.run(scenario(sub))
+        events = sub.events()
+    linked = [e for e in events if e["type"] == LINKED]
+    assert [(e["data"]["customer_id"], e["data"]["method"]) for e in linked] == [
+        ("cust-henry-2a2a", "ibeacon")]
+    rejected = _rejections_of(events)
+    assert [(r["data"]["command"], r["data"]["reason"]) for r in rejected] == [
+        ("identity.update", "unauthenticated"), ("identity.update", "stale")]
+    for r in rejected:
+        validate_event(r)
+        assert "henry" not in json.dumps(r)
+    assert state["version"] == 5 and state["entries"] == 1
+    assert state["rows"] == state["before"] == [("central-henry-1", "cust-henry-2a2a", "sync")]
+
+
+def _henry_adverts(tmp: Path) -> list[Sighting]:
+    now = time.time()
+    lines = []
+    for i in range(12):
+        adv = d.ble_advert("grace", now - 12 + i)  # an iBeacon advert, re-aimed at henry
+        adv["address"] = "c4:01:02:03:04:4e"
+        adv["manufacturer_data"] = {"76": d.ibeacon_hex(d.BEACON_UUID, 7, 42)}
+        lines.append(json.dumps(adv))
+    path = tmp / "henry.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return sightings_of(path)
+
+
+class GateThenDeliver:
+    """Live driver: waits for the gate, delivers its sightings once, then idles."""
+
+    def __init__(self, sightings: list[Sighting], gate: asyncio.Event) -> None:
+        self.name = "gated-live"
+        self.sightings = sightings
+        self.gate = gate
+        self.done = False
+
+    async def run(self, sink: Any) -> None:
+        await self.gate.wait()
+        if not self.done:
+            self.done = True
+            await sink.put_many(self.sightings)
+        await asyncio.Event().wait()
+
+
+def _registry_rows(db: Path) -> list[tuple[str, str, str]]:
+    con = sqlite3.connect(db)
+    try:
+        return [tuple(r) for r in con.execute(
+            "SELECT entry_id, customer_id, source FROM identity_entries ORDER BY entry_id")]
+    finally:
+        con.close()
+
+
+def _rejections_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == "presence.command.rejected"]
+
+
+def _rejections(sub: Collector) -> list[dict[str, Any]]:
+    return _rejections_of(sub.events())
