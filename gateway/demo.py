@@ -47,7 +47,7 @@ class _Subscriber:
         self.ready = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"demo-sub-{int(time.time())}",
-                                  protocol=mqtt.MQTTv5)
+                                  protocol=mqtt.MQTTv311)  # any broker speaks 3.1.1
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self.ready.set()
         self.client.on_message = self._on_message
@@ -83,12 +83,12 @@ def _line(ev: dict[str, Any]) -> str:
 
 def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
     from drivers.registry import create, detect_capture
-    from gateway.mosquitto import LocalBroker
+    from gateway.mosquitto import local_broker
     from gateway.service import RunOptions, Service, run_with_signals
 
     captures = demo_captures()
     with tempfile.TemporaryDirectory(prefix="pg-demo-") as tmp:
-        broker = None if mqtt_url else LocalBroker(workdir=tmp)
+        broker = None if mqtt_url else local_broker(workdir=tmp)
         if broker is not None:
             broker.start()
         try:

@@ -172,6 +172,7 @@ class Publisher:
         waits: list[asyncio.Future[Any]] = [link.connack, link.closed]
         await asyncio.wait(waits, timeout=CONNACK_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
         if not link.connack.done():
+            self._toggle_protocol()
             return (link.closed.result() if link.closed.done() else
                     f"no CONNACK from {s.host}:{s.port} within {CONNACK_TIMEOUT_S:.0f} s"
                     " (is it an MQTT broker? is it hung?)")
@@ -181,6 +182,17 @@ class Publisher:
             self._window = max(1, min(s.max_inflight, limit or s.max_inflight))
             return None
         return self._refused(rc)
+
+    def _toggle_protocol(self) -> None:
+        """In `auto` mode, alternate v5 and 3.1.1 after a connect without CONNACK: some
+        3.1.1-only brokers (e.g. amqtt) cannot parse a v5 CONNECT and never answer, rather
+        than refusing it with "unsupported protocol version"."""
+        if self.settings.protocol != "auto":
+            return
+        v5 = self._protocol == MQTTProtocolVersion.MQTTv5
+        self._protocol = MQTTProtocolVersion.MQTTv311 if v5 else MQTTProtocolVersion.MQTTv5
+        self.log.info("no CONNACK with MQTT %s; trying %s next", "5" if v5 else "3.1.1",
+                      "3.1.1" if v5 else "5")
 
     def _refused(self, rc: ReasonCode) -> str:
         name = rc.getName()
