@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     cc = sub.add_parser("check-config", help="validate a config file and exit")
     cc.add_argument("file")
 
+    doc = sub.add_parser("doctor", help="check config, storage, broker and radios")
+    doc.add_argument("-c", "--config", metavar="FILE", help="YAML config (default: built-ins)")
+
     demo = sub.add_parser("demo", help="replay bundled captures into a broker it starts")
     demo.add_argument("--quiet", action="store_true", help="only the summary")
     demo.add_argument("--mqtt", metavar="URL", help="use this broker instead of starting one")
@@ -104,6 +107,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if cmd in ("run", "replay"):
         return _run(args)
+    if cmd == "doctor":
+        from gateway.doctor import run_doctor
+        return run_doctor(args.config)
     if cmd == "demo":
         from gateway.demo import run_demo
         return run_demo(quiet=args.quiet, mqtt_url=args.mqtt)
