@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="check config, storage, broker and radios")
     doc.add_argument("-c", "--config", metavar="FILE", help="YAML config (default: built-ins)")
 
+    mon = sub.add_parser("monitor", help="watch a store's events arrive")
+    mon.add_argument("-c", "--config", metavar="FILE", help="YAML config (broker, store)")
+    mon.add_argument("--mqtt", metavar="URL", help="mqtt://[user:pass@]host:port")
+    mon.add_argument("--gateway", default="+", help="one gateway id (default: all)")
+    mon.add_argument("--count", type=int, help="stop after this many events")
+    mon.add_argument("--seconds", type=float, help="stop after this long")
+
     demo = sub.add_parser("demo", help="replay bundled captures into a broker it starts")
     demo.add_argument("--quiet", action="store_true", help="only the summary")
     demo.add_argument("--mqtt", metavar="URL", help="use this broker instead of starting one")
@@ -110,6 +117,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "doctor":
         from gateway.doctor import run_doctor
         return run_doctor(args.config)
+    if cmd == "monitor":
+        from gateway.monitor import run_monitor
+        cfg = configure(args)
+        m = cfg.mqtt
+        topic = f"{m.topic_prefix}/v1/{cfg.store_id}/{args.gateway}/#"
+        return run_monitor(m.host, m.port, topic, count=args.count, seconds=args.seconds,
+                           username=m.username, password=m.password)
     if cmd == "demo":
         from gateway.demo import run_demo
         return run_demo(quiet=args.quiet, mqtt_url=args.mqtt)

@@ -5,8 +5,8 @@ gateway's topic tree, replays the bundled captures through drivers -> privacy bo
 -> SQLite outbox -> MQTT, shows events as they arrive, and ends with a summary. Exit code 0 only
 if every published event was received by the subscriber.
 
-The subscriber uses paho's own network thread (`loop_start`): it is a demo-side client, not
-part of the gateway, which drives its MQTT socket from the asyncio loop.
+The subscriber (gateway/monitor.py) uses paho's own network thread: it is a client of the
+gateway, not part of it; the gateway drives its MQTT socket from the asyncio loop.
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ import asyncio
 import dataclasses
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from gateway.core.config import DriverSettings, load_config, mqtt_from_url
 from gateway.core.model import OutboundMessage
-from gateway.errors import GatewayError
+from gateway.monitor import EventSubscriber
 
 DEMO_STORE, DEMO_GATEWAY = "demo-store", "gw-demo"
 
@@ -35,50 +32,6 @@ def demo_captures() -> list[str]:
     folder = Path(str(resources.files("gateway") / "data" / "demo"))
     return sorted(str(p) for p in folder.iterdir()
                   if p.suffix in (".pcap", ".pcapng", ".jsonl", ".log"))
-
-
-class _Subscriber:
-    def __init__(self, host: str, port: int, topic: str, quiet: bool) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-        self.quiet = quiet
-        self.received: dict[str, str] = {}
-        self.lock = threading.Lock()
-        self.ready = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"demo-sub-{int(time.time())}",
-                                  protocol=mqtt.MQTTv311)  # any broker speaks 3.1.1
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *a: self.ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect(host, port, keepalive=30)
-        self.client.loop_start()
-        if not self.ready.wait(10):
-            raise GatewayError(f"demo subscriber could not subscribe on {host}:{port}")
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        try:
-            body = orjson.loads(msg.payload)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(body, dict) or "specversion" not in body:
-            return
-        with self.lock:
-            self.received[body["id"]] = body["type"]
-        if not self.quiet:
-            print(_line(body), flush=True)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def _line(ev: dict[str, Any]) -> str:
-    data = ev.get("data", {})
-    keys = ("device", "zone", "duration_s", "observations", "present", "entries",
-            "by_radio", "customer_id", "offer_id")
-    shown = " ".join(f"{k}={data[k]}" for k in keys if k in data)
-    return f"  #{ev['sequence']:<5} {ev['time']}  {ev['type']:<26} {shown}"
 
 
 def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
@@ -108,7 +61,7 @@ def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
             for c in captures:
                 print(f"  {Path(c).name}", file=sys.stderr)
             topic = f"{cfg.mqtt.topic_prefix}/v1/{DEMO_STORE}/{DEMO_GATEWAY}/#"
-            sub = _Subscriber(cfg.mqtt.host, cfg.mqtt.port, topic, quiet)
+            sub = EventSubscriber(cfg.mqtt.host, cfg.mqtt.port, topic, quiet=quiet)
             published: dict[str, str] = {}
 
             def on_message(m: OutboundMessage) -> None:
