@@ -9,11 +9,15 @@ Invariants:
   reach here (fingerprint grouping for Wi-Fi), the larger of the Wi-Fi and BLE counts is taken
   as the people carrying phones (one phone usually shows on both radios), and the result is
   scaled by `people_per_device` (people per detected device, a site calibration).
+- `present` is the median of the last `smoothing` interval values (store-wide and per zone):
+  a device that misses one probe burst, or a passer-by's minute, does not move it; a real
+  change shows after half the window. `present_now` is the unsmoothed value.
 """
 
 from __future__ import annotations
 
 from bisect import insort
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,10 +73,28 @@ class Population:
             pair[0 if radio_is_wifi else 1] += 1
 
 
+class _Median:
+    """The median of the last n values pushed (n small: a sort per interval is nothing)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, n: int) -> None:
+        self.values: deque[float] = deque(maxlen=max(1, n))
+
+    def push(self, value: float) -> float:
+        self.values.append(value)
+        median = _median(sorted(self.values))
+        return value if median is None else round(median, 2)
+
+
 class Footfall:
-    def __init__(self, zones: tuple[str, ...], people_per_device: float) -> None:
+    def __init__(self, zones: tuple[str, ...], people_per_device: float,
+                 smoothing: int = 1) -> None:
         self.zone_names = zones
         self.people_per_device = people_per_device
+        self.smoothing = smoothing
+        self._present = _Median(smoothing)
+        self._zone_present = {z: _Median(smoothing) for z in zones}
         self.total = _Counts()
         self.zones = {z: _Counts() for z in zones}
         self.day: int | None = None
@@ -122,12 +144,14 @@ class Footfall:
         for name in self.zone_names:
             c = self.zones[name]
             w, b = pop.zones.get(name, (0, 0))
-            zones[name] = {"present": self.people(w, b), "devices": w + b,
+            zones[name] = {"present": self._zone_present[name].push(self.people(w, b)),
+                           "devices": w + b,
                            "entries": c.entries, "exits": c.exits,
                            "median_dwell_s": _median(c.dwell)}
             c.reset_interval()
+        now = self.people(pop.wifi, pop.ble)
         data: dict[str, Any] = {
-            "present": self.people(pop.wifi, pop.ble),
+            "present": self._present.push(now), "present_now": now,
             "devices": {"wifi": pop.wifi, "ble": pop.ble},
             "entries": t.entries, "exits": t.exits, "passers_by": t.passers_by,
             "median_dwell_s": _median(t.dwell),

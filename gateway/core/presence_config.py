@@ -61,12 +61,17 @@ class PresenceSettings:
     # --- visits ---------------------------------------------------------------------------
     dwell_marks_s: tuple[float, ...] = (60.0, 300.0, 900.0)
     walkin_min_s: float = 300.0  # seen at least this long ...
-    walkin_min_rssi: float = -70.0  # ... and at least once this strong -> a visitor
+    walkin_min_rssi: float = -70.0  # ... and this strong on min_sightings readings -> a visitor
     fixture_max_presence_s: float = 4 * 3600.0  # present longer than this in a day -> fixture
+    # A device with a public (never randomized) address may be given a shorter limit: phones
+    # randomize, fixed PCs, tills, printers and TVs do not. Off (= the limit above) by default:
+    # see docs/presence.md for why it is not a safe default.
+    fixture_public_max_presence_s: float = 4 * 3600.0
     fixture_ids: frozenset[str] = field(default_factory=frozenset)
     # --- footfall -------------------------------------------------------------------------
     footfall_interval_s: float = 60.0
     people_per_device: float = 0.8
+    footfall_smoothing_s: float = 0.0  # `present` = median over this trailing window (0: off)
     # --- several gateways -------------------------------------------------------------------
     stickiness_margin_db: float = 4.0
     summary_interval_s: float = 5.0
@@ -144,8 +149,9 @@ def read(r: Reader, section: str) -> PresenceSettings:
     for sub, keys in (("kalman", {"process_noise", "measurement_noise"}),
                       ("reference_power", {"ble", "wifi"}),
                       ("walk_in", {"min_time", "min_rssi"}),
-                      ("fixtures", {"max_presence_per_day", "devices"}),
-                      ("footfall", {"interval", "people_per_device"}),
+                      ("fixtures", {"max_presence_per_day", "public_address_max_presence",
+                                    "devices"}),
+                      ("footfall", {"interval", "people_per_device", "smoothing"}),
                       ("arbitration", {"stickiness_margin_db", "summary_interval"})):
         r.mapping(f"{section}.{sub}")
         r.known_keys(f"{section}.{sub}", keys)
@@ -167,9 +173,12 @@ def read(r: Reader, section: str) -> PresenceSettings:
         walkin_min_rssi=r.float_(f"{s}.walk_in.min_rssi", -70.0, -200.0, 0.0),
         fixture_max_presence_s=r.duration(f"{s}.fixtures.max_presence_per_day", 4 * 3600.0,
                                           minimum=60.0),
+        fixture_public_max_presence_s=r.duration(
+            f"{s}.fixtures.public_address_max_presence", 4 * 3600.0, minimum=60.0),
         fixture_ids=fixtures - {""},
         footfall_interval_s=r.duration(f"{s}.footfall.interval", 60.0, minimum=1.0),
         people_per_device=r.float_(f"{s}.footfall.people_per_device", 0.8, 0.01, 100.0),
+        footfall_smoothing_s=r.duration(f"{s}.footfall.smoothing", 0.0),
         stickiness_margin_db=r.float_(f"{s}.arbitration.stickiness_margin_db", 4.0, 0.0, 50.0),
         summary_interval_s=r.duration(f"{s}.arbitration.summary_interval", 5.0, minimum=0.5),
         max_devices=r.int_(f"{s}.max_devices", 200_000, 100, 100_000_000),

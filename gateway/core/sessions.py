@@ -71,17 +71,21 @@ class PresenceEngine:
         self._horizon = max(s.visit_timeout_s, s.sighting_window_s)
         self._q, self._r, self._out = (s.kalman_process_noise, s.kalman_measurement_noise,
                                        s.outlier_db)
-        self.footfall = Footfall(tuple(z.name for z in s.zones), s.people_per_device)
+        self.footfall = Footfall(tuple(z.name for z in s.zones), s.people_per_device,
+                                 smoothing=round(s.footfall_smoothing_s / s.footfall_interval_s))
         self.peers = Peers(gateway_id, s.stickiness_margin_db, s.visit_timeout_s)
         self._next_footfall: float | None = None
         self._last_state: dict[str, dict[str, Any]] = {}
         self._day = -1
+        self._started = INF  # capture time of the first observation (cold-start rule)
         self.evicted = 0
 
     # -- hot path -------------------------------------------------------------------------
     def feed(self, obs: Observation) -> list[Event]:
         ts = obs.ts
         key = obs.device
+        if ts < self._started:
+            self._started = ts
         if obs.radio is Radio.WIFI and obs.address_kind is not AddressKind.PUBLIC:
             key = self.grouper.observe(obs)
         units = self._units
@@ -115,7 +119,9 @@ class PresenceEngine:
         x = u.sig.x
         if x > u.max_x:
             u.max_x = x
-        if (not u.walkin or ts - u.first + u.day_present > self.s.fixture_max_presence_s) \
+        if x >= self.s.walkin_min_rssi:
+            u.strong += 1
+        if (not u.walkin or ts - u.first + u.day_present > u.limit) \
                 and self._check_walkin(u, ts, out):
             return out
         if self.peers.active:
@@ -133,6 +139,9 @@ class PresenceEngine:
         u.ref = beacon_ref_power(obs)
         u.day_present = self._dormant.get(key, 0.0)
         u.fixture = key in self.s.fixture_ids or key in self._fixtures
+        s = self.s
+        u.limit = (min(s.fixture_public_max_presence_s, s.fixture_max_presence_s)
+                   if obs.address_kind is AddressKind.PUBLIC else s.fixture_max_presence_s)
         return u
 
     def _start_visit(self, u: Unit, out: list[Event]) -> None:
@@ -179,13 +188,20 @@ class PresenceEngine:
     def _check_walkin(self, u: Unit, ts: float, out: list[Event]) -> bool:
         """Walk-in and fixture rules; True when the visit was ended (a fixture)."""
         s = self.s
-        if ts - u.first + u.day_present > s.fixture_max_presence_s:
+        if ts - u.first + u.day_present > u.limit:
             self._make_fixture(u, ts, out)
             return True
-        if not u.walkin and ts - u.first >= s.walkin_min_s and u.max_x >= s.walkin_min_rssi:
+        if u.walkin or u.strong < s.min_sightings:  # one strong frame may be a reflection
+            return False
+        if ts - u.first >= s.walkin_min_s:
             u.walkin = True
             if u.person:
                 self.footfall.entry()
+        elif u.first - self._started < s.walkin_min_s:
+            # Cold start: a device heard from the gateway's first minutes may have been inside
+            # before it started (a reboot in an open store); it counts in `present` at once,
+            # but it is no entry: nobody saw it come in.
+            u.walkin = True
         return False
 
     def _make_fixture(self, u: Unit, ts: float, out: list[Event]) -> None:

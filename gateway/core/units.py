@@ -4,14 +4,15 @@ Invariants:
 - `Unit` is a plain slotted object mutated in place on the hot path (no allocation per
   reading); everything a visit needs to be closed later is in it.
 - The grouper maps a Wi-Fi observation with a random address to a stable, pseudonymous group
-  key (gateway/core/fingerprint.py); without it each address is its own unit.
+  key (gateway/core/fingerprint.py `DeviceGrouper`); `AddressGrouper` (each address its own
+  unit) and `FingerprintFieldGrouper` (one unit per IE fingerprint) are kept for comparison.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Protocol
+from typing import Protocol
 
+from gateway.core.fingerprint import DeviceGrouper
 from gateway.core.model import Kind, Observation, Radio
 from gateway.core.tracker import INF, Signal, Zone
 
@@ -48,26 +49,18 @@ class FingerprintFieldGrouper:
 
 
 def default_grouper() -> Grouper:
-    """The randomization-aware grouper from fingerprint.py when present, else by fingerprint."""
-    try:
-        mod: Any = importlib.import_module("gateway.core.fingerprint")
-    except ImportError:
-        return FingerprintFieldGrouper()
-    for name in ("DeviceGrouper", "Grouper", "FingerprintGrouper"):
-        cls = getattr(mod, name, None)
-        if cls is not None:
-            grouper: Grouper = cls()
-            return grouper
-    return FingerprintFieldGrouper()
+    """The randomization-aware grouper (fingerprint + sequence continuity + burst timing + RSSI):
+    one phone's rotating addresses are one unit, so `present` counts devices, not addresses."""
+    return DeviceGrouper()
 
 
 class Unit:
     """One device (or group of addresses) and its open visit, if any."""
 
     __slots__ = ("announced", "cand", "cand_due", "count", "day_present", "dwell", "first",
-                 "fixture", "hi", "hold", "key", "last", "lo", "mark_i", "max_x", "next_mark",
-                 "owned", "path", "person", "radio", "ref", "sensor", "sig", "visit", "walkin",
-                 "zone", "zone_since")
+                 "fixture", "hi", "hold", "key", "last", "limit", "lo", "mark_i", "max_x",
+                 "next_mark", "owned", "path", "person", "radio", "ref", "sensor", "sig", "strong",
+                 "visit", "walkin", "zone", "zone_since")
 
     def __init__(self, key: str, radio: Radio, ts: float, rssi: float, r: float,
                  person: bool) -> None:
@@ -79,6 +72,7 @@ class Unit:
         self.ref: float | None = None
         self.day_present = 0.0
         self.fixture = False
+        self.limit = INF  # presence per day beyond which this unit is a fixture (engine sets)
         self.owned = True
         self.reset(ts)
 
@@ -92,6 +86,7 @@ class Unit:
         self.hold = -INF  # no events for this visit before (multi-gateway start)
         self.walkin = False
         self.max_x = -INF
+        self.strong = 0  # readings with the smoothed RSSI at or above walk_in.min_rssi
         self.zone: Zone | None = None
         self.zone_since = ts
         self.cand: Zone | None = None

@@ -45,3 +45,11 @@ def test_unknown_key_and_bad_marks_are_both_reported() -> None:
         read("presence:\n  walk_in: {min_tme: 5m}\n  dwell_marks: [5m, 1m]\n")
     text = str(exc.value)
     assert "presence.walk_in.min_tme" in text and "presence.dwell_marks" in text
+
+
+def test_fixture_and_smoothing_keys() -> None:
+    assert (read("").fixture_public_max_presence_s, read("").footfall_smoothing_s) == (
+        4 * 3600.0, 0.0)
+    s = read("presence:\n  fixtures: {public_address_max_presence: 45m}\n"
+             "  footfall: {smoothing: 5m}\n")
+    assert (s.fixture_public_max_presence_s, s.footfall_smoothing_s) == (2700.0, 300.0)

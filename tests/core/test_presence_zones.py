@@ -21,7 +21,10 @@ def footfalls(events: list[Event]) -> list[Event]:
 
 
 def test_person_walks_in_browses_two_zones_and_leaves() -> None:
-    trace = [wifi(float(t), "p", -60, "s1") for t in range(0, 201, 10)]
+    # The gateway has been running for a while (else the cold-start rule applies: a device
+    # heard in the first walk-in time may have been inside already and is no entry).
+    trace = [ble(-600.0, "shelf-beacon", -50, kind="ibeacon")]
+    trace += [wifi(float(t), "p", -60, "s1") for t in range(0, 201, 10)]
     trace += [wifi(float(t), "p", -60, "s2") for t in range(210, 401, 10)]
     events = run(engine(zones=SHOP), trace, until=2000.0)
     assert visit_events(events) == [
@@ -178,3 +181,37 @@ def test_a_visit_announced_by_any_peer_counts_as_announced() -> None:
     c.apply_peer_summary("gw-a", [{**line, "gateway": "gw-a", "announced": False}], 10.0)
     c.apply_peer_summary("gw-b", [{**line, "gateway": "gw-b", "announced": True}], 10.0)
     assert c.peers.visit_of("d") == ("v1", 0.0, True)
+
+
+def test_cold_start_counts_people_already_inside_without_an_entry() -> None:
+    # The gateway (re)starts in an open store: a phone heard from its first minute is present
+    # at once (not after walk_in.min_time), and it is not counted as an entry.
+    trace = [wifi(float(t), "p", -60) for t in range(0, 600, 10)]
+    ff = footfalls(run(engine(), trace, until=1200.0))
+    assert next(e for e in ff if e.time == 60.0).data["present"] == 0.8
+    assert sum(e.data["entries"] for e in ff) == 0 and sum(e.data["exits"] for e in ff) == 1
+
+
+def test_one_strong_frame_is_not_a_walk_in() -> None:
+    # A weak device (a neighbouring room) with a single strong reading (a reflection) stays a
+    # passer-by: walk_in.min_rssi must hold on min_sightings readings.
+    trace = [ble(-900.0, "other", -50, kind="ibeacon")]
+    trace += [wifi(float(t), "n", -60 if t == 300 else -85) for t in range(0, 900, 30)]
+    ended = [e for e in run(engine(), trace, until=2000.0)
+             if e.type == "presence.visit.ended" and e.data["device"] == "n"]
+    assert [e.data["classification"] for e in ended] == ["passer_by"]
+
+
+def test_present_is_smoothed_when_configured() -> None:
+    # Smoothing off (default): present follows the devices minute by minute; with 5 minutes
+    # of smoothing (the median of five values) every change shows two minutes later.
+    trace = [ble(-900.0, "other", -50, kind="ibeacon")]
+    trace += [wifi(float(t), "p", -60) for t in range(0, 1500, 10)]
+    trace += [wifi(float(t), "q", -60) for t in range(600, 1000, 10)]
+    trace.sort(key=lambda o: o.ts)
+
+    def present(**kw: object) -> list[float]:
+        return [e.data["present"] for e in footfalls(run(engine(**kw), trace, until=1500.0))
+                if 840.0 <= e.time <= 1500.0]
+    assert present() == [0.8, 0.8] + [1.6] * 6 + [0.8] * 4
+    assert present(footfall_smoothing_s=300.0) == [0.8] * 4 + [1.6] * 6 + [0.8] * 2
