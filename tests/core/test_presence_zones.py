@@ -210,8 +210,9 @@ def test_present_is_smoothed_when_configured() -> None:
     trace += [wifi(float(t), "q", -60) for t in range(600, 1000, 10)]
     trace.sort(key=lambda o: o.ts)
 
-    def present(**kw: object) -> list[float]:
-        return [e.data["present"] for e in footfalls(run(engine(**kw), trace, until=1500.0))
-                if 840.0 <= e.time <= 1500.0]
+    def present(smoothing: float = 0.0) -> list[float]:
+        e = engine(footfall_smoothing_s=smoothing)
+        return [f.data["present"] for f in footfalls(run(e, trace, until=1500.0))
+                if 840.0 <= f.time <= 1500.0]
     assert present() == [0.8, 0.8] + [1.6] * 6 + [0.8] * 4
-    assert present(footfall_smoothing_s=300.0) == [0.8] * 4 + [1.6] * 6 + [0.8] * 2
+    assert present(300.0) == [0.8] * 4 + [1.6] * 6 + [0.8] * 2
