@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from gateway.core.model import Observation, Sighting, new_observation
 
 _CACHE_LIMIT = 65536  # addresses remembered per period: bounded memory, cheap repeats
+# Decoded fields that identify a beacon (and so a registered customer's app install).
+IDENTITY_FIELDS = frozenset({"uuid", "major", "minor", "namespace", "instance", "eid", "id"})
 
 
 def format_mac(address: bytes) -> str:
@@ -139,6 +141,10 @@ class Boundary:
         if s.ssid is not None:
             fields = {**fields, "ssid_hash": p.ssid_hash(s.ssid, s.ts)}
         identity = self.resolver(s) if self.resolver is not None else None
+        if identity is not None:
+            # A registered beacon id is identity material: once it named a registry entry,
+            # only the entry id goes on (the registry keeps the id as a keyed hash).
+            fields = {k: v for k, v in fields.items() if k not in IDENTITY_FIELDS}
         self.stats.admitted += 1
         return new_observation(s.ts, s.radio, p.device_key(s.address, s.ts), s.address_kind,
                                s.rssi, s.channel, s.kind, fields, s.seq, s.fingerprint,

@@ -96,3 +96,12 @@ def test_mac_helpers() -> None:
 def test_secret_too_short_is_refused() -> None:
     with pytest.raises(ValueError):
         Pseudonymizer(b"short")
+
+
+def test_resolved_beacon_ids_do_not_pass_the_boundary() -> None:
+    beacon = dataclasses.replace(sighting(1e9), radio=Radio.BLE, kind="ibeacon",
+                                 fields={"uuid": "u-1", "major": 7, "minor": 9, "power": -59})
+    resolved = Boundary(Pseudonymizer(SECRET), resolver=lambda s: "entry-1").admit(beacon)
+    assert resolved is not None and dict(resolved.fields) == {"power": -59}
+    anonymous = Boundary(Pseudonymizer(SECRET)).admit(beacon)
+    assert anonymous is not None and anonymous.fields["major"] == 7  # a store's own beacon

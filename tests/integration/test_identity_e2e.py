@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -131,10 +132,7 @@ def test_consented_visits_link_once_with_scoped_customer_ids(full_replay: Run) -
     events = full_replay.events()
     for e in events:
         e.pop("topic")
-        # Wi-Fi fingerprint groups ("grp-N" device ids, gateway/core/fingerprint.py) do not fit
-        # the schema's 16-hex device pattern yet: reported to the lead, not this test's subject.
-        if not str(e["data"].get("device", "")).startswith("grp-"):
-            validate_event(e)
+        validate_event(e)
     linked = [e for e in events if e["type"] == LINKED]
     who = {p.customer: n for n, p in d.PEOPLE.items()}
     got = sorted((who[e["data"]["customer_id"]], e["data"]["method"]) for e in linked)
@@ -293,6 +291,11 @@ def test_nothing_raw_leaves_or_is_stored(full_replay: Run) -> None:
         assert not [c for c in hidden if c in blob], f"a non-consented customer in {name}"
     for p in db_files:
         assert p.stat().st_mode & 0o077 == 0, f"{p.name} is readable by others"
+    # A registered beacon id is identity material: it must not leave the boundary either.
+    registered = {(d.BEACON_UUID.lower(), 7, 9), (d.BEACON_UUID.lower(), 7, 10)}
+    for line in blobs["observations-out"].splitlines():
+        f = orjson.loads(line).get("fields") or {}
+        assert (str(f.get("uuid", "")).lower(), f.get("major"), f.get("minor")) not in registered
 
 
 # -- rotation and retention through the in-process service ----------------------------------
