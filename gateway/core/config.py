@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from gateway.core import identity_config, presence_config, rules
-from gateway.core.yamlread import Reader, load_yaml
+from gateway.core.yamlread import Reader, load_yaml, read_secret
 from gateway.errors import ConfigError
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -201,21 +201,7 @@ def _driver_options(r: Reader, path: str, dtype: str, item: dict[str, Any]) -> N
 
 
 def _secret_from(r: Reader, key: str, spec: str, env: dict[str, str]) -> str | None:
-    """'env:NAME' or 'file:PATH' -> the secret text; errors name the key."""
-    kind, _, ref = spec.partition(":")
-    if kind == "env":
-        if ref not in env:
-            r.error(key, f"environment variable {ref} is not set")
-            return None
-        return env[ref]
-    if kind == "file":
-        try:
-            return Path(ref).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            r.error(key, f"cannot read {ref}: {exc.strerror}")
-            return None
-    r.error(key, f'expected "env:NAME" or "file:PATH", got "{spec}"')
-    return None
+    return read_secret(r, key, spec, env)
 
 
 def _mqtt(r: Reader, env: dict[str, str], store_id: str, gateway_id: str) -> MqttSettings:

@@ -22,10 +22,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from gateway.core.resolve import normalize_uuid
-from gateway.core.yamlread import Reader
+from gateway.core.yamlread import Reader, read_secret
 
 SecretResolver = Callable[[Reader, str, str], "str | None"]
 _TOPIC = r"[^#+\s]+(/[^#+\s]+)*"
@@ -47,20 +46,7 @@ def env_or_file(env: Mapping[str, str] | None = None) -> SecretResolver:
     environ = os.environ if env is None else env
 
     def resolve(r: Reader, key: str, spec: str) -> str | None:
-        kind, _, ref = spec.partition(":")
-        if kind == "env":
-            if ref not in environ:
-                r.error(key, f"environment variable {ref} is not set")
-                return None
-            return environ[ref]
-        if kind == "file":
-            try:
-                return Path(ref).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                r.error(key, f"cannot read {ref}: {exc.strerror}")
-                return None
-        r.error(key, f'expected "env:NAME" or "file:PATH", got "{spec}"')
-        return None
+        return read_secret(r, key, spec, environ)
 
     return resolve
 

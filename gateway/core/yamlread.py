@@ -11,7 +11,8 @@ Pure: no I/O beyond parsing a string the caller read.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -234,6 +235,25 @@ class Reader:
             self.error(path, f"expected {expected}, got {_show(value)}")
             return default
         return out
+
+
+def read_secret(r: Reader, key: str, spec: str, env: Mapping[str, str]) -> str | None:
+    """'env:NAME' or 'file:PATH' -> the secret text (never the secret written in the YAML);
+    a missing variable or unreadable file is an error naming the key."""
+    kind, _, ref = spec.partition(":")
+    if kind == "env":
+        if ref not in env:
+            r.error(key, f"environment variable {ref} is not set")
+            return None
+        return env[ref]
+    if kind == "file":
+        try:
+            return Path(ref).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            r.error(key, f"cannot read {ref}: {exc.strerror}")
+            return None
+    r.error(key, f'expected "env:NAME" or "file:PATH", got "{spec}"')
+    return None
 
 
 def _split(path: str) -> list[str | int]:
