@@ -175,8 +175,10 @@ def _run(args: argparse.Namespace) -> int:
         bool(cfg.drivers) and all(d.type in ("wifi_pcap", "ble_pcap", "ble_replay")
                                   for d in cfg.drivers))
     if not cfg.drivers:
-        raise ConfigError(cfg.source, "drivers", None, "no drivers configured: add a drivers "
-                          "list (see config/gateway.example.yaml) or use `replay PATH...`")
+        # Built-in default: scan BLE on the first adapter, which every Pi has. Wi-Fi needs an
+        # interface in monitor mode, which only the config can name.
+        log.info("no drivers configured: scanning BLE on hci0 (configure `drivers` to change)")
+        cfg = dataclasses.replace(cfg, drivers=(DriverSettings("ble_bleak", "hci0", {}),))
     drivers = [create(d) for d in cfg.drivers]
     with contextlib.ExitStack() as stack:
         events_out = _open_out(stack, getattr(args, "events_out", None))
