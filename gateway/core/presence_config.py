@@ -62,6 +62,16 @@ class PresenceSettings:
     dwell_marks_s: tuple[float, ...] = (60.0, 300.0, 900.0)
     walkin_min_s: float = 300.0  # seen at least this long ...
     walkin_min_rssi: float = -70.0  # ... and this strong on min_sightings readings -> a visitor
+    # Exit from the device's own rhythm: a unit stops counting in `present` once it has been
+    # silent for `exit_rhythm_factor` times its usual interval between bursts (a running mean
+    # of its gaps), but never sooner than `exit_min_quiet_s`. A phone probing every 60 s that
+    # misses three bursts in a row has most likely left; `visit_timeout` stays the upper bound
+    # (the visit itself ends only then, so a phone that just went quiet keeps its visit).
+    # 3 intervals: one missed burst is common (channel hopping, body shadowing), three in a
+    # row rarely are. The floor of 2 min stops a phone in an active scan (bursts every few
+    # seconds) from dropping out when it merely switches to its idle rhythm.
+    exit_rhythm_factor: float = 3.0
+    exit_min_quiet_s: float = 120.0
     fixture_max_presence_s: float = 4 * 3600.0  # present longer than this in a day -> fixture
     # A device with a public (never randomized) address may be given a shorter limit: phones
     # randomize, fixed PCs, tills, printers and TVs do not. Off (= the limit above) by default:
@@ -140,7 +150,7 @@ def _marks(r: Reader, path: str, default: tuple[float, ...]) -> tuple[float, ...
 _KEYS = frozenset({
     "visit_timeout", "stats_interval", "zones", "kalman", "reference_power", "outlier_db",
     "min_sightings", "sighting_window", "dwell_marks", "walk_in", "fixtures", "footfall",
-    "arbitration", "max_devices"})
+    "arbitration", "max_devices", "exit"})
 
 
 def read(r: Reader, section: str) -> PresenceSettings:
@@ -149,6 +159,7 @@ def read(r: Reader, section: str) -> PresenceSettings:
     for sub, keys in (("kalman", {"process_noise", "measurement_noise"}),
                       ("reference_power", {"ble", "wifi"}),
                       ("walk_in", {"min_time", "min_rssi"}),
+                      ("exit", {"rhythm_factor", "min_quiet"}),
                       ("fixtures", {"max_presence_per_day", "public_address_max_presence",
                                     "devices"}),
                       ("footfall", {"interval", "people_per_device", "smoothing"}),
@@ -171,6 +182,8 @@ def read(r: Reader, section: str) -> PresenceSettings:
         dwell_marks_s=_marks(r, f"{s}.dwell_marks", (60.0, 300.0, 900.0)),
         walkin_min_s=r.duration(f"{s}.walk_in.min_time", 300.0),
         walkin_min_rssi=r.float_(f"{s}.walk_in.min_rssi", -70.0, -200.0, 0.0),
+        exit_rhythm_factor=r.float_(f"{s}.exit.rhythm_factor", 3.0, 1.0, 100.0),
+        exit_min_quiet_s=r.duration(f"{s}.exit.min_quiet", 120.0, minimum=1.0),
         fixture_max_presence_s=r.duration(f"{s}.fixtures.max_presence_per_day", 4 * 3600.0,
                                           minimum=60.0),
         fixture_public_max_presence_s=r.duration(

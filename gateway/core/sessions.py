@@ -26,7 +26,7 @@ from gateway.core.model import AddressKind, Event, Observation, Radio
 from gateway.core.presence_config import PresenceSettings
 from gateway.core.sync import Peers
 from gateway.core.tracker import INF, Zone, choose_zone, distance_m, proximity, resolve_zones
-from gateway.core.units import Grouper, Unit, default_grouper, is_person
+from gateway.core.units import Grouper, Unit, beacon_ref_power, default_grouper, is_person
 
 V_STARTED = "presence.visit.started"
 V_ENDED = "presence.visit.ended"
@@ -36,19 +36,6 @@ Z_DWELL = "presence.zone.dwell"
 FOOTFALL = "presence.footfall"
 OCCUPANCY = "presence.occupancy"
 _DAY = 86400.0
-
-
-def beacon_ref_power(obs: Observation) -> float | None:
-    """RSSI at 1 m a beacon announces: iBeacon/AltBeacon measured power, or Eddystone's
-    0 m TX power less the 41 dB the Eddystone spec gives for the first metre."""
-    if obs.radio is not Radio.BLE or not obs.fields:
-        return None
-    f = obs.fields
-    for name, offset in (("power", 0.0), ("ref_rssi", 0.0), ("tx_power", -41.0)):
-        v = f.get(name)
-        if isinstance(v, int | float) and not isinstance(v, bool) and -127 <= v <= 20:
-            return float(v) + offset
-    return None
 
 
 def visit_id(key: str, first_seen: float) -> str:
@@ -110,7 +97,7 @@ class PresenceEngine:
                 u.lo, u.hi = INF, -INF  # zones are per sensor: decide again
             if not u.sig.update(rssi, ts, self._q, self._r, self._out):
                 return out
-        u.last = ts if ts > u.last else u.last
+        u.heard(ts)
         u.count += 1
         if u.visit is None:
             if u.fixture or u.count < self.s.min_sightings:
@@ -365,11 +352,20 @@ class PresenceEngine:
             self._fixtures.clear()
             self.footfall.roll_day(day)
 
+    def _inside(self, u: Unit, now: float) -> bool:
+        """Still here, not merely not timed out: silent for no longer than its own rhythm
+        allows (presence_config: exit.rhythm_factor, exit.min_quiet)."""
+        s = self.s
+        quiet = now - u.last
+        return quiet <= s.exit_min_quiet_s or u.gap == 0.0 \
+            or quiet <= s.exit_rhythm_factor * u.gap
+
     def _footfall(self, now: float, out: list[Event]) -> None:
         self._roll_day(int(now // _DAY))
         pop = Population()
         for u in self._units.values():
-            if u.visit is not None and u.walkin and u.person and not u.fixture:
+            if u.visit is not None and u.walkin and u.person and not u.fixture \
+                    and self._inside(u, now):
                 pop.add(u.radio is Radio.WIFI, u.zone.name if u.zone is not None else None)
         data = self.footfall.snapshot(pop)
         data["interval_s"] = self.s.footfall_interval_s

@@ -28,6 +28,22 @@ def is_person(obs: Observation) -> bool:
     return obs.kind in PHONE_KINDS
 
 
+def beacon_ref_power(obs: Observation) -> float | None:
+    """RSSI at 1 m a beacon announces: iBeacon/AltBeacon measured power, or Eddystone's
+    0 m TX power less the 41 dB the Eddystone spec gives for the first metre."""
+    if obs.radio is not Radio.BLE or not obs.fields:
+        return None
+    f = obs.fields
+    for name, offset in (("power", 0.0), ("ref_rssi", 0.0), ("tx_power", -41.0)):
+        v = f.get(name)
+        if isinstance(v, int | float) and not isinstance(v, bool) and -127 <= v <= 20:
+            return float(v) + offset
+    return None
+
+
+BURST_S = 5.0
+
+
 class Grouper(Protocol):
     def observe(self, obs: Observation) -> str: ...
 
@@ -58,7 +74,7 @@ class Unit:
     """One device (or group of addresses) and its open visit, if any."""
 
     __slots__ = ("announced", "cand", "cand_due", "count", "day_present", "dwell", "first",
-                 "fixture", "hi", "hold", "key", "last", "limit", "lo", "mark_i", "max_x",
+                 "fixture", "gap", "hi", "hold", "key", "last", "limit", "lo", "mark_i", "max_x",
                  "next_mark", "owned", "path", "person", "radio", "ref", "sensor", "sig", "strong",
                  "visit", "walkin", "zone", "zone_since")
 
@@ -74,7 +90,19 @@ class Unit:
         self.fixture = False
         self.limit = INF  # presence per day beyond which this unit is a fixture (engine sets)
         self.owned = True
+        self.last: float = ts
+        self.gap = 0.0  # running mean of the gaps between its bursts (0: not known yet)
         self.reset(ts)
+
+    def heard(self, ts: float) -> None:
+        """A reading at `ts` was accepted: learn the device's rhythm from the gap before it.
+        Frames closer than BURST_S belong to one burst (a scan sends several probes within a
+        second); the mean follows a changed rhythm (screen off) within a few bursts."""
+        gap = ts - self.last
+        if gap > BURST_S:
+            self.gap = gap if self.gap == 0.0 else self.gap + 0.25 * (gap - self.gap)
+        if ts > self.last:
+            self.last = ts
 
     def reset(self, ts: float) -> None:
         """Forget the last visit (a new one may start at `ts`)."""
