@@ -71,6 +71,14 @@ class PresenceSettings:
     # row rarely are. The floor of 2 min stops a phone in an active scan (bursts every few
     # seconds) from dropping out when it merely switches to its idle rhythm.
     exit_rhythm_factor: float = 3.0
+    # Heard through a wall: a unit whose smoothed RSSI has never come within `weak_margin_db`
+    # above walk_in.min_rssi (the near edge of the zone) after `weak_max_presence_s` of its
+    # visit is in a neighbouring room or the corridor, and stops counting in `present` until
+    # it comes nearer. Visitors move: in half an hour inside, a visitor passes closer to the
+    # sensor than the zone edge; a device behind a wall stays weak AND steady. 6 dB is the
+    # zones' enter/leave gap (1.5 sigma of the smoothed jitter). Its visit and events are kept.
+    weak_max_presence_s: float = 1800.0
+    weak_margin_db: float = 6.0
     exit_min_quiet_s: float = 120.0
     fixture_max_presence_s: float = 4 * 3600.0  # present longer than this in a day -> fixture
     # A device with a public (never randomized) address may be given a shorter limit: phones
@@ -158,7 +166,8 @@ def read(r: Reader, section: str) -> PresenceSettings:
     r.known_keys(section, _KEYS)
     for sub, keys in (("kalman", {"process_noise", "measurement_noise"}),
                       ("reference_power", {"ble", "wifi"}),
-                      ("walk_in", {"min_time", "min_rssi"}),
+                      ("walk_in", {"min_time", "min_rssi", "weak_max_presence",
+                                   "weak_margin_db"}),
                       ("exit", {"rhythm_factor", "min_quiet"}),
                       ("fixtures", {"max_presence_per_day", "public_address_max_presence",
                                     "devices"}),
@@ -182,6 +191,9 @@ def read(r: Reader, section: str) -> PresenceSettings:
         dwell_marks_s=_marks(r, f"{s}.dwell_marks", (60.0, 300.0, 900.0)),
         walkin_min_s=r.duration(f"{s}.walk_in.min_time", 300.0),
         walkin_min_rssi=r.float_(f"{s}.walk_in.min_rssi", -70.0, -200.0, 0.0),
+        weak_max_presence_s=r.duration(f"{s}.walk_in.weak_max_presence", 1800.0,
+                                       minimum=60.0),
+        weak_margin_db=r.float_(f"{s}.walk_in.weak_margin_db", 6.0, 0.0, 100.0),
         exit_rhythm_factor=r.float_(f"{s}.exit.rhythm_factor", 3.0, 1.0, 100.0),
         exit_min_quiet_s=r.duration(f"{s}.exit.min_quiet", 120.0, minimum=1.0),
         fixture_max_presence_s=r.duration(f"{s}.fixtures.max_presence_per_day", 4 * 3600.0,

@@ -356,6 +356,8 @@ class PresenceEngine:
         """Still here, not merely not timed out: silent for no longer than its own rhythm
         allows (presence_config: exit.rhythm_factor, exit.min_quiet)."""
         s = self.s
+        if u.max_x < s.walkin_min_rssi + s.weak_margin_db and now - u.first > s.weak_max_presence_s:
+            return False  # weak AND long: a neighbouring room, not the zone
         quiet = now - u.last
         return quiet <= s.exit_min_quiet_s or u.gap == 0.0 \
             or quiet <= s.exit_rhythm_factor * u.gap

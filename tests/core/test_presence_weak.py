@@ -1,0 +1,59 @@
+"""Heard, not inside: a device that stays weak for long is in a neighbouring room.
+
+Scripted traces with known truth: a device behind a wall (steady, just above walk_in.min_rssi
+for two hours) stops counting in `present` after `walk_in.weak_max_presence`; a visitor who
+came near the sensor once keeps counting at the same weak level; the visit events are kept.
+"""
+
+from __future__ import annotations
+
+from gateway.core.model import Event, Observation
+from gateway.core.presence_config import PresenceSettings, read
+from gateway.core.sessions import PresenceEngine
+from gateway.core.yamlread import Reader, load_yaml
+from tests.core.presence_helpers import ble, run, wifi
+
+WARM = [ble(-3600.0, "shelf-beacon", -50, kind="ibeacon")]
+
+
+def engine(**kw: object) -> PresenceEngine:
+    return PresenceEngine(PresenceSettings(**kw),  # type: ignore[arg-type]
+                          gateway_id="gw-1", store_id="s1")
+
+
+def present(events: list[Event]) -> dict[float, float]:
+    return {e.time: e.data["present"] for e in events if e.type == "presence.footfall"}
+
+
+def behind_wall(device: str = "wall") -> list[Observation]:
+    return [wifi(float(t), device, -68) for t in range(0, 7200, 60)]
+
+
+def test_a_steady_weak_device_stops_counting_after_half_an_hour() -> None:
+    events = run(engine(), WARM + behind_wall(), until=7200.0)
+    p = present(events)
+    assert p[600.0] == 0.8 and p[1740.0] == 0.8  # a walk-in (>= -70 dBm for 5 min)
+    assert p[1860.0] == 0.0 and p[7140.0] == 0.0  # weak for 30 min: a neighbouring room
+    # The visit itself goes on: no visit.ended before the device falls silent.
+    assert not [e for e in events if e.type == "presence.visit.ended" and e.time < 7000.0]
+    # Off (a limit longer than the trace): counted all along, the old behaviour.
+    p_off = present(run(engine(weak_max_presence_s=10_000.0), WARM + behind_wall(),
+                        until=7200.0))
+    assert p_off[7140.0] == 0.8
+
+
+def test_a_visitor_who_came_near_once_keeps_counting_at_the_same_weak_level() -> None:
+    trace = [o for o in behind_wall("v") if not 600 <= o.ts < 900]
+    trace += [wifi(float(t), "v", -50) for t in range(600, 900, 20)]  # at the counter
+    trace.sort(key=lambda o: o.ts)
+    p = present(run(engine(), WARM + trace, until=7200.0))
+    assert p[1860.0] == 0.8 and p[7140.0] == 0.8
+
+
+def test_weak_keys_are_read_from_config() -> None:
+    text = "presence:\n  walk_in:\n    weak_max_presence: 45m\n    weak_margin_db: 4\n"
+    data, lines = load_yaml(text, "gw.yaml")
+    r = Reader("gw.yaml", data, lines)
+    s = read(r, "presence")
+    r.check()
+    assert (s.weak_max_presence_s, s.weak_margin_db) == (2700.0, 4.0)
