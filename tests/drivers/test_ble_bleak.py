@@ -7,8 +7,7 @@ detection callback the driver hands it). Everything else is the real code path.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import pytest
 from bleak.backends.device import BLEDevice
@@ -30,25 +29,12 @@ from drivers.ble_bleak import (
     map_bleak_error,
     sightings_from_bleak,
 )
-from gateway.core.model import AddressKind, Radio, Rejection, Sighting
+from gateway.core.model import AddressKind, Radio
 from gateway.errors import DriverError
+from tests.sinks import ListSink
 
 IBEACON = bytes.fromhex("0215414243444546474849404142434445460001" "0002c5")
 
-
-class ListSink:
-    def __init__(self) -> None:
-        self.sightings: list[Sighting] = []
-        self.rejections: Counter[str] = Counter()
-
-    def offer(self, sighting: Sighting) -> None:
-        self.sightings.append(sighting)
-
-    async def put_many(self, sightings: Iterable[Sighting]) -> None:
-        self.sightings.extend(sightings)
-
-    def reject(self, rejection: Rejection) -> None:
-        self.rejections[rejection.reason] += 1
 
 
 def _adv(rssi: int = -61, props: dict[str, object] | None = None) -> AdvertisementData:

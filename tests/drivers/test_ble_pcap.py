@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,10 @@ from gateway.core.ble_air import (
     parse_pdu,
     rf_to_channel_index,
 )
-from gateway.core.model import Radio, Rejection, Sighting
+from gateway.core.model import Radio, Rejection
 from gateway.core.privacy import format_mac
 from gateway.errors import DriverError
+from tests.sinks import ListSink
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ble_air"
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "captures" / "ble"
@@ -33,22 +33,6 @@ BTSNOOP = SHARED / "btsnoop" / "btsnoop_hci20241230_1.log"
 ICE9 = SHARED / "ice9_hackrf_boston"
 LEGACY = ("ADV_IND", "ADV_NONCONN_IND", "ADV_SCAN_IND", "SCAN_RSP")
 
-
-class ListSink:
-    """A real, minimal Sink: keeps what it is given (the driver protocol's other end)."""
-
-    def __init__(self) -> None:
-        self.sightings: list[Sighting] = []
-        self.rejections: Counter[str] = Counter()
-
-    def offer(self, sighting: Sighting) -> None:
-        self.sightings.append(sighting)
-
-    async def put_many(self, sightings: Iterable[Sighting]) -> None:
-        self.sightings.extend(sightings)
-
-    def reject(self, rejection: Rejection) -> None:
-        self.rejections[rejection.reason] += 1
 
 
 def _tally(path: Path) -> tuple[Counter[str], set[bytes], set[bytes]]:

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import gzip
-from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from drivers.ble_replay import BleReplayDriver
 from firmware_tools import app_token as app_token_cli
-from gateway.core.model import AddressKind, Rejection, Sighting
+from gateway.core.model import AddressKind
 from gateway.errors import DriverError
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.sightings: list[Sighting] = []
-        self.rejections: Counter[str] = Counter()
-
-    def offer(self, sighting: Sighting) -> None:
-        self.sightings.append(sighting)
-
-    async def put_many(self, sightings: Iterable[Sighting]) -> None:
-        self.sightings.extend(sightings)
-
-    def reject(self, rejection: Rejection) -> None:
-        self.rejections[rejection.reason] += 1
-
+from tests.sinks import ListSink
 
 IBEACON = ('{"ts": 100.5, "address": "c0:de:00:00:00:01", "address_type": "random", "rssi": -60,'
            ' "manufacturer_data": {"76": "02154142434445464748494041424344454600010002c5"},'

@@ -10,32 +10,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-from collections import Counter
-from collections.abc import Iterable
 
 import pytest
 from scapy.layers.dot11 import Dot11, Dot11Beacon, Dot11Elt, Dot11ProbeReq, RadioTap
 
 from drivers.wifi_monitor import ETH_P_ALL, WifiMonitorDriver, interface_type
-from gateway.core.model import Rejection, Sighting
 from gateway.errors import DriverError
+from tests.sinks import ListSink
 
 PROBER = "da:a1:19:77:88:99"
 
-
-class ListSink:
-    def __init__(self) -> None:
-        self.items: list[Sighting] = []
-        self.rejected: Counter[str] = Counter()
-
-    def offer(self, sighting: Sighting) -> None:
-        self.items.append(sighting)
-
-    async def put_many(self, sightings: Iterable[Sighting]) -> None:
-        self.items.extend(sightings)
-
-    def reject(self, rejection: Rejection) -> None:
-        self.rejected[rejection.reason] += 1
 
 
 def _raw_socket_or_skip() -> socket.socket:

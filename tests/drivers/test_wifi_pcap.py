@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -12,33 +11,15 @@ from scapy.utils import PcapNgWriter, PcapWriter
 
 from drivers.pcap_records import iter_records, read_scapy
 from drivers.wifi_pcap import WifiPcapDriver, iter_pcap
-from gateway.core.model import Radio, Rejection, Sighting
+from gateway.core.model import Radio
 from gateway.errors import DriverError
+from tests.sinks import ListSink
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 WIFI = DATA / "wifi"
 BRNO = WIFI / "position_1_sc6-61_2023-04-17_anonymized.pcap"
 EXTHDR = WIFI / "ieee802.11_exthdr.pcap"
 
-
-class ListSink:
-    """A real in-memory sink: keeps what it is given, counts rejections by reason."""
-
-    def __init__(self) -> None:
-        self.items: list[Sighting] = []
-        self.batches: list[int] = []
-        self.rejected: Counter[str] = Counter()
-
-    def offer(self, sighting: Sighting) -> None:
-        self.items.append(sighting)
-
-    async def put_many(self, sightings: Iterable[Sighting]) -> None:
-        batch = list(sightings)
-        self.batches.append(len(batch))
-        self.items.extend(batch)
-
-    def reject(self, rejection: Rejection) -> None:
-        self.rejected[rejection.reason] += 1
 
 
 async def test_replays_the_brno_capture_in_batches() -> None:

@@ -21,12 +21,13 @@ import pytest
 
 from drivers.registry import create, detect_capture
 from gateway.core.config import DriverSettings, GatewayConfig, parse_config
-from gateway.core.model import OutboundMessage, Rejection, Sighting
+from gateway.core.model import OutboundMessage, Sighting
 from gateway.demo import demo_captures
 from gateway.mosquitto import LocalBroker
 from gateway.service import RunOptions, RunSummary, Service
 from tests.contract import validate_event, validate_status
 from tests.mqtt_helpers import Collector
+from tests.sinks import ListSink
 
 SECRET = "integration-test-secret-0123456789"
 
@@ -45,21 +46,6 @@ def config(tmp_path: Path, broker: LocalBroker, paths: Iterable[str] = ()) -> Ga
         DriverSettings(t, f"r-{t}", {"paths": ps}) for t, ps in groups.items()))
 
 
-class Recorder:
-    """A Sink that keeps raw sightings: the test's view of what the radios 'said'."""
-
-    def __init__(self) -> None:
-        self.sightings: list[Sighting] = []
-
-    def offer(self, sighting: Sighting) -> None:
-        self.sightings.append(sighting)
-
-    async def put_many(self, sightings: Iterable[Sighting]) -> None:
-        self.sightings.extend(sightings)
-
-    def reject(self, rejection: Rejection) -> None:
-        pass
-
 
 class GatedDriver:
     """Replays real sightings in two halves, waiting on a gate in between."""
@@ -77,7 +63,7 @@ class GatedDriver:
 
 
 def real_sightings(cfg: GatewayConfig) -> list[Sighting]:
-    rec = Recorder()
+    rec = ListSink()
 
     async def go() -> None:
         for d in cfg.drivers:
