@@ -29,6 +29,9 @@ from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.core.config import MqttSettings
+from gateway.errors import PublishError
+
 MISC_INTERVAL_S = 1.0
 
 
@@ -156,3 +159,32 @@ class Link:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+def tls_context(s: MqttSettings) -> ssl.SSLContext | None:
+    if not s.tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=s.ca_file)
+        if s.cert_file:
+            ctx.load_cert_chain(s.cert_file, s.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise PublishError(f"MQTT TLS setup failed: {exc}; check mqtt.ca_file, mqtt.cert_file"
+                           " and mqtt.key_file") from exc
+    return ctx
+
+
+def explain_oserror(exc: OSError, host: str, port: int) -> str:
+    where = f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return f"DNS: cannot resolve {host!r} ({exc.strerror}); check mqtt.host"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {where} (broker not running, or wrong mqtt.port)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS: certificate of {where} not trusted ({exc.verify_message}); check"
+                " mqtt.ca_file and that mqtt.host matches the certificate")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake with {where} failed ({exc.reason}); is the port a TLS listener?"
+    if isinstance(exc, TimeoutError):
+        return f"timed out connecting to {where} (host down, firewall, or wrong address)"
+    return f"cannot connect to {where}: {exc.strerror or exc}"

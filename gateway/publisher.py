@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import ssl
 import time
 from collections import deque
@@ -38,8 +37,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.core.config import MqttSettings
-from gateway.errors import PublishError
-from gateway.mqttlink import Link
+from gateway.mqttlink import Link, explain_oserror, tls_context
 from gateway.store import Outbox, StoredMessage
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -100,7 +98,7 @@ class Publisher:
     # -- public -----------------------------------------------------------------------------
     async def run(self) -> None:
         """Connect, drain, reconnect with backoff; until cancelled (then stop cleanly)."""
-        tls = _tls_context(self.settings)
+        tls = tls_context(self.settings)
         attempt = 0
         while True:
             ok = await self._session(tls)
@@ -168,7 +166,7 @@ class Publisher:
         try:
             await link.connect(s.host, s.port, s.keepalive, self._connect_props())
         except OSError as exc:
-            return _explain_oserror(exc, s.host, s.port)
+            return explain_oserror(exc, s.host, s.port)
         waits: list[asyncio.Future[Any]] = [link.connack, link.closed]
         await asyncio.wait(waits, timeout=CONNACK_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
         if not link.connack.done():
@@ -389,32 +387,3 @@ class _PackedProperties(Properties):
     def pack(self) -> bytes:
         packed: bytes = object.__getattribute__(self, "_packed")
         return packed
-
-
-def _tls_context(s: MqttSettings) -> ssl.SSLContext | None:
-    if not s.tls:
-        return None
-    try:
-        ctx = ssl.create_default_context(cafile=s.ca_file)
-        if s.cert_file:
-            ctx.load_cert_chain(s.cert_file, s.key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise PublishError(f"MQTT TLS setup failed: {exc}; check mqtt.ca_file, mqtt.cert_file"
-                           " and mqtt.key_file") from exc
-    return ctx
-
-
-def _explain_oserror(exc: OSError, host: str, port: int) -> str:
-    where = f"{host}:{port}"
-    if isinstance(exc, socket.gaierror):
-        return f"DNS: cannot resolve {host!r} ({exc.strerror}); check mqtt.host"
-    if isinstance(exc, ConnectionRefusedError):
-        return f"connection refused by {where} (broker not running, or wrong mqtt.port)"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"TLS: certificate of {where} not trusted ({exc.verify_message}); check"
-                " mqtt.ca_file and that mqtt.host matches the certificate")
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake with {where} failed ({exc.reason}); is the port a TLS listener?"
-    if isinstance(exc, TimeoutError):
-        return f"timed out connecting to {where} (host down, firewall, or wrong address)"
-    return f"cannot connect to {where}: {exc.strerror or exc}"
