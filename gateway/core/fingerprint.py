@@ -15,17 +15,23 @@ linked into groups (one group ~ one device) by evidence a rotating address does 
 4. the next burst: a quiet group of this fingerprint heard within `max_gap_s`, at a similar
    RSSI (within `rssi_tol_db` of its running mean for the same sensor and channel: RSSI of
    different sensors or channels is not comparable, and a probe heard off its own channel
-   (DS parameter set) is attenuated, so it is not compared); the closest in RSSI wins.
+   (DS parameter set) is attenuated, so it is not compared); the closest in RSSI wins;
+5. resume: only when no group of this fingerprint is explained by 2-4, a group that went quiet
+   (silent for more than `max_gap_s`, at most `resume_s`) at a similar RSSI is continued: a
+   phone that was locked or on a network stops probing for minutes and comes back from a fresh
+   random address; without this it would be a new group (counted twice while the old one
+   leaves the count, then a new walk-in). The resumed group's silence is still a silence for
+   the presence engine (a gap beyond its visit timeout ends the visit there as before).
 Otherwise the address starts a new group. Known limit: two phones of the same model and
 software that probe at similar signal strength merge into one group (undercount), and a phone
-silent for longer than `max_gap_s` comes back as a new group (overcount across the gap).
+silent for longer than `resume_s` comes back as a new group (overcount across the gap).
 
 Invariants:
 - Pure, no clock: time is the observations' `ts`; `estimate(now, window_s)` counts groups heard
   in (now - window_s, now].
 - Privacy: input is pseudonymous Observations only; group ids are counters ("grp-1f"), unrelated
   to any address, and meant for counting and visit bookkeeping, never for identification.
-- Bounded memory: groups silent for `max_gap_s` are dropped (swept every `sweep_s` of capture
+- Bounded memory: groups silent for `resume_s` (>= `max_gap_s`) are dropped (swept every `sweep_s` of capture
   time) with their addresses; at most `max_groups` live groups (oldest evicted first).
 - A globally unique (PUBLIC) address is a device of its own and is never linked, unless
   `trust_address_kind=False` (for captures whose anonymisation randomised the LA bit).
@@ -74,6 +80,7 @@ class GrouperStats:
     by_sequence: int
     by_burst: int
     by_return: int
+    by_resume: int
 
 
 class DeviceGrouper:
@@ -81,8 +88,10 @@ class DeviceGrouper:
 
     def __init__(self, max_gap_s: float = 300.0, burst_s: float = 1.5, seq_window: int = 64,
                  rssi_tol_db: float = 20.0, trust_address_kind: bool = True,
-                 max_groups: int = 50_000, sweep_s: float = 10.0) -> None:
+                 max_groups: int = 50_000, sweep_s: float = 10.0,
+                 resume_s: float = 1800.0) -> None:
         self.max_gap_s = max_gap_s
+        self.resume_s = max(resume_s, max_gap_s)
         self.burst_s = burst_s
         self.seq_window = seq_window
         self.rssi_tol_db = rssi_tol_db
@@ -95,7 +104,7 @@ class DeviceGrouper:
         self._next_id = 0
         self._next_sweep = float("-inf")
         self._addresses = 0
-        self._links = [0, 0, 0]  # by sequence, burst, return
+        self._links = [0, 0, 0, 0]  # by sequence, burst, return, resume
 
     def observe(self, obs: Observation) -> str:
         """The group (estimated device) of this observation's address."""
@@ -141,9 +150,17 @@ class DeviceGrouper:
         best_seq: tuple[int, _Group] | None = None
         burst: _Group | None = None
         best_return: tuple[float, _Group] | None = None
+        best_resume: tuple[float, _Group] | None = None
         for g in candidates:
             gap = ts - g.last
-            if gap > self.max_gap_s or gap < -self.burst_s:
+            if gap > self.max_gap_s:
+                if gap <= self.resume_s:  # went quiet: a re-randomized phone may resume it
+                    mean = g.rssi.get(key)
+                    near = 0.0 if rssi is None or mean is None else abs(rssi - mean)
+                    if near <= self.rssi_tol_db and (best_resume is None or near < best_resume[0]):
+                        best_resume = (near, g)
+                continue
+            if gap < -self.burst_s:
                 continue
             if seq is not None and g.seq is not None and gap > 0:
                 step = (seq - g.seq) % _SEQ_MOD
@@ -167,18 +184,21 @@ class DeviceGrouper:
         if best_return is not None:
             self._links[2] += 1
             return best_return[1]
+        if best_resume is not None:
+            self._links[3] += 1
+            return best_resume[1]
         return None
 
     def estimate(self, now: float, window_s: float) -> int:
-        """Estimated devices heard in (now - window_s, now]; window_s <= max_gap_s is exact
+        """Estimated devices heard in (now - window_s, now]; window_s <= resume_s is exact
         with respect to the groups (older groups may already be swept)."""
         since = now - window_s
         return sum(1 for g in self._groups.values() if since < g.last and g.first <= now)
 
     def expire(self, now: float) -> None:
-        """Drop groups silent for more than max_gap_s, and their addresses."""
+        """Drop groups silent for more than resume_s, and their addresses."""
         self._next_sweep = now + self.sweep_s
-        horizon = now - self.max_gap_s
+        horizon = now - self.resume_s
         dead = [g for g in self._groups.values() if g.last < horizon]
         if not dead:
             return

@@ -53,11 +53,35 @@ def test_off_channel_rssi_is_not_compared() -> None:
 
 
 def test_next_burst_links_within_max_gap_only() -> None:
-    g = DeviceGrouper(max_gap_s=120)
+    g = DeviceGrouper(max_gap_s=120, resume_s=120)
     first = g.observe(obs("a", 0.0, seq=100))
     assert g.observe(obs("b", 60.0, seq=2000)) == first
     assert g.observe(obs("c", 400.0, seq=3000)) != first
     assert g.stats.by_return == 1
+
+
+def test_a_quiet_group_is_resumed_by_a_rerandomized_phone() -> None:
+    g = DeviceGrouper(max_gap_s=300, resume_s=1800)
+    first = g.observe(obs("a", 0.0, seq=100, rssi=-50))
+    assert g.estimate(900.0, 300.0) == 0  # quiet: not counted, but kept for resume_s
+    assert g.observe(obs("b", 900.0, seq=3000, rssi=-55)) == first
+    assert g.stats.by_resume == 1
+    assert g.observe(obs("c", 3000.0, seq=100, rssi=-50)) != first  # silent beyond resume_s
+    far = g.observe(obs("d", 3010.0, seq=2000, rssi=-50))
+    assert g.observe(obs("e", 3500.0, seq=900, rssi=-90)) not in (first, far)  # RSSI veto
+
+
+def test_a_recent_group_is_preferred_to_a_long_quiet_one() -> None:
+    g = DeviceGrouper(max_gap_s=300, resume_s=1800)
+    old = g.observe(obs("a", 0.0, seq=100, rssi=-50))
+    recent = g.observe(obs("b", 700.0, seq=3000, rssi=-70, channel=6))  # new phone, other ch
+    assert recent == old  # resumed: the only candidate
+    g2 = DeviceGrouper(max_gap_s=300, resume_s=1800)
+    old = g2.observe(obs("a", 0.0, seq=100, rssi=-50))
+    recent = g2.observe(obs("b", 100.0, seq=3000, rssi=-75))  # 25 dB away: a second phone
+    assert recent != old
+    # at 500 s `old` is quiet beyond max_gap_s, `recent` is not: the recent one is continued
+    assert g2.observe(obs("c", 500.0, seq=1500, rssi=-63)) == recent  # near both
 
 
 def test_different_fingerprints_never_link() -> None:
@@ -83,7 +107,7 @@ def test_other_radios_and_unfingerprinted_frames() -> None:
 
 
 def test_estimate_window_and_expiry_bound_memory() -> None:
-    g = DeviceGrouper(max_gap_s=60, sweep_s=1)
+    g = DeviceGrouper(max_gap_s=60, sweep_s=1, resume_s=60)
     for i in range(100):  # 100 distinct fingerprints: 100 devices, one minute apart each
         g.observe(obs(f"d{i}", i * 10.0, fp=f"fp{i}"))
     assert g.estimate(990.0, 30.0) == 3  # heard at 970, 980, 990
