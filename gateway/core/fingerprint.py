@@ -31,8 +31,9 @@ Invariants:
   in (now - window_s, now].
 - Privacy: input is pseudonymous Observations only; group ids are counters ("grp-1f"), unrelated
   to any address, and meant for counting and visit bookkeeping, never for identification.
-- Bounded memory: groups silent for `resume_s` (>= `max_gap_s`) are dropped (swept every `sweep_s` of capture
-  time) with their addresses; at most `max_groups` live groups (oldest evicted first).
+- Bounded memory: groups silent for `resume_s` (>= `max_gap_s`) are dropped (swept every
+  `sweep_s` of capture time) with their addresses; at most `max_groups` live groups (oldest
+  evicted first).
 - A globally unique (PUBLIC) address is a device of its own and is never linked, unless
   `trust_address_kind=False` (for captures whose anonymisation randomised the LA bit).
 - Observations without a fingerprint (Wi-Fi null data) are each their own group; other radios
