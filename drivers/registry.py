@@ -7,6 +7,7 @@ without BlueZ/D-Bus can still replay Wi-Fi captures, and the reverse.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ def create(settings: DriverSettings) -> Driver:
         from drivers.fake import FakeDriver
         return FakeDriver(name)
     raise DriverError(name, "unknown_type", settings.type)
+
+
+def replay_settings(paths: Iterable[str]) -> tuple[DriverSettings, ...]:
+    """One replay driver per recording: the service merges them in capture-time order, so
+    files from different sessions or radios may be given in any order."""
+    out = []
+    for i, path in enumerate(paths):
+        kind = detect_capture(path)
+        out.append(DriverSettings(kind, f"replay-{i}-{Path(path).stem}"[:64], {"paths": [path]}))
+    return tuple(out)
 
 
 def detect_capture(path: str) -> str:

@@ -156,13 +156,8 @@ def configure(args: argparse.Namespace) -> GatewayConfig:
         cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, path=args.db))
     paths = getattr(args, "paths", None)
     if paths:
-        from drivers.registry import detect_capture
-        groups: dict[str, list[str]] = {}
-        for path in paths:
-            groups.setdefault(detect_capture(path), []).append(path)
-        drivers = tuple(DriverSettings(t, f"replay-{t}", {"paths": ps})
-                        for t, ps in groups.items())
-        cfg = dataclasses.replace(cfg, drivers=drivers)
+        from drivers.registry import replay_settings
+        cfg = dataclasses.replace(cfg, drivers=replay_settings(paths))
     return cfg
 
 

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gateway.core.config import DriverSettings, load_config, mqtt_from_url
+from gateway.core.config import load_config, mqtt_from_url
 from gateway.core.model import OutboundMessage
 from gateway.monitor import EventSubscriber
 
@@ -35,7 +35,7 @@ def demo_captures() -> list[str]:
 
 
 def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
-    from drivers.registry import create, detect_capture
+    from drivers.registry import create, replay_settings
     from gateway.mosquitto import local_broker
     from gateway.service import RunOptions, Service, run_with_signals
 
@@ -47,15 +47,11 @@ def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
         try:
             url = mqtt_url or (broker.url if broker else "")
             cfg = load_config(None)
-            groups: dict[str, list[str]] = {}
-            for path in captures:
-                groups.setdefault(detect_capture(path), []).append(path)
             cfg = dataclasses.replace(
                 cfg, store_id=DEMO_STORE, gateway_id=DEMO_GATEWAY,
                 mqtt=mqtt_from_url(url, cfg.mqtt),
                 storage=dataclasses.replace(cfg.storage, path=str(Path(tmp) / "demo.db")),
-                drivers=tuple(DriverSettings(t, f"demo-{t}", {"paths": ps})
-                              for t, ps in groups.items()))
+                drivers=replay_settings(captures))
             print(f"presence-gateway demo: broker {url}, {len(captures)} bundled captures:",
                   file=sys.stderr)
             for c in captures:

@@ -56,6 +56,7 @@ class Pipeline:
         self._next_tick = float("-inf")
         self.tail_s = tail_s  # how far past the last observation `finish` advances the clock
         self.last_ts: float | None = None
+        self.max_ts = float("-inf")
         self.shell: Mapping[str, Any] = {}
 
     # -- hot path -------------------------------------------------------------------------
@@ -87,6 +88,8 @@ class Pipeline:
             if out:
                 events.extend(out)
             last = obs.ts
+            if last > self.max_ts:
+                self.max_ts = last
         self.observations += n
         self._window_obs += n
         self.last_ts = last
@@ -105,7 +108,7 @@ class Pipeline:
             self.shell = shell
         if self.last_ts is None:
             return []
-        end = self.last_ts + self.tail_s
+        end = self.max_ts + self.tail_s  # the latest capture time, not the last fed
         events = self.engine.tick(end)
         events.append(self._stats_event(end))
         return self._emit(events, end)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 
+import orjson
 import pytest
 
 from drivers.fake import FakeDriver
 from gateway.core.model import AddressKind, Radio, Rejection, Sighting
 from gateway.replay_merge import MergedReplay
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def s(ts: float, radio: Radio = Radio.WIFI) -> Sighting:
@@ -57,3 +63,22 @@ def test_a_failing_driver_does_not_stop_the_others() -> None:
     with pytest.raises(RuntimeError, match="ended early"):
         asyncio.run(MergedReplay([FakeDriver("ok", [s(1.0), s(2.0)]), Broken()]).run(out))
     assert [x.ts for x in out.items] == [1.0, 1.5, 2.0]
+
+
+def test_replay_of_files_in_any_order_ends_every_visit(tmp_path: Path) -> None:
+    """Newest capture first (2025 BLE, 2023 Wi-Fi, 2013 Wi-Fi): merged by time, every visit
+    that starts also ends, and events come out in capture-time order."""
+    demo = ROOT / "gateway" / "data" / "demo"
+    files = [demo / "ble_boston_take2.pcap", demo / "wifi_brno_2023-04-17.pcap",
+             demo / "wifi_tcpdump_exthdr.pcap"]
+    out = tmp_path / "events.jsonl"
+    res = subprocess.run([sys.executable, "-m", "gateway.cli", "replay", *map(str, files),
+                          "--no-mqtt", "--events-out", str(out)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    started = {e["data"]["visit_id"] for e in events if e["type"] == "presence.visit.started"}
+    ended = {e["data"]["visit_id"] for e in events if e["type"] == "presence.visit.ended"}
+    assert started and started == ended
+    years = [e["time"][:4] for e in events if e["type"] == "presence.visit.started"]
+    assert years == sorted(years) and {"2013", "2023", "2025"} <= set(years)

@@ -8,10 +8,10 @@ the input may appear in anything published, stored or logged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 import pytest
 
-from drivers.registry import create, detect_capture
-from gateway.core.config import DriverSettings, GatewayConfig, parse_config
+from drivers.registry import create, replay_settings
+from gateway.core.config import GatewayConfig, parse_config
 from gateway.core.model import OutboundMessage, Sighting
 from gateway.demo import demo_captures
 from gateway.mosquitto import LocalBroker
@@ -38,12 +38,7 @@ def config(tmp_path: Path, broker: LocalBroker, paths: Iterable[str] = ()) -> Ga
             f"storage: {{path: '{tmp_path / 'gw.db'}', batch_interval: 50ms}}\n"
             f"privacy: {{secret: env:PG_SECRET}}\n")
     cfg = parse_config(text, "test.yaml", env={"PG_SECRET": SECRET})
-    groups: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        groups[detect_capture(p)].append(p)
-    import dataclasses
-    return dataclasses.replace(cfg, drivers=tuple(
-        DriverSettings(t, f"r-{t}", {"paths": ps}) for t, ps in groups.items()))
+    return dataclasses.replace(cfg, drivers=replay_settings(paths))
 
 
 
