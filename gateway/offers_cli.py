@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from gateway.assembly import assemble, pseudonymizer_for
-from gateway.core.config import DriverSettings, GatewayConfig, load_config
+from gateway.core.config import GatewayConfig, load_config
 from gateway.core.identity import IdentityIndex
 from gateway.core.identity_config import IdentitySettings
 from gateway.core.identity_import import parse_import
@@ -95,16 +95,12 @@ class _Sink:
 
 
 async def replay(sim: Simulation, captures: Sequence[str]) -> list[OutboundMessage]:
-    """Every message the pipeline produced for the captures, in order, plus the final flush.
-
-    Captures are replayed one after another: give them in time order.
-    """
-    from drivers.registry import create, detect_capture
+    """Every message the pipeline produced for the captures, in capture-time order (several
+    recordings are merged as `replay` merges them), plus the final flush."""
+    from drivers.registry import create, replay_settings
+    from gateway.replay_merge import MergedReplay
     out: list[OutboundMessage] = []
-    sink = _Sink(sim, out)
-    for path in captures:
-        driver = create(DriverSettings(detect_capture(path), "simulate", {"paths": [path]}))
-        await driver.run(sink)
+    await MergedReplay([create(d) for d in replay_settings(captures)]).run(_Sink(sim, out))
     out.extend(sim.pipeline.finish())
     return out
 
