@@ -62,6 +62,13 @@ class PresenceSettings:
     dwell_marks_s: tuple[float, ...] = (60.0, 300.0, 900.0)
     walkin_min_s: float = 300.0  # seen at least this long ...
     walkin_min_rssi: float = -70.0  # ... and this strong on min_sightings readings -> a visitor
+    # Counting is not classifying: a device strong enough on min_sightings readings is in the
+    # store NOW and counts in `present` once it has been heard for `walkin_count_s`, without
+    # waiting walk_in.min_time (which still decides visitor vs passer-by: entries, capture
+    # rate, visit events). The short wait skips a lone scan burst (frames < 5 s apart): a
+    # freshly randomized address bursts once before the grouper can link it. 1 min is one idle
+    # probe interval; 5-90 s all measure alike on Brno (docs/presence.md).
+    walkin_count_s: float = 60.0
     # Exit from the device's own rhythm: a unit stops counting in `present` once it has been
     # silent for `exit_rhythm_factor` times its usual interval between bursts (a running mean
     # of its gaps), but never sooner than `exit_min_quiet_s`. A phone probing every 60 s that
@@ -166,7 +173,7 @@ def read(r: Reader, section: str) -> PresenceSettings:
     r.known_keys(section, _KEYS)
     for sub, keys in (("kalman", {"process_noise", "measurement_noise"}),
                       ("reference_power", {"ble", "wifi"}),
-                      ("walk_in", {"min_time", "min_rssi", "weak_max_presence",
+                      ("walk_in", {"min_time", "min_rssi", "count_after", "weak_max_presence",
                                    "weak_margin_db"}),
                       ("exit", {"rhythm_factor", "min_quiet"}),
                       ("fixtures", {"max_presence_per_day", "public_address_max_presence",
@@ -191,6 +198,7 @@ def read(r: Reader, section: str) -> PresenceSettings:
         dwell_marks_s=_marks(r, f"{s}.dwell_marks", (60.0, 300.0, 900.0)),
         walkin_min_s=r.duration(f"{s}.walk_in.min_time", 300.0),
         walkin_min_rssi=r.float_(f"{s}.walk_in.min_rssi", -70.0, -200.0, 0.0),
+        walkin_count_s=r.duration(f"{s}.walk_in.count_after", 60.0),
         weak_max_presence_s=r.duration(f"{s}.walk_in.weak_max_presence", 1800.0,
                                        minimum=60.0),
         weak_margin_db=r.float_(f"{s}.walk_in.weak_margin_db", 6.0, 0.0, 100.0),

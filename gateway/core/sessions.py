@@ -180,15 +180,19 @@ class PresenceEngine:
             return True
         if u.walkin or u.strong < s.min_sightings:  # one strong frame may be a reflection
             return False
+        # Strong on min_sightings readings: inside now, so it counts in `present` at once.
+        # Whether it was a visit (an entry) or a passer-by is decided by walk_in.min_time.
+        if ts - u.first >= s.walkin_count_s:
+            u.inside = True
         if ts - u.first >= s.walkin_min_s:
-            u.walkin = True
+            u.walkin = u.inside = True
             if u.person:
                 self.footfall.entry()
         elif u.first - self._started < s.walkin_min_s:
             # Cold start: a device heard from the gateway's first minutes may have been inside
             # before it started (a reboot in an open store); it counts in `present` at once,
             # but it is no entry: nobody saw it come in.
-            u.walkin = True
+            u.walkin = u.inside = True
         return False
 
     def _make_fixture(self, u: Unit, ts: float, out: list[Event]) -> None:
@@ -366,7 +370,7 @@ class PresenceEngine:
         self._roll_day(int(now // _DAY))
         pop = Population()
         for u in self._units.values():
-            if u.visit is not None and u.walkin and u.person and not u.fixture \
+            if u.visit is not None and u.inside and u.person and not u.fixture \
                     and self._inside(u, now):
                 pop.add(u.radio is Radio.WIFI, u.zone.name if u.zone is not None else None)
         data = self.footfall.snapshot(pop)

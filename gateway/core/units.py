@@ -74,9 +74,9 @@ class Unit:
     """One device (or group of addresses) and its open visit, if any."""
 
     __slots__ = ("announced", "cand", "cand_due", "count", "day_present", "dwell", "first",
-                 "fixture", "gap", "hi", "hold", "key", "last", "limit", "lo", "mark_i", "max_x",
-                 "next_mark", "owned", "path", "person", "radio", "ref", "sensor", "sig", "strong",
-                 "visit", "walkin", "zone", "zone_since")
+                 "fixture", "gap", "hi", "hold", "inside", "key", "last", "limit", "lo", "mark_i",
+                 "max_x", "next_mark", "owned", "path", "person", "radio", "ref", "sensor",
+                 "sig", "strong", "visit", "walkin", "zone", "zone_since")
 
     def __init__(self, key: str, radio: Radio, ts: float, rssi: float, r: float,
                  person: bool) -> None:
@@ -112,7 +112,8 @@ class Unit:
         self.visit: str | None = None
         self.announced = False
         self.hold = -INF  # no events for this visit before (multi-gateway start)
-        self.walkin = False
+        self.walkin = False  # classification: a visitor (walk_in.min_time and min_rssi met)
+        self.inside = False  # counting: confirmed strong enough to be in the store now
         self.max_x = -INF
         self.strong = 0  # readings with the smoothed RSSI at or above walk_in.min_rssi
         self.zone: Zone | None = None

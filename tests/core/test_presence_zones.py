@@ -213,8 +213,9 @@ def test_present_is_smoothed_when_configured() -> None:
     def present(smoothing: float = 0.0) -> list[float]:
         e = engine(footfall_smoothing_s=smoothing)
         return [f.data["present"] for f in footfalls(run(e, trace, until=1500.0))
-                if 840.0 <= f.time <= 1500.0]
-    # q is last heard at 990 s; by its rhythm (every 10 s, floor exit.min_quiet = 2 min) it
-    # has left at the 1140 s boundary, not at its visit end (1290 s).
-    assert present() == [0.8, 0.8] + [1.6] * 3 + [0.8] * 7
-    assert present(300.0) == [0.8] * 4 + [1.6] * 3 + [0.8] * 5
+                if 600.0 <= f.time <= 1500.0]
+    # q arrives at 600 s and counts once heard for walk_in.count_after (1 min: from the 720 s
+    # boundary); it is last heard at 990 s, and by its rhythm (every 10 s, floor
+    # exit.min_quiet = 2 min) it has left at the 1140 s boundary, not at its visit end (1290 s).
+    assert present() == [0.8, 0.8] + [1.6] * 7 + [0.8] * 7
+    assert present(300.0) == [0.8] * 4 + [1.6] * 7 + [0.8] * 5
