@@ -58,7 +58,7 @@ def _on_channel(obs: Observation) -> bool:
 
 
 class _Group:
-    __slots__ = ("dead", "first", "fp", "gid", "last", "linkable", "rssi", "seq")
+    __slots__ = ("addresses", "dead", "first", "fp", "gid", "last", "linkable", "rssi", "seq")
 
     def __init__(self, gid: str, fp: str | None, ts: float, linkable: bool) -> None:
         self.gid = gid
@@ -68,7 +68,8 @@ class _Group:
         self.seq: int | None = None
         self.rssi: dict[tuple[str, int | None], float] = {}  # by (sensor, channel)
         self.linkable = linkable
-        self.dead = False  # evicted: its addresses start afresh (they are swept lazily)
+        self.dead = False  # evicted: its addresses start afresh
+        self.addresses: list[str] = []  # device keys mapped to it, removed with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,7 @@ class DeviceGrouper:
         if group is None or group.dead:
             group = self._place(obs)
             self._by_address[obs.device] = group
+            group.addresses.append(obs.device)
             self._addresses += 1
         if ts > group.last:
             group.last = ts
@@ -205,11 +207,14 @@ class DeviceGrouper:
             return
         for g in dead:
             self._drop(g)
-        self._by_address = {a: g for a, g in self._by_address.items() if not g.dead}
 
     def _drop(self, group: _Group) -> None:
         group.dead = True
         self._groups.pop(group.gid, None)
+        by_address = self._by_address
+        for a in group.addresses:  # O(its addresses), not a rebuild of the whole map
+            if by_address.get(a) is group:
+                del by_address[a]
         if group.fp is not None and group.linkable:
             peers = self._by_fp.get(group.fp)
             if peers is not None:

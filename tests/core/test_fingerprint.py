@@ -159,3 +159,13 @@ def test_one_phone_files_collapse(name: str, max_groups: int) -> None:
     groups = {g.observe(o) for o in observations}
     assert len({o.device for o in observations}) > 5 * len(groups)
     assert len(groups) <= max_groups
+
+
+def test_dropped_groups_take_their_addresses_with_them() -> None:
+    """Memory stays bounded: neither expiry nor eviction leaves address entries behind."""
+    g = DeviceGrouper(max_gap_s=60, resume_s=120, sweep_s=10, max_groups=100)
+    for i in range(1000):  # 1000 distinct fingerprints: 1000 groups, evicting down to 100
+        g.observe(obs(f"{i:016x}", float(i), fp=f"fp{i}", seq=None))
+    assert len(g._groups) <= 100 and len(g._by_address) <= 100
+    g.observe(obs("f" * 16, 10_000.0, fp="late", seq=None))  # everything else is long silent
+    assert set(g._by_address) == {"f" * 16}
