@@ -34,7 +34,7 @@ from gateway.core.config import GatewayConfig
 from gateway.core.envelope import Topics
 from gateway.core.model import Observation, OutboundMessage
 from gateway.core.pipeline import Pipeline
-from gateway.core.privacy import Boundary, Pseudonymizer
+from gateway.core.privacy import Boundary
 from gateway.core.rules import EMPTY_RULES, RuleSet
 from gateway.core.throttle import AdvertThrottle
 from gateway.errors import DriverError, GatewayError
@@ -107,8 +107,9 @@ class Service:
             drivers = [MergedReplay(drivers)]
         self.drivers = list(drivers)
         self.started = time.time()
-        p = cfg.privacy
-        self.boundary = Boundary(Pseudonymizer(p.secret, p.rotation_s, p.rotation_offset_s))
+        # One pseudonymizer for the run: run() builds the core's boundary around it.
+        self.pseudonymizer = pseudonymizer_for(cfg)
+        self.boundary = Boundary(self.pseudonymizer)
         self.channel = ObservationChannel(self.boundary, cfg.queue_max,
                                           AdvertThrottle(cfg.ble_repeat_interval_s))
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.store_id, cfg.gateway_id)
@@ -151,7 +152,7 @@ class Service:
         async with outbox_cm as outbox:
             self.outbox = outbox
             identity = ledger = None
-            pseudo = pseudonymizer_for(cfg)
+            pseudo = self.pseudonymizer
             core_kw: dict[str, Any] = {}
             if outbox is not None:
                 from gateway.identity_runtime import IdentityRuntime

@@ -15,19 +15,10 @@ import pytest
 
 from gateway.core.ble import REJECT_OVERRUN, Advert, address_kind, parse_ad
 from gateway.core.model import AddressKind, Rejection
+from gateway.decode_cli import advert_json
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ble"
 GAP = json.loads((DATA / "bluetooth_data_tools_gap_vectors.json").read_text())["vectors"]
-
-
-def _view(advert: Advert) -> dict[str, Any]:
-    return {
-        "local_name": advert.local_name,
-        "service_uuids": list(advert.service_uuids),
-        "service_data": {k: v.hex() for k, v in advert.service_data.items()},
-        "manufacturer_data": {str(k): v.hex() for k, v in advert.manufacturer_data.items()},
-        "tx_power": advert.tx_power,
-    }
 
 
 def _payloads(vector: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -39,13 +30,13 @@ def _payloads(vector: dict[str, Any]) -> tuple[bytes, bytes]:
 @pytest.mark.parametrize("vector", GAP, ids=[v["test"] for v in GAP])
 def test_gap_vector(vector: dict[str, Any]) -> None:
     result = parse_ad(*_payloads(vector))
-    expected = {k: v for k, v in vector["expected"].items() if k in _view(Advert())}
+    expected = {k: v for k, v in vector["expected"].items() if k in advert_json(Advert())}
     if isinstance(result, Rejection):
         assert result is REJECT_OVERRUN
-        empty = _view(Advert())
+        empty = advert_json(Advert())
         assert all(expected[k] == empty[k] for k in expected), "rejected a vector with content"
         return
-    got = _view(result)
+    got = advert_json(result)
     for key, value in expected.items():
         assert got[key] == value, key
 
