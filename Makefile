@@ -19,7 +19,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check gateway drivers firmware_tools tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	MYPY=$(BIN)/mypy .ci/typecheck
 
 unit: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.core import ble
-from gateway.core.ble import Advert, decode, parse_ad
-from gateway.core.ble_types import uuid16
+from presence_gateway.core.ble import decode as ble
+from presence_gateway.core.ble.decode import Advert, decode, parse_ad
+from presence_gateway.core.ble.types import uuid16
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "captures" / "ble"
 VECTORS = Path(__file__).resolve().parents[1] / "tests" / "data" / "ble"

@@ -16,11 +16,17 @@ import random
 import time
 from collections.abc import Callable
 
-from gateway.core.identity import Entry, EntryKind, IdentityIndex, entry_id_for, parse_material
-from gateway.core.identity_link import Linker
-from gateway.core.model import AddressKind, Event, Observation, Radio, Sighting
-from gateway.core.privacy import Pseudonymizer
-from gateway.core.resolve import ah, app_token, app_token_window
+from presence_gateway.core.identity.index import (
+    Entry,
+    EntryKind,
+    IdentityIndex,
+    entry_id_for,
+    parse_material,
+)
+from presence_gateway.core.identity.link import Linker
+from presence_gateway.core.identity.resolve import ah, app_token, app_token_window
+from presence_gateway.core.model import AddressKind, Event, Observation, Radio, Sighting
+from presence_gateway.core.privacy import Pseudonymizer
 
 N = 10_000
 UUID = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"

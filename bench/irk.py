@@ -9,7 +9,13 @@ from __future__ import annotations
 import random
 import time
 
-from gateway.core.resolve import AppTokenResolver, IrkResolver, ah, app_token, app_token_window
+from presence_gateway.core.identity.resolve import (
+    AppTokenResolver,
+    IrkResolver,
+    ah,
+    app_token,
+    app_token_window,
+)
 
 
 def _rpa(rng: random.Random, irk: bytes | None) -> bytes:

@@ -25,13 +25,13 @@ import sys
 import time
 from zoneinfo import ZoneInfo
 
-from gateway.core.config import load_config
-from gateway.core.identity_import import parse_import
-from gateway.core.model import AddressKind, Radio, Sighting
-from gateway.core.privacy import Pseudonymizer
-from gateway.core.rules import RuleSet, parse_rules
-from gateway.offers_cli import Simulation, build
-from gateway.registry import RegistryState
+from presence_gateway.adapters.identity_store import RegistryState
+from presence_gateway.cli.offers import Simulation, build
+from presence_gateway.core.config import load_config
+from presence_gateway.core.identity.importer import parse_import
+from presence_gateway.core.model import AddressKind, Radio, Sighting
+from presence_gateway.core.offers.rules import RuleSet, parse_rules
+from presence_gateway.core.privacy import Pseudonymizer
 
 APP_UUID = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"
 TZ = "Europe/Berlin"

@@ -23,12 +23,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from drivers.registry import create, detect_capture
-from gateway.core.config import DriverSettings, load_config, mqtt_from_url
-from gateway.core.model import Rejection, Sighting
-from gateway.demo import demo_captures
-from gateway.mosquitto import LocalBroker
-from gateway.service import RunOptions, Service
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.cli.demo import demo_captures
+from presence_gateway.core.config import DriverSettings, load_config, mqtt_from_url
+from presence_gateway.core.model import Rejection, Sighting
+from presence_gateway.drivers.registry import create, detect_capture
+from presence_gateway.runtime.service import RunOptions, Service
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "captures"
 

@@ -26,11 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway.core.model import AddressKind, Observation, Sighting
-from gateway.core.presence_config import PresenceSettings
-from gateway.core.privacy import Boundary, Pseudonymizer
-from gateway.core.sessions import FOOTFALL, PresenceEngine
-from gateway.core.wifi import parse_record
+from presence_gateway.core.model import AddressKind, Observation, Sighting
+from presence_gateway.core.presence.config import PresenceSettings
+from presence_gateway.core.presence.sessions import FOOTFALL, PresenceEngine
+from presence_gateway.core.privacy import Boundary, Pseudonymizer
+from presence_gateway.core.wifi.frames import parse_record
 
 SECRET = b"bench-presence-accuracy-secret!!"
 DAYS = ("2023-02-16", "2023-02-28", "2023-04-17")
@@ -39,7 +39,8 @@ TICK_S = 10.0
 
 def records(path: Path) -> Iterator[tuple[float, int, bytes]]:
     try:
-        mod: Any = importlib.import_module("drivers.wifi_pcap")  # the project's reader
+        # the project's reader
+        mod: Any = importlib.import_module("presence_gateway.drivers.wifi_pcap")
     except ImportError:
         from scapy.utils import RawPcapReader
 

@@ -17,9 +17,9 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 
-from gateway.core.model import AddressKind, Kind, Observation, Radio
-from gateway.core.presence_config import PresenceSettings
-from gateway.core.sessions import PresenceEngine
+from presence_gateway.core.model import AddressKind, Kind, Observation, Radio
+from presence_gateway.core.presence.config import PresenceSettings
+from presence_gateway.core.presence.sessions import PresenceEngine
 
 DAY = 86400.0
 

@@ -30,11 +30,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.core.config import MqttSettings
-from gateway.core.model import OutboundMessage
-from gateway.mosquitto import LocalBroker
-from gateway.publisher import Publisher, _PackedProperties
-from gateway.store import Outbox
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.adapters.outbox import Outbox
+from presence_gateway.adapters.publisher import Publisher, _PackedProperties
+from presence_gateway.core.config import MqttSettings
+from presence_gateway.core.model import OutboundMessage
 
 PAYLOAD = b"x" * 300
 TOPIC = "bench/v1/s/g/events/presence.visit.started"

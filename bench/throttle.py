@@ -12,11 +12,11 @@ from __future__ import annotations
 import sys
 import time
 
-from gateway.channel import ObservationChannel
-from gateway.core.ble import Advert, parse_ad, to_sightings
-from gateway.core.model import Sighting
-from gateway.core.privacy import Boundary, Pseudonymizer
-from gateway.core.throttle import AdvertThrottle
+from presence_gateway.core.ble.decode import Advert, parse_ad, to_sightings
+from presence_gateway.core.model import Sighting
+from presence_gateway.core.privacy import Boundary, Pseudonymizer
+from presence_gateway.core.throttle import AdvertThrottle
+from presence_gateway.runtime.channel import ObservationChannel
 
 AD = bytes.fromhex("0201061aff4c000215e2c56db5dffb48d2b060d0f5a71096e000010002c5")
 

@@ -23,11 +23,11 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from drivers.pcap_records import iter_records
-from gateway.core.fingerprint import DeviceGrouper
-from gateway.core.model import Observation, Sighting
-from gateway.core.privacy import Boundary, Pseudonymizer, parse_mac
-from gateway.core.wifi import parse_record
+from presence_gateway.core.model import Observation, Sighting
+from presence_gateway.core.presence.grouping import DeviceGrouper
+from presence_gateway.core.privacy import Boundary, Pseudonymizer, parse_mac
+from presence_gateway.core.wifi.frames import parse_record
+from presence_gateway.drivers.pcap_records import iter_records
 
 WIFI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "captures" / "wifi"
 LAB_PCS = {parse_mac(m) for m in [  # upstream README: fixed lab all-in-one PCs

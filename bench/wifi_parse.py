@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from drivers.pcap_records import iter_records, read_scapy
-from gateway.core.wifi import parse_record
+from presence_gateway.core.wifi.frames import parse_record
+from presence_gateway.drivers.pcap_records import iter_records, read_scapy
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO / ".." / "shared" / "data" / "captures" / "wifi"

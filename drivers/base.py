@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from gateway.core.model import Rejection, Sighting
+from presence_gateway.core.model import Rejection, Sighting
 
 
 class Sink(Protocol):

@@ -33,12 +33,12 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError, BleakError
 
-from drivers.base import Sink
-from gateway.core.ble import to_sightings
-from gateway.core.ble_types import Advert
-from gateway.core.model import Radio, Rejection, Sighting
-from gateway.core.privacy import parse_mac
-from gateway.errors import DriverError
+from presence_gateway.core.ble.decode import to_sightings
+from presence_gateway.core.ble.types import Advert
+from presence_gateway.core.model import Radio, Rejection, Sighting
+from presence_gateway.core.privacy import parse_mac
+from presence_gateway.drivers.base import Sink
+from presence_gateway.errors import DriverError
 
 log = logging.getLogger(__name__)
 

@@ -21,16 +21,16 @@ from typing import Any
 from scapy.error import Scapy_Exception
 from scapy.utils import RawPcapNgReader, RawPcapReader
 
-from drivers.base import Sink
-from gateway.core.ble import parse_ad, to_sightings
-from gateway.core.ble_air import (
+from presence_gateway.core.ble.air import (
     BTSNOOP_MAGIC,
     AirAdvert,
     iter_btsnoop_reports,
     parse_ll_record,
 )
-from gateway.core.model import Rejection, Sighting
-from gateway.errors import DriverError
+from presence_gateway.core.ble.decode import parse_ad, to_sightings
+from presence_gateway.core.model import Rejection, Sighting
+from presence_gateway.drivers.base import Sink
+from presence_gateway.errors import DriverError
 
 BATCH = 512
 _PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")

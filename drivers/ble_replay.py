@@ -17,11 +17,11 @@ import gzip
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from drivers.base import Sink
-from gateway.core.ble import to_sightings
-from gateway.core.ble_record import parse_recording_line
-from gateway.core.model import Rejection, Sighting
-from gateway.errors import DriverError
+from presence_gateway.core.ble.decode import to_sightings
+from presence_gateway.core.ble.record import parse_recording_line
+from presence_gateway.core.model import Rejection, Sighting
+from presence_gateway.drivers.base import Sink
+from presence_gateway.errors import DriverError
 
 BATCH = 512
 

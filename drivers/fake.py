@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from drivers.base import Sink
-from gateway.core.model import Rejection, Sighting
+from presence_gateway.core.model import Rejection, Sighting
+from presence_gateway.drivers.base import Sink
 
 
 class FakeDriver:

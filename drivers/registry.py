@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from drivers.base import Driver
-from gateway.core.config import DriverSettings
-from gateway.core.yamlread import parse_duration
-from gateway.errors import DriverError
+from presence_gateway.core.config import DriverSettings
+from presence_gateway.core.yamlread import parse_duration
+from presence_gateway.drivers.base import Driver
+from presence_gateway.errors import DriverError
 
 WIFI_LINKTYPES = frozenset({105, 119, 127, 163})
 BLE_LINKTYPES = frozenset({251, 256, 272})
@@ -24,26 +24,26 @@ def create(settings: DriverSettings) -> Driver:
     o: dict[str, Any] = settings.options
     name, sensor = settings.name, str(o.get("sensor", ""))
     if settings.type == "wifi_pcap":
-        from drivers.wifi_pcap import WifiPcapDriver
+        from presence_gateway.drivers.wifi_pcap import WifiPcapDriver
         return WifiPcapDriver(name, list(o["paths"]), sensor=sensor)
     if settings.type == "ble_replay":
-        from drivers.ble_replay import BleReplayDriver
+        from presence_gateway.drivers.ble_replay import BleReplayDriver
         return BleReplayDriver(name, list(o["paths"]), sensor=sensor)
     if settings.type == "ble_pcap":
-        from drivers.ble_pcap import BlePcapDriver
+        from presence_gateway.drivers.ble_pcap import BlePcapDriver
         return BlePcapDriver(name, list(o["paths"]), sensor=sensor)
     if settings.type == "wifi_monitor":
-        from drivers.wifi_monitor import WifiMonitorDriver
+        from presence_gateway.drivers.wifi_monitor import WifiMonitorDriver
         chans = o.get("channels", [1, 6, 11])
         return WifiMonitorDriver(name, str(o["interface"]), None if chans == "all" else chans,
                                  parse_duration(o.get("dwell", 0.25)) or 0.25, sensor=sensor)
     if settings.type == "ble_bleak":
-        from drivers.ble_bleak import BleakDriver
+        from presence_gateway.drivers.ble_bleak import BleakDriver
         watchdog = parse_duration(o.get("watchdog", 90.0)) or 90.0
         return BleakDriver(name, adapter=str(o.get("adapter", "hci0")),
                            mode=str(o.get("mode", "active")), watchdog_s=watchdog, sensor=sensor)
     if settings.type == "fake":
-        from drivers.fake import FakeDriver
+        from presence_gateway.drivers.fake import FakeDriver
         return FakeDriver(name)
     raise DriverError(name, "unknown_type", settings.type)
 

@@ -27,10 +27,10 @@ import struct
 import time
 from pathlib import Path
 
-from drivers.base import Sink
-from gateway.core.model import Rejection
-from gateway.core.wifi import parse_record
-from gateway.errors import DriverError
+from presence_gateway.core.model import Rejection
+from presence_gateway.core.wifi.frames import parse_record
+from presence_gateway.drivers.base import Sink
+from presence_gateway.errors import DriverError
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26

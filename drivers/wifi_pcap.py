@@ -20,11 +20,11 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from drivers.base import Sink
-from drivers.pcap_records import PcapError, Record, iter_records, read_scapy
-from gateway.core.model import Rejection, Sighting
-from gateway.core.wifi import parse_record
-from gateway.errors import DriverError
+from presence_gateway.core.model import Rejection, Sighting
+from presence_gateway.core.wifi.frames import parse_record
+from presence_gateway.drivers.base import Sink
+from presence_gateway.drivers.pcap_records import PcapError, Record, iter_records, read_scapy
+from presence_gateway.errors import DriverError
 
 BATCH = 512
 

@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-from gateway.core.resolve import (
+from presence_gateway.core.identity.resolve import (
     APP_TOKEN_WINDOW_S,
     app_token,
     app_token_window,

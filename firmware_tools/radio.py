@@ -19,8 +19,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from drivers.wifi_monitor import ARPHRD_IEEE80211_RADIOTAP, CHANNELS_ALL, interface_type
-from gateway.core.radiotap import freq_of
+from presence_gateway.core.wifi.radiotap import freq_of
+from presence_gateway.drivers.wifi_monitor import (
+    ARPHRD_IEEE80211_RADIOTAP,
+    CHANNELS_ALL,
+    interface_type,
+)
 
 SYS_NET = Path("/sys/class/net")
 _MODES = {1: "ethernet", 772: "loopback", 801: "802.11 (managed)", 803: "monitor (radiotap)"}

@@ -29,15 +29,15 @@ from typing import TextIO
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from drivers.ble_bleak import (
+from presence_gateway.core.ble.record import format_recording_line
+from presence_gateway.core.ble.types import Advert
+from presence_gateway.core.privacy import parse_mac
+from presence_gateway.drivers.ble_bleak import (
     ScannerFactory,
     bleak_address_type,
     bleak_scanner_factory,
     map_bleak_error,
 )
-from gateway.core.ble_record import format_recording_line
-from gateway.core.ble_types import Advert
-from gateway.core.privacy import parse_mac
 
 
 class AddressHasher:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.mosquitto import LocalBroker, find_mosquitto
+from presence_gateway.adapters.mosquitto import LocalBroker, find_mosquitto
 from tests.mqtt_helpers import Collector
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from gateway.core.model import Rejection, Sighting
+from presence_gateway.core.model import Rejection, Sighting
 
 
 class ListSink:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.decode_cli import run_decode_ble
+from presence_gateway.cli.decode import run_decode_ble
 
 REPO = Path(__file__).resolve().parents[1]
 GAP = json.loads(
@@ -82,7 +82,7 @@ def test_module_entry_point() -> None:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway.decode_cli"],
+        [sys.executable, "-m", "presence_gateway.cli.decode"],
         input="\n".join(LINES) + "\n",
         capture_output=True,
         text=True,

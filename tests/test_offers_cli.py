@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.core.identity_import import parse_import
-from gateway.core.privacy import Pseudonymizer
-from gateway.offers_cli import main
-from gateway.registry import Registry
+from presence_gateway.adapters.identity_store import Registry
+from presence_gateway.cli.offers import main
+from presence_gateway.core.identity.importer import parse_import
+from presence_gateway.core.privacy import Pseudonymizer
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_UUID = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"
@@ -119,7 +119,7 @@ def test_simulate_with_a_sqlite_registry_through_the_cli(files: dict[str, Path])
             await reg.import_entries(result.entries, hasher, T0)
     asyncio.run(seed())
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "offers", "simulate", str(files["rules"]),
+        [sys.executable, "-m", "presence_gateway", "offers", "simulate", str(files["rules"]),
          str(files["capture"]), "--db", str(files["db"]), "-c", str(files["config"])],
         capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

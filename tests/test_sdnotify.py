@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sdnotify import Notifier
+from presence_gateway.adapters.sdnotify import Notifier
 
 
 def test_ready_and_watchdog_datagrams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,10 +31,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.core.model import Event
-from gateway.core.offers import OfferEngine
-from gateway.core.rules import parse_rules
-from gateway.errors import ConfigError, ConfigErrors
+from presence_gateway.core.model import Event
+from presence_gateway.core.offers.engine import OfferEngine
+from presence_gateway.core.offers.rules import parse_rules
+from presence_gateway.errors import ConfigError, ConfigErrors
 
 RESULT_TYPE = "presence.command.result"
 REJECTED_TYPE = "presence.command.rejected"

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gateway.core import identity_config, presence_config, rules
-from gateway.core.yamlread import Reader, load_yaml, read_secret
-from gateway.errors import ConfigError
+from presence_gateway.core.identity import config as identity_config
+from presence_gateway.core.offers import rules
+from presence_gateway.core.presence import config as presence_config
+from presence_gateway.core.yamlread import Reader, load_yaml, read_secret
+from presence_gateway.errors import ConfigError
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _TOP = frozenset({"store", "gateway", "drivers", "mqtt", "storage", "privacy", "presence",

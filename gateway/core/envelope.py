@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from gateway.core.model import Event, OutboundMessage, fast_constructor
+from presence_gateway.core.model import Event, OutboundMessage, fast_constructor
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"

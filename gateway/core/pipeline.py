@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from gateway.core.envelope import Envelope
-from gateway.core.model import Event, Observation, OutboundMessage
+from presence_gateway.core.envelope import Envelope
+from presence_gateway.core.model import Event, Observation, OutboundMessage
 
 STATS_TYPE = "presence.gateway.stats"
 

@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.core.model import Observation, Sighting, new_observation
+from presence_gateway.core.model import Observation, Sighting, new_observation
 
 _CACHE_LIMIT = 65536  # addresses remembered per period: bounded memory, cheap repeats
 # Decoded fields that identify a beacon (and so a registered customer's app install).

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.core.model import Radio, Sighting
+from presence_gateway.core.model import Radio, Sighting
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from gateway.errors import ConfigError, ConfigErrors
+from presence_gateway.errors import ConfigError, ConfigErrors
 
 T = TypeVar("T")
 _MISSING: Any = object()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from gateway.core.model import AddressKind, Event, Kind, Observation, Radio
-from gateway.core.sessions import PresenceEngine
+from presence_gateway.core.model import AddressKind, Event, Kind, Observation, Radio
+from presence_gateway.core.presence.sessions import PresenceEngine
 
 
 def wifi(ts: float, device: str, rssi: int | None = -60, sensor: str = "") -> Observation:

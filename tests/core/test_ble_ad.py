@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from gateway.core.ble import REJECT_OVERRUN, Advert, address_kind, parse_ad
-from gateway.core.model import AddressKind, Rejection
-from gateway.decode_cli import advert_json
+from presence_gateway.cli.decode import advert_json
+from presence_gateway.core.ble.decode import REJECT_OVERRUN, Advert, address_kind, parse_ad
+from presence_gateway.core.model import AddressKind, Rejection
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ble"
 GAP = json.loads((DATA / "bluetooth_data_tools_gap_vectors.json").read_text())["vectors"]
@@ -89,7 +89,7 @@ def test_address_kind(address: str, address_type: str, kind: AddressKind) -> Non
 
 
 def test_fast_constructors_build_the_same_values() -> None:
-    from gateway.core.ble_types import Decoded, advert, decoded
+    from presence_gateway.core.ble.types import Decoded, advert, decoded
 
     assert decoded("ibeacon", {"major": 1}, ("h",)) == Decoded("ibeacon", {"major": 1}, ("h",))
     assert advert("n", {1: b"x"}, {}, ("u",), -3) == Advert("n", {1: b"x"}, {}, ("u",), -3)

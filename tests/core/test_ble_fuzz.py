@@ -12,10 +12,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core import ble_apple, ble_beacons, ble_vendors
-from gateway.core.ble import Advert, Decoded, decode, parse_ad, to_sightings
-from gateway.core.ble_types import uuid16
-from gateway.core.model import Rejection
+from presence_gateway.core.ble import apple as ble_apple
+from presence_gateway.core.ble import beacons as ble_beacons
+from presence_gateway.core.ble import vendors as ble_vendors
+from presence_gateway.core.ble.decode import Advert, Decoded, decode, parse_ad, to_sightings
+from presence_gateway.core.ble.types import uuid16
+from presence_gateway.core.model import Rejection
 
 FAST = settings(max_examples=400, deadline=None)
 

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.core.ble import parse_ad
-from gateway.core.ble_record import (
+from presence_gateway.core.ble.decode import parse_ad
+from presence_gateway.core.ble.record import (
     format_recording_line,
     normalize_uuid_key,
     parse_recording_line,
 )
-from gateway.core.ble_types import Advert
-from gateway.core.model import Rejection
+from presence_gateway.core.ble.types import Advert
+from presence_gateway.core.model import Rejection
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "captures"
 GAP = SHARED / "ble" / "vectors" / "bluetooth_data_tools_gap_vectors.json"

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from gateway.core.ble import Advert, Decoded, decode, parse_ad
-from gateway.core.ble_types import uuid16
+from presence_gateway.core.ble.decode import Advert, Decoded, decode, parse_ad
+from presence_gateway.core.ble.types import uuid16
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ble"
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "captures" / "ble"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.core.commands import (
+from presence_gateway.core.commands import (
     OFFERS_RELOAD,
     REJECTED_TYPE,
     RESULT_TYPE,
@@ -19,8 +19,8 @@ from gateway.core.commands import (
     reload_request,
     sign,
 )
-from gateway.core.offers import OfferEngine
-from gateway.core.rules import EMPTY_RULES
+from presence_gateway.core.offers.engine import OfferEngine
+from presence_gateway.core.offers.rules import EMPTY_RULES
 
 KEY = b"0123456789abcdef-test-key"
 NOW = 1_750_000_000.0

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from gateway.core.config import load_config, mqtt_from_url, parse_config
-from gateway.errors import ConfigError, ConfigErrors
+from presence_gateway.core.config import load_config, mqtt_from_url, parse_config
+from presence_gateway.errors import ConfigError, ConfigErrors
 
 
 def errors_of(text: str, env: dict[str, str] | None = None) -> list[ConfigError]:

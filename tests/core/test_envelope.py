@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.core.envelope import Envelope, Topics, rfc3339, uuid7
-from gateway.core.model import Event
+from presence_gateway.core.envelope import Envelope, Topics, rfc3339, uuid7
+from presence_gateway.core.model import Event
 from tests.contract import validate_event
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from drivers.pcap_records import iter_records
-from gateway.core.fingerprint import DeviceGrouper
-from gateway.core.model import AddressKind, Observation, Radio, Sighting
-from gateway.core.privacy import Boundary, Pseudonymizer
-from gateway.core.wifi import parse_record
+from presence_gateway.core.model import AddressKind, Observation, Radio, Sighting
+from presence_gateway.core.presence.grouping import DeviceGrouper
+from presence_gateway.core.privacy import Boundary, Pseudonymizer
+from presence_gateway.core.wifi.frames import parse_record
+from presence_gateway.drivers.pcap_records import iter_records
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "captures" / "wifi"
 BRNO = Path(__file__).resolve().parents[1] / "data" / "wifi" / \

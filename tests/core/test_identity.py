@@ -11,14 +11,20 @@ from typing import Any
 
 import pytest
 
-from firmware_tools.app_token import ibeacon_ad
-from gateway.core import ble
-from gateway.core.identity import Entry, EntryKind, IdentityIndex, Invalid, parse_material
-from gateway.core.identity_import import parse_import
-from gateway.core.identity_link import LINKED, Linker, VisitRecord
-from gateway.core.model import AddressKind, Event, Observation, Radio, Rejection, Sighting
-from gateway.core.privacy import Boundary, Pseudonymizer
-from gateway.core.resolve import ah, app_token, app_token_window, eid
+from presence_gateway.core.ble import decode as ble
+from presence_gateway.core.identity.importer import parse_import
+from presence_gateway.core.identity.index import (
+    Entry,
+    EntryKind,
+    IdentityIndex,
+    Invalid,
+    parse_material,
+)
+from presence_gateway.core.identity.link import LINKED, Linker, VisitRecord
+from presence_gateway.core.identity.resolve import ah, app_token, app_token_window, eid
+from presence_gateway.core.model import AddressKind, Event, Observation, Radio, Rejection, Sighting
+from presence_gateway.core.privacy import Boundary, Pseudonymizer
+from presence_gateway.firmware_tools.app_token import ibeacon_ad
 
 SECRET = b"store-secret-0123456789abcdef"
 P = Pseudonymizer(SECRET)

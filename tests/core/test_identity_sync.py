@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.core.identity_config import IdentitySettings, read
-from gateway.core.identity_sync import (
+from presence_gateway.core.identity.config import IdentitySettings, read
+from presence_gateway.core.identity.sync import (
     FORMAT,
     SyncChange,
     SyncIgnored,
@@ -20,9 +20,9 @@ from gateway.core.identity_sync import (
     sign,
     topics,
 )
-from gateway.core.privacy import Pseudonymizer
-from gateway.core.yamlread import Reader, load_yaml
-from gateway.errors import ConfigError
+from presence_gateway.core.privacy import Pseudonymizer
+from presence_gateway.core.yamlread import Reader, load_yaml
+from presence_gateway.errors import ConfigError
 
 KEY = b"sync-key-for-tests-0123456789"
 P = Pseudonymizer(b"store-secret-0123456789abcdef")
@@ -159,7 +159,7 @@ def test_topics_and_config_section() -> None:
             "    uuid: 2F234454CF6D4A0FADF2F4911BA9FFA6\n    window: 10m\n")
     data, lines = load_yaml(text, "gw.yaml")
     r = Reader("gw.yaml", data, lines)
-    from gateway.core.identity_config import env_or_file
+    from presence_gateway.core.identity.config import env_or_file
     s = read(r, "identity", env_or_file({"SYNC": "k" * 20}))
     r.check()
     assert s == IdentitySettings(sync_key=b"k" * 20, app_uuid="2f234454-cf6d-4a0f-adf2-"

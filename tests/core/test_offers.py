@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from gateway.core.model import Event
-from gateway.core.offers import OFFER_TYPE, TOPIC_SUFFIX, LedgerEntry, OfferEngine
-from gateway.core.rules import RuleSet, dwell_marks, parse_rules
+from presence_gateway.core.model import Event
+from presence_gateway.core.offers.engine import OFFER_TYPE, TOPIC_SUFFIX, LedgerEntry, OfferEngine
+from presence_gateway.core.offers.rules import RuleSet, dwell_marks, parse_rules
 
 TZ = "Europe/Berlin"
 BERLIN = ZoneInfo(TZ)
@@ -339,9 +339,9 @@ def test_with_identitys_real_linker_offers_only_consent_still_fires() -> None:
     `offers`-only customer gets the offer: the engine asks the link, not the event."""
     from types import MappingProxyType
 
-    from gateway.core.identity import Entry, EntryKind, IdentityIndex
-    from gateway.core.identity_link import IdentityContext, Linker
-    from gateway.core.model import AddressKind, Observation, Radio
+    from presence_gateway.core.identity.index import Entry, EntryKind, IdentityIndex
+    from presence_gateway.core.identity.link import IdentityContext, Linker
+    from presence_gateway.core.model import AddressKind, Observation, Radio
 
     entries = {
         "e1": Entry("e1", "alice", EntryKind.IBEACON, "h1", frozenset({"offers"}),

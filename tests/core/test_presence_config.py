@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core import presence_config
-from gateway.core.yamlread import Reader, load_yaml
-from gateway.errors import ConfigError, ConfigErrors
+from presence_gateway.core.presence import config as presence_config
+from presence_gateway.core.yamlread import Reader, load_yaml
+from presence_gateway.errors import ConfigError, ConfigErrors
 
 
 def read(text: str) -> presence_config.PresenceSettings:

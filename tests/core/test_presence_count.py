@@ -8,10 +8,10 @@ passer-by (no entry); a lone scan burst never counts; weak devices never count.
 
 from __future__ import annotations
 
-from gateway.core.model import Event
-from gateway.core.presence_config import PresenceSettings, read
-from gateway.core.sessions import PresenceEngine
-from gateway.core.yamlread import Reader, load_yaml
+from presence_gateway.core.model import Event
+from presence_gateway.core.presence.config import PresenceSettings, read
+from presence_gateway.core.presence.sessions import PresenceEngine
+from presence_gateway.core.yamlread import Reader, load_yaml
 from tests.core.presence_helpers import ble, run, wifi
 
 WARM = [ble(-3600.0, "shelf-beacon", -50, kind="ibeacon")]  # no cold start for the trace

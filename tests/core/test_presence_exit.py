@@ -7,10 +7,10 @@ usual gap between bursts (never sooner than `exit.min_quiet`); its visit still e
 
 from __future__ import annotations
 
-from gateway.core.model import Event
-from gateway.core.presence_config import PresenceSettings, read
-from gateway.core.sessions import PresenceEngine
-from gateway.core.yamlread import Reader, load_yaml
+from presence_gateway.core.model import Event
+from presence_gateway.core.presence.config import PresenceSettings, read
+from presence_gateway.core.presence.sessions import PresenceEngine
+from presence_gateway.core.yamlread import Reader, load_yaml
 from tests.core.presence_helpers import ble, run, wifi
 
 # Another device heard long before: the gateway is not cold-starting when the phone arrives.

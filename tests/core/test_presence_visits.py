@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.core.presence_config import PresenceSettings
-from gateway.core.sessions import PresenceEngine, visit_id
+from presence_gateway.core.presence.config import PresenceSettings
+from presence_gateway.core.presence.sessions import PresenceEngine, visit_id
 from tests.core.presence_helpers import ble, run, visit_events, wifi
 
 

@@ -7,10 +7,10 @@ came near the sensor once keeps counting at the same weak level; the visit event
 
 from __future__ import annotations
 
-from gateway.core.model import Event, Observation
-from gateway.core.presence_config import PresenceSettings, read
-from gateway.core.sessions import PresenceEngine
-from gateway.core.yamlread import Reader, load_yaml
+from presence_gateway.core.model import Event, Observation
+from presence_gateway.core.presence.config import PresenceSettings, read
+from presence_gateway.core.presence.sessions import PresenceEngine
+from presence_gateway.core.yamlread import Reader, load_yaml
 from tests.core.presence_helpers import ble, run, wifi
 
 WARM = [ble(-3600.0, "shelf-beacon", -50, kind="ibeacon")]

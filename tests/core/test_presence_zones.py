@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.core.model import Event
-from gateway.core.presence_config import PresenceSettings, ZoneSettings
-from gateway.core.sessions import PresenceEngine
+from presence_gateway.core.model import Event
+from presence_gateway.core.presence.config import PresenceSettings, ZoneSettings
+from presence_gateway.core.presence.sessions import PresenceEngine
 from tests.core.presence_helpers import ble, run, visit_events, wifi
 
 SHOP = (ZoneSettings("shoes", ("s1",), -70.0, -76.0, min_confirm_s=10.0),

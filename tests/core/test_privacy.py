@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from gateway.core.model import AddressKind, Observation, Radio, Sighting, new_observation
-from gateway.core.privacy import Boundary, Pseudonymizer, format_mac, parse_mac
+from presence_gateway.core.model import AddressKind, Observation, Radio, Sighting, new_observation
+from presence_gateway.core.privacy import Boundary, Pseudonymizer, format_mac, parse_mac
 
 SECRET = b"s" * 32
 ADDR = bytes.fromhex("da a1 19 00 00 01".replace(" ", ""))

@@ -9,8 +9,7 @@ import os
 
 import pytest
 
-from firmware_tools import app_token as app_token_cli
-from gateway.core.resolve import (
+from presence_gateway.core.identity.resolve import (
     AppTokenResolver,
     IrkResolver,
     ah,
@@ -22,6 +21,7 @@ from gateway.core.resolve import (
     is_resolvable,
     parse_irk,
 )
+from presence_gateway.firmware_tools import app_token as app_token_cli
 
 # Bluetooth Core spec Vol 3 Part H Appendix D.7 ("ah random address hash functions").
 SPEC_IRK = bytes.fromhex("ec0234a357c8ad05341010a60a397d9b")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.rules import Window, parse_rules
-from gateway.errors import ConfigError, ConfigErrors
+from presence_gateway.core.offers.rules import Window, parse_rules
+from presence_gateway.errors import ConfigError, ConfigErrors
 
 ZONES = {"shoes", "entrance", "cafe"}
 ISSUE_EXAMPLE = """\
@@ -192,8 +192,8 @@ def test_empty_rule_list_is_valid() -> None:
 
 
 def test_offers_config_section() -> None:
-    from gateway.core.rules import read_settings
-    from gateway.core.yamlread import Reader, load_yaml
+    from presence_gateway.core.offers.rules import read_settings
+    from presence_gateway.core.yamlread import Reader, load_yaml
 
     def resolve(r: Reader, key: str, spec: str) -> str | None:
         return {"env:KEY": "a-command-key-0123456789", "env:SHORT": "short"}.get(spec)

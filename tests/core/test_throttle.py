@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.core.model import AddressKind, Radio, Sighting
-from gateway.core.throttle import AdvertThrottle
+from presence_gateway.core.model import AddressKind, Radio, Sighting
+from presence_gateway.core.throttle import AdvertThrottle
 
 A, B = bytes.fromhex("c00000000001"), bytes.fromhex("c00000000002")
 BEACON: Mapping[str, Any] = {"uuid": "u", "major": 1, "minor": 2}

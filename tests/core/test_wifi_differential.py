@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.wifi import parse_record
+from presence_gateway.core.wifi.frames import parse_record
 from tests.core.wifi_oracle import BUNDLED, REJECT, SHARED_WIFI, our_fields, records, scapy_fields
 
 FRAME_BUDGET = 3000

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.dot11 import Dot11, Dot11Elt, Dot11ProbeReq, RadioTap
 
-from gateway.core.model import Rejection, Sighting
-from gateway.core.wifi import parse_record
+from presence_gateway.core.model import Rejection, Sighting
+from presence_gateway.core.wifi.frames import parse_record
 from tests.core.wifi_oracle import our_fields, scapy_fields
 
 LINKTYPES = st.sampled_from([105, 119, 127, 163, 0x3000007F, 1, 0xFFFFFFFF])

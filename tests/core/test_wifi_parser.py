@@ -27,10 +27,10 @@ from scapy.layers.dot11 import (
 )
 from scapy.packet import Packet, Raw
 
-from gateway.core.model import AddressKind, Radio, Rejection, Sighting
-from gateway.core.privacy import format_mac
-from gateway.core.radiotap import channel_of
-from gateway.core.wifi import parse_record
+from presence_gateway.core.model import AddressKind, Radio, Rejection, Sighting
+from presence_gateway.core.privacy import format_mac
+from presence_gateway.core.wifi.frames import parse_record
+from presence_gateway.core.wifi.radiotap import channel_of
 from tests.core.wifi_oracle import BUNDLED, SHARED_WIFI, records
 
 STA = "da:a1:19:00:00:01"  # locally administered

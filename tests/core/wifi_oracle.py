@@ -23,8 +23,8 @@ from scapy.layers.dot11 import (
 from scapy.packet import Packet, Raw
 from scapy.utils import RawPcapReader
 
-from gateway.core.model import Rejection, Sighting
-from gateway.core.privacy import format_mac
+from presence_gateway.core.model import Rejection, Sighting
+from presence_gateway.core.privacy import format_mac
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "tests" / "data" / "wifi"

@@ -19,7 +19,8 @@ from bleak.exc import (
     BleakError,
 )
 
-from drivers.ble_bleak import (
+from presence_gateway.core.model import AddressKind, Radio
+from presence_gateway.drivers.ble_bleak import (
     PASSIVE_OR_PATTERNS,
     BleakDriver,
     DetectionCallback,
@@ -29,8 +30,7 @@ from drivers.ble_bleak import (
     map_bleak_error,
     sightings_from_bleak,
 )
-from gateway.core.model import AddressKind, Radio
-from gateway.errors import DriverError
+from presence_gateway.errors import DriverError
 from tests.sinks import ListSink
 
 IBEACON = bytes.fromhex("0215414243444546474849404142434445460001" "0002c5")

@@ -12,9 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.ble_pcap import BlePcapDriver, iter_capture, sightings_from_air
-from gateway.core.ble import parse_ad
-from gateway.core.ble_air import (
+from presence_gateway.core.ble.air import (
     AirAdvert,
     hci_event_reports,
     iter_btsnoop_reports,
@@ -22,9 +20,11 @@ from gateway.core.ble_air import (
     parse_pdu,
     rf_to_channel_index,
 )
-from gateway.core.model import Radio, Rejection
-from gateway.core.privacy import format_mac
-from gateway.errors import DriverError
+from presence_gateway.core.ble.decode import parse_ad
+from presence_gateway.core.model import Radio, Rejection
+from presence_gateway.core.privacy import format_mac
+from presence_gateway.drivers.ble_pcap import BlePcapDriver, iter_capture, sightings_from_air
+from presence_gateway.errors import DriverError
 from tests.sinks import ListSink
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ble_air"

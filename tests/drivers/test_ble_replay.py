@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers.ble_replay import BleReplayDriver
-from firmware_tools import app_token as app_token_cli
-from gateway.core.model import AddressKind
-from gateway.errors import DriverError
+from presence_gateway.core.model import AddressKind
+from presence_gateway.drivers.ble_replay import BleReplayDriver
+from presence_gateway.errors import DriverError
+from presence_gateway.firmware_tools import app_token as app_token_cli
 from tests.sinks import ListSink
 
 IBEACON = ('{"ts": 100.5, "address": "c0:de:00:00:00:01", "address_type": "random", "rssi": -60,'

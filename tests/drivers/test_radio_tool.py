@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from firmware_tools.radio import list_interfaces, main, plan
+from presence_gateway.firmware_tools.radio import list_interfaces, main, plan
 
 
 def test_list_shows_loopback_as_not_wifi(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,11 +9,15 @@ import json
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from drivers.ble_bleak import DetectionCallback, Scanner
-from firmware_tools.record_ble import AddressHasher, record, recording_line_from_bleak
-from gateway.core.ble import to_sightings
-from gateway.core.ble_record import parse_recording_line
-from gateway.core.model import Rejection
+from presence_gateway.core.ble.decode import to_sightings
+from presence_gateway.core.ble.record import parse_recording_line
+from presence_gateway.core.model import Rejection
+from presence_gateway.drivers.ble_bleak import DetectionCallback, Scanner
+from presence_gateway.firmware_tools.record_ble import (
+    AddressHasher,
+    record,
+    recording_line_from_bleak,
+)
 
 IBEACON = bytes.fromhex("02154142434445464748494041424344454600010002c5")
 ADV = AdvertisementData(

@@ -14,8 +14,8 @@ import socket
 import pytest
 from scapy.layers.dot11 import Dot11, Dot11Beacon, Dot11Elt, Dot11ProbeReq, RadioTap
 
-from drivers.wifi_monitor import ETH_P_ALL, WifiMonitorDriver, interface_type
-from gateway.errors import DriverError
+from presence_gateway.drivers.wifi_monitor import ETH_P_ALL, WifiMonitorDriver, interface_type
+from presence_gateway.errors import DriverError
 from tests.sinks import ListSink
 
 PROBER = "da:a1:19:77:88:99"

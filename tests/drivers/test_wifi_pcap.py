@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from scapy.utils import PcapNgWriter, PcapWriter
 
-from drivers.pcap_records import iter_records, read_scapy
-from drivers.wifi_pcap import WifiPcapDriver, iter_pcap
-from gateway.core.model import Radio
-from gateway.errors import DriverError
+from presence_gateway.core.model import Radio
+from presence_gateway.drivers.pcap_records import iter_records, read_scapy
+from presence_gateway.drivers.wifi_pcap import WifiPcapDriver, iter_pcap
+from presence_gateway.errors import DriverError
 from tests.sinks import ListSink
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.mosquitto import LocalBroker
+from presence_gateway.adapters.mosquitto import LocalBroker
 
 
 @pytest.fixture

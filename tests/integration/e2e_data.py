@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware_tools.app_token import ibeacon_payload
-from gateway.core.resolve import ah, app_token, app_token_window, eid
+from presence_gateway.core.identity.resolve import ah, app_token, app_token_window, eid
+from presence_gateway.firmware_tools.app_token import ibeacon_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "e2e-privacy-secret-0123456789abcdef"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import demo_captures
-from gateway.mosquitto import AmqttBroker, amqtt_available
+from presence_gateway.adapters.mosquitto import AmqttBroker, amqtt_available
+from presence_gateway.cli.demo import demo_captures
 from tests.integration.test_spine import config, event_ids, run_service
 from tests.mqtt_helpers import Collector
 

@@ -27,7 +27,7 @@ BAD_CONFIGS = {
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "presence_gateway", *args], capture_output=True,
                           text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
 
 
@@ -43,7 +43,7 @@ def test_check_config_rejects_bad_file(tmp_path: Path, name: str) -> None:
 
 
 def test_check_config_accepts_example() -> None:
-    res = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config",
+    res = subprocess.run([sys.executable, "-m", "presence_gateway", "check-config",
                           "config/gateway.example.yaml"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2], timeout=60,
                          env={"PG_SECRET": "x" * 32, "MQTT_PASSWORD": "pw", "PG_SYNC_KEY": "k" * 20,

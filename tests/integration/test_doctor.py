@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.doctor import run_doctor
-from gateway.mosquitto import LocalBroker, free_port
+from presence_gateway.adapters.mosquitto import LocalBroker, free_port
+from presence_gateway.cli.doctor import run_doctor
 
 
 def doctor(text: str, tmp_path: Path) -> tuple[int, list[str]]:

@@ -25,14 +25,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from drivers.ble_replay import BleReplayDriver
-from gateway.core.config import load_config
-from gateway.core.identity_sync import sign as sync_sign
-from gateway.core.identity_sync import topics as sync_topics
-from gateway.core.model import OutboundMessage, Rejection, Sighting
-from gateway.core.privacy import Pseudonymizer, parse_mac
-from gateway.mosquitto import LocalBroker, find_mosquitto
-from gateway.service import RunOptions, Service
+from presence_gateway.adapters.mosquitto import LocalBroker, find_mosquitto
+from presence_gateway.core.config import load_config
+from presence_gateway.core.identity.sync import sign as sync_sign
+from presence_gateway.core.identity.sync import topics as sync_topics
+from presence_gateway.core.model import OutboundMessage, Rejection, Sighting
+from presence_gateway.core.privacy import Pseudonymizer, parse_mac
+from presence_gateway.drivers.ble_replay import BleReplayDriver
+from presence_gateway.runtime.service import RunOptions, Service
 from tests.contract import validate_event
 from tests.integration import e2e_data as d
 from tests.mqtt_helpers import Collector
@@ -51,7 +51,7 @@ LINKED = "presence.identity.linked"
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "presence_gateway", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=d.ROOT, env=d.env())
 
 
@@ -61,8 +61,8 @@ def hasher() -> Any:
 
 def opt_out_via_registry(db: Path, address: str) -> None:
     """The opt-out list as central's sync leaves it, written through the registry API."""
-    from gateway.core.identity_sync import SyncChange
-    from gateway.registry import Registry
+    from presence_gateway.adapters.identity_store import Registry
+    from presence_gateway.core.identity.sync import SyncChange
 
     async def go() -> None:
         h = hasher()

@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from gateway.core.config import GatewayConfig, parse_config
-from gateway.core.model import AddressKind, Kind, Radio, Sighting
-from gateway.mosquitto import LocalBroker
-from gateway.service import RunOptions, Service
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.core.config import GatewayConfig, parse_config
+from presence_gateway.core.model import AddressKind, Kind, Radio, Sighting
+from presence_gateway.runtime.service import RunOptions, Service
 from tests.conftest import Subscriber
 
 SECRET = "multi-gateway-test-secret-0123456789"

@@ -26,10 +26,10 @@ from typing import Any
 
 import orjson
 
-from gateway.core.commands import sign
-from gateway.core.config import load_config
-from gateway.mosquitto import LocalBroker
-from gateway.service import RunOptions, Service
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.core.commands import sign
+from presence_gateway.core.config import load_config
+from presence_gateway.runtime.service import RunOptions, Service
 from tests.contract import validate_event
 from tests.integration import e2e_data as d
 from tests.integration.test_identity_e2e import (
@@ -264,7 +264,7 @@ def test_sighup_and_sigterm_to_a_running_gateway_process(tmp_path: Path,
     log = tmp_path / "gateway.log"
     with Collector(broker.host, broker.port, "presence/v1/s1/gw1/#") as sub, \
             log.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg)],
+        proc = subprocess.Popen([sys.executable, "-m", "presence_gateway", "run", "-c", str(cfg)],
                                 stdout=err, stderr=err, cwd=d.ROOT, env=d.env())
         try:
             assert _wait(lambda: _status(sub) == "online", 20), log.read_text()

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.core.model import Event, OutboundMessage
-from gateway.core.offers import LedgerEntry, OfferEngine
-from gateway.core.rules import parse_rules
-from gateway.offers_store import TABLE, OfferLedgerStore, append_in
-from gateway.store import Outbox
+from presence_gateway.adapters.offer_store import TABLE, OfferLedgerStore, append_in
+from presence_gateway.adapters.outbox import Outbox
+from presence_gateway.core.model import Event, OutboundMessage
+from presence_gateway.core.offers.engine import LedgerEntry, OfferEngine
+from presence_gateway.core.offers.rules import parse_rules
 
 T0 = 1_748_858_400.0  # 2025-06-02 12:00 Europe/Berlin, a Monday
 RULES = parse_rules("""\

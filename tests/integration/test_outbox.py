@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.model import OutboundMessage
-from gateway.errors import StoreError
-from gateway.store import Outbox
+from presence_gateway.adapters.outbox import Outbox
+from presence_gateway.core.model import OutboundMessage
+from presence_gateway.errors import StoreError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,8 +165,8 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
 WRITER = """
 import asyncio, sys
-from gateway.core.model import OutboundMessage
-from gateway.store import Outbox
+from presence_gateway.core.model import OutboundMessage
+from presence_gateway.adapters.outbox import Outbox
 
 async def main() -> None:
     ob = await Outbox.open(sys.argv[1], max_rows=10**7, max_age_s=86400)

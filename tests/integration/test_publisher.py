@@ -14,11 +14,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway.core.config import MqttSettings
-from gateway.core.model import OutboundMessage
-from gateway.mosquitto import LocalBroker, free_port
-from gateway.publisher import CONTENT_TYPE, Publisher
-from gateway.store import Outbox
+from presence_gateway.adapters.mosquitto import LocalBroker, free_port
+from presence_gateway.adapters.outbox import Outbox
+from presence_gateway.adapters.publisher import CONTENT_TYPE, Publisher
+from presence_gateway.core.config import MqttSettings
+from presence_gateway.core.model import OutboundMessage
 from tests.conftest import Subscriber
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,9 +205,9 @@ async def test_status_online_retained_and_offline_on_clean_stop(
 PUBLISHER = """
 import asyncio, sys
 from dataclasses import replace
-from gateway.core.config import MqttSettings
-from gateway.publisher import Publisher
-from gateway.store import Outbox
+from presence_gateway.core.config import MqttSettings
+from presence_gateway.adapters.publisher import Publisher
+from presence_gateway.adapters.outbox import Outbox
 
 async def main() -> None:
     async with await Outbox.open(sys.argv[2], max_rows=100, max_age_s=60) as ob:

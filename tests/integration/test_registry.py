@@ -15,20 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.envelope import Envelope, Topics
-from gateway.core.identity import IdentityIndex
-from gateway.core.identity_import import parse_import
-from gateway.core.identity_link import Linker, VisitRecord
-from gateway.core.identity_sync import FORMAT, SyncChange, SyncRejected, check, sign
-from gateway.core.model import AddressKind, Event, Observation, Radio, Sighting
-from gateway.core.offer_ledger import LedgerEntry
-from gateway.core.privacy import Boundary, Pseudonymizer
-from gateway.core.resolve import ah
-from gateway.errors import StoreError
-from gateway.identity_cli import main
-from gateway.offers_store import OfferLedgerStore
-from gateway.registry import Registry
-from gateway.store import Outbox
+from presence_gateway.adapters.identity_store import Registry
+from presence_gateway.adapters.offer_store import OfferLedgerStore
+from presence_gateway.adapters.outbox import Outbox
+from presence_gateway.cli.identities import main
+from presence_gateway.core.envelope import Envelope, Topics
+from presence_gateway.core.identity.importer import parse_import
+from presence_gateway.core.identity.index import IdentityIndex
+from presence_gateway.core.identity.link import Linker, VisitRecord
+from presence_gateway.core.identity.resolve import ah
+from presence_gateway.core.identity.sync import FORMAT, SyncChange, SyncRejected, check, sign
+from presence_gateway.core.model import AddressKind, Event, Observation, Radio, Sighting
+from presence_gateway.core.offers.ledger import LedgerEntry
+from presence_gateway.core.privacy import Boundary, Pseudonymizer
+from presence_gateway.errors import StoreError
 
 SECRET = "registry-test-secret-0123456789"
 HASH = Pseudonymizer(SECRET.encode()).stable_hash
@@ -264,8 +264,8 @@ def test_observation_identity_is_not_a_customer_id() -> None:
 
 
 async def test_runtime_sync_reload_and_visits_on_the_outbox_file(tmp_path: Path) -> None:
-    from gateway.core.identity_config import IdentitySettings
-    from gateway.identity_runtime import IdentityRuntime
+    from presence_gateway.core.identity.config import IdentitySettings
+    from presence_gateway.runtime.identity import IdentityRuntime
 
     db = str(tmp_path / "gw.db")
     key = b"sync-key-0123456789abcdef"

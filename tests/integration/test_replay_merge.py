@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from drivers.fake import FakeDriver
-from gateway.core.model import AddressKind, Radio, Rejection, Sighting
-from gateway.replay_merge import MergedReplay
+from presence_gateway.core.model import AddressKind, Radio, Rejection, Sighting
+from presence_gateway.drivers.fake import FakeDriver
+from presence_gateway.runtime.replay_merge import MergedReplay
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,7 +72,7 @@ def test_replay_of_files_in_any_order_ends_every_visit(tmp_path: Path) -> None:
     files = [demo / "ble_boston_take2.pcap", demo / "wifi_brno_2023-04-17.pcap",
              demo / "wifi_tcpdump_exthdr.pcap"]
     out = tmp_path / "events.jsonl"
-    res = subprocess.run([sys.executable, "-m", "gateway.cli", "replay", *map(str, files),
+    res = subprocess.run([sys.executable, "-m", "presence_gateway", "replay", *map(str, files),
                           "--no-mqtt", "--events-out", str(out)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

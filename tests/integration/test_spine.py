@@ -19,12 +19,12 @@ from typing import Any
 import orjson
 import pytest
 
-from drivers.registry import create, replay_settings
-from gateway.core.config import GatewayConfig, parse_config
-from gateway.core.model import OutboundMessage, Sighting
-from gateway.demo import demo_captures
-from gateway.mosquitto import LocalBroker
-from gateway.service import RunOptions, RunSummary, Service
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.cli.demo import demo_captures
+from presence_gateway.core.config import GatewayConfig, parse_config
+from presence_gateway.core.model import OutboundMessage, Sighting
+from presence_gateway.drivers.registry import create, replay_settings
+from presence_gateway.runtime.service import RunOptions, RunSummary, Service
 from tests.contract import validate_event, validate_status
 from tests.mqtt_helpers import Collector
 from tests.sinks import ListSink

@@ -1,0 +1,130 @@
+"""`presence-gateway doctor`: what retail IT checks before calling for help, in one command.
+
+Each check says ok, warn or FAIL with the one sentence that tells what to do. Checks only
+look: nothing is changed, no radio is reconfigured, nothing is published (the broker check
+connects, waits for CONNACK and disconnects). Exit 0 when nothing failed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from presence_gateway.core.config import DriverSettings, GatewayConfig, load_config
+from presence_gateway.errors import GatewayError
+
+Result = tuple[str, str, str]  # (status, check, detail)
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+def check_storage(cfg: GatewayConfig) -> Result:
+    path = Path(cfg.storage.path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if not os.access(path, os.W_OK):
+            return FAIL, "storage", f"{path} is not writable by this user"
+        if mode & 0o077:
+            return WARN, "storage", f"{path} has mode {mode:o}; expected 600 (chmod 600)"
+        return OK, "storage", f"{path} writable, mode 600"
+    if not parent.exists():
+        return WARN, "storage", f"{parent} does not exist yet (created at start)"
+    if not os.access(parent, os.W_OK):
+        return FAIL, "storage", f"cannot create {path}: {parent} is not writable"
+    return OK, "storage", f"{path} will be created"
+
+
+def check_broker(cfg: GatewayConfig, timeout: float = 5.0) -> Result:
+    m = cfg.mqtt
+    where = f"{m.host}:{m.port}"
+    try:
+        with socket.create_connection((m.host, m.port), timeout=timeout):
+            pass
+    except socket.gaierror:
+        return FAIL, "broker", f"cannot resolve {m.host} (check mqtt.host and DNS)"
+    except OSError as exc:
+        return FAIL, "broker", f"{where}: {exc.strerror or exc} (broker down or wrong port?)"
+    if m.tls:
+        return OK, "broker", f"{where} accepts TCP (TLS handshake not checked here)"
+    return _mqtt_connect(cfg, timeout)
+
+
+def _mqtt_connect(cfg: GatewayConfig, timeout: float) -> Result:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    m = cfg.mqtt
+    result: list[str] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{m.client_id}-doctor",
+                         protocol=mqtt.MQTTv311)
+    if m.username:
+        client.username_pw_set(m.username, m.password)
+    client.on_connect = lambda c, u, f, rc, p: result.append(str(rc))
+    try:
+        client.connect(m.host, m.port, keepalive=10)
+        deadline = time.monotonic() + timeout
+        while not result and time.monotonic() < deadline:
+            client.loop(0.1)
+        client.disconnect()
+    except OSError as exc:
+        return FAIL, "broker", f"{m.host}:{m.port}: {exc}"
+    if not result:
+        return FAIL, "broker", f"{m.host}:{m.port} accepts TCP but sends no CONNACK"
+    if result[0] != "Success":
+        return FAIL, "broker", f"{m.host}:{m.port} refused: {result[0]} (credentials? ACL?)"
+    return OK, "broker", f"{m.host}:{m.port} answers MQTT"
+
+
+def check_driver(d: DriverSettings) -> Result:
+    name = f"driver {d.name}"
+    if d.type in ("wifi_pcap", "ble_pcap", "ble_replay"):
+        missing = [p for p in d.options.get("paths", []) if not Path(p).is_file()]
+        if missing:
+            return FAIL, name, f"missing capture file(s): {', '.join(missing)}"
+        return OK, name, f"{len(d.options.get('paths', []))} recording(s) readable"
+    if d.type == "wifi_monitor":
+        iface = str(d.options.get("interface"))
+        type_file = Path(f"/sys/class/net/{iface}/type")
+        if not type_file.exists():
+            return FAIL, name, f"interface {iface} not found (presence-gateway radio list)"
+        if type_file.read_text().strip() != "803":
+            return FAIL, name, (f"{iface} is not in monitor mode "
+                                f"(presence-gateway radio monitor {iface})")
+        return OK, name, f"{iface} is in monitor mode (RadioTap)"
+    if d.type == "ble_bleak":
+        if not Path("/run/dbus/system_bus_socket").exists():
+            return FAIL, name, "no system D-Bus: is this a full OS with bluetoothd running?"
+        adapters = sorted(p.name for p in Path("/sys/class/bluetooth").glob("hci*")) \
+            if Path("/sys/class/bluetooth").exists() else []
+        if not adapters:
+            return FAIL, name, "no Bluetooth adapter (hciconfig -a; rfkill unblock bluetooth)"
+        return OK, name, f"adapters: {', '.join(adapters)}"
+    return OK, name, d.type
+
+
+def run_doctor(config: str | None, out: Callable[[str], None] = print) -> int:
+    try:
+        cfg = load_config(config)
+    except GatewayError as exc:
+        out(f"FAIL  config     {exc}")
+        return 2
+    results: list[Result] = [(OK, "config", f"{cfg.source}: store {cfg.store_id}, "
+                                              f"gateway {cfg.gateway_id}")]
+    if cfg.privacy.secret_source == "random":
+        results.append((WARN, "privacy", "privacy.secret is random: device keys change at every"
+                                         " restart and the identity registry cannot be used"))
+    results.append(check_storage(cfg))
+    results.append(check_broker(cfg))
+    results.extend(check_driver(d) for d in cfg.drivers)
+    if not cfg.drivers:
+        results.append((WARN, "drivers", "no drivers configured (only `replay` will work)"))
+    for status, check, detail in results:
+        out(f"{status:<5} {check:<10} {detail}")
+    return 1 if any(r[0] == FAIL for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_doctor(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -1,0 +1,282 @@
+"""BLE adverts -> sightings: AD-structure parsing, format dispatch, address kinds.
+
+Public API (other modules call only these):
+    Advert, Decoded                        plain values (gateway.core.ble_types)
+    parse_ad(data, scan_response=b"")      raw AD bytes -> Advert | Rejection
+    decode(advert)                         -> tuple[Decoded, ...], never raises, never empty
+    address_kind(address, address_type)    -> AddressKind
+    to_sightings(ts, address, address_type, rssi, advert, *, channel=None, sensor="")
+
+Invariants:
+- Pure: no I/O, no clock, no logging of addresses. Untrusted bytes never raise out of here; a
+  broken AD structure is a `Rejection` (reason "ad_overrun": a length runs past the data), a
+  broken known payload decodes to the generic kind with a `malformed` reason in its fields.
+- `parse_ad` follows bluetooth-data-tools / BlueZ: zero-length structures are padding, type 0 is
+  skipped, a complete local name beats a shortened one, later values override earlier ones
+  (scan response after advertising data), 16/32/128-bit UUIDs become 128-bit lowercase strings.
+- Memo: `parse_ad` and `decode` keep an LRU of the last `MEMO_SIZE` distinct contents (keyed by
+  the raw bytes, resp. the manufacturer/service data items). A phone repeating the same advert at
+  10 Hz costs one dict lookup after the first sighting. Results are shared between callers and
+  therefore read-only (see ble_types). Memory is bounded: MEMO_SIZE entries of < 1 KB each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from presence_gateway.core.ble import apple as ble_apple
+from presence_gateway.core.ble import beacons as ble_beacons
+from presence_gateway.core.ble import vendors as ble_vendors
+from presence_gateway.core.ble.types import EMPTY, Advert, Decoded, advert, uuid16, uuid32, uuid128
+from presence_gateway.core.model import AddressKind, Radio, Rejection, Sighting
+
+__all__ = [
+    "EMPTY",
+    "Advert",
+    "Decoded",
+    "address_kind",
+    "decode",
+    "parse_ad",
+    "to_sightings",
+]
+
+MEMO_SIZE = 4096
+
+REJECT_OVERRUN = Rejection(Radio.BLE, "ad_overrun")
+REJECT_NOT_BYTES = Rejection(Radio.BLE, "ad_not_bytes")
+_BUFFERS = (bytes, bytearray, memoryview)
+
+# AD types (Bluetooth Core Supplement, Part A, section 1).
+_UUID16_TYPES = frozenset((0x02, 0x03))
+_UUID32_TYPES = frozenset((0x04, 0x05))
+_UUID128_TYPES = frozenset((0x06, 0x07))
+_SHORT_NAME, _COMPLETE_NAME, _TX_POWER = 0x08, 0x09, 0x0A
+_SVC16, _SVC32, _SVC128, _MANUFACTURER = 0x16, 0x20, 0x21, 0xFF
+
+
+class _Acc:
+    """Mutable accumulator for one parse (local to parse_ad, never escapes)."""
+
+    __slots__ = ("mfr", "name", "name_complete", "svc", "tx", "uuids")
+
+    def __init__(self) -> None:
+        self.mfr: dict[int, bytes] = {}
+        self.svc: dict[str, bytes] = {}
+        self.uuids: list[str] = []
+        self.name: str | None = None
+        self.name_complete = False
+        self.tx: int | None = None
+
+
+def _uuid_list(acc: _Acc, t: int, body: bytes) -> None:
+    n = len(body)
+    if t in _UUID16_TYPES:
+        new = [uuid16(body[i] | body[i + 1] << 8) for i in range(0, n - 1, 2)]
+    elif t in _UUID32_TYPES:
+        new = [uuid32(int.from_bytes(body[i : i + 4], "little")) for i in range(0, n - 3, 4)]
+    else:
+        new = [uuid128(body[i : i + 16]) for i in range(0, n - 15, 16)]
+    for u in new:
+        if u not in acc.uuids:
+            acc.uuids.append(u)
+
+
+def _structure(acc: _Acc, t: int, body: bytes) -> None:
+    """Apply one AD structure with a non-empty body; unknown types are ignored."""
+    if t == _MANUFACTURER:
+        if len(body) >= 2:
+            acc.mfr[body[0] | body[1] << 8] = body[2:]
+    elif t == _SVC16:
+        if len(body) >= 2:
+            acc.svc[uuid16(body[0] | body[1] << 8)] = body[2:]
+    elif t == _COMPLETE_NAME or (t == _SHORT_NAME and not acc.name_complete):
+        acc.name = body.decode("utf-8", "replace")
+        acc.name_complete = t == _COMPLETE_NAME
+    elif t == _TX_POWER:
+        acc.tx = body[0] - 256 if body[0] > 127 else body[0]
+    elif t in _UUID16_TYPES or t in _UUID32_TYPES or t in _UUID128_TYPES:
+        _uuid_list(acc, t, body)
+    elif t == _SVC32:
+        if len(body) >= 4:
+            acc.svc[uuid32(int.from_bytes(body[:4], "little"))] = body[4:]
+    elif t == _SVC128 and len(body) >= 16:
+        acc.svc[uuid128(body[:16])] = body[16:]
+
+
+def _walk(acc: _Acc, buf: bytes) -> bool:
+    """Walk the AD structures of one buffer; False when a length runs past the end.
+
+    A 1- or 2-byte tail cannot hold a structure with data and is ignored (zero padding, or the
+    cut-off tail that bluetooth-data-tools also ignores).
+    """
+    n = len(buf)
+    off = 0
+    while off + 2 < n:
+        length = buf[off]
+        if not length:  # zero padding
+            off += 1
+            continue
+        end = off + 1 + length
+        if end > n:
+            return False
+        t = buf[off + 1]
+        if t == _MANUFACTURER:  # the common case first; flags (0x01) are skipped
+            if length > 2:
+                acc.mfr[buf[off + 2] | buf[off + 3] << 8] = buf[off + 4 : end]
+        elif t > 1 and length > 1:
+            _structure(acc, t, buf[off + 2 : end])
+        off = end
+    return True
+
+
+@lru_cache(maxsize=MEMO_SIZE)
+def _parse(data: bytes, scan_response: bytes) -> Advert | Rejection:
+    acc = _Acc()
+    if not _walk(acc, data) or not _walk(acc, scan_response):
+        return REJECT_OVERRUN
+    return advert(acc.name, acc.mfr or EMPTY, acc.svc or EMPTY, tuple(acc.uuids), acc.tx)
+
+
+def parse_ad(data: bytes, scan_response: bytes = b"") -> Advert | Rejection:
+    """Raw AD structures (advertising data, then scan response) -> Advert, or Rejection."""
+    if type(data) is not bytes or type(scan_response) is not bytes:
+        # bytes(int) would build a zero buffer and bytes(str) raises: accept buffers only.
+        if not isinstance(data, _BUFFERS) or not isinstance(scan_response, _BUFFERS):
+            return REJECT_NOT_BYTES
+        data, scan_response = bytes(data), bytes(scan_response)
+    return _parse(data, scan_response)
+
+
+# --- format dispatch -------------------------------------------------------------------------
+
+_Result = Decoded | str | None
+_MFR: dict[int, Callable[[bytes], tuple[Decoded, ...] | _Result]] = {
+    0x004C: ble_apple.decode_apple,
+    0x0006: ble_vendors.microsoft,
+    0x0075: ble_vendors.samsung,
+}
+_SVC: dict[str, Callable[[bytes], _Result]] = {
+    uuid16(0xFEAA): ble_beacons.eddystone,
+    uuid16(0xFD6F): ble_vendors.exposure_notification,
+    uuid16(0xFE2C): ble_vendors.fast_pair,
+}
+_ADVERT = (Decoded("advert", EMPTY),)
+
+
+def _manufacturer(company: int, payload: bytes, out: list[Decoded]) -> None:
+    try:
+        found: tuple[Decoded, ...] | Decoded | str | None = None
+        if payload[:2] == ble_beacons.ALTBEACON_CODE:  # any company may carry an AltBeacon
+            found = ble_beacons.altbeacon(payload)
+        else:
+            special = _MFR.get(company)
+            found = special(payload) if special is not None else None
+    except (IndexError, ValueError, TypeError):  # defence in depth: decoders check bounds
+        found = "decoder_error"
+    if type(found) is tuple and found:
+        out.extend(found)
+    elif type(found) is Decoded:
+        out.append(found)
+    else:
+        out.append(ble_vendors.generic(company, found if isinstance(found, str) else None))
+
+
+def _service(uuid: str, data: bytes, out: list[Decoded]) -> None:
+    special = _SVC.get(uuid)
+    if special is None:
+        return
+    try:
+        found = special(data)
+    except (IndexError, ValueError, TypeError):
+        found = "decoder_error"
+    if isinstance(found, Decoded):
+        out.append(found)
+    elif found is not None:
+        out.append(Decoded("advert", {"service_uuid": uuid, "malformed": found}))
+
+
+@lru_cache(maxsize=MEMO_SIZE)
+def _decode_items(
+    mfr: tuple[tuple[int, bytes], ...], svc: tuple[tuple[str, bytes], ...]
+) -> tuple[Decoded, ...]:
+    out: list[Decoded] = []
+    for uuid, data in svc:
+        _service(uuid, data, out)
+    for company, payload in mfr:
+        _manufacturer(company, payload, out)
+    return tuple(out) if out else _ADVERT
+
+
+def decode(advert: Advert) -> tuple[Decoded, ...]:
+    """Every sighting found in one advert, service data first; ("advert",) when nothing else."""
+    mfr = advert.manufacturer_data
+    svc = advert.service_data
+    try:
+        return _decode_items(tuple(mfr.items()) if mfr else (), tuple(svc.items()) if svc else ())
+    except TypeError:  # unhashable/odd values from a foreign caller: decode without the memo
+        return _decode_items.__wrapped__(
+            tuple((int(k), bytes(v)) for k, v in mfr.items()),
+            tuple((str(k), bytes(v)) for k, v in svc.items()),
+        )
+
+
+# --- addresses and sightings -----------------------------------------------------------------
+
+# Index = the two top bits: 00 non-resolvable, 01 resolvable, 10 reserved, 11 static.
+_RANDOM_KINDS = (
+    AddressKind.RANDOM,
+    AddressKind.RESOLVABLE,
+    AddressKind.UNKNOWN,
+    AddressKind.STATIC,
+)
+
+
+def address_kind(address: bytes, address_type: str) -> AddressKind:
+    """Public, or a random address classified by the two top bits of its first display octet."""
+    if address_type == "public":
+        return AddressKind.PUBLIC
+    if address_type != "random" or len(address) != 6:
+        return AddressKind.UNKNOWN
+    return _RANDOM_KINDS[address[0] >> 6]
+
+
+def to_sightings(
+    ts: float,
+    address: bytes,
+    address_type: str,
+    rssi: int | None,
+    advert: Advert,
+    *,
+    channel: int | None = None,
+    sensor: str = "",
+) -> list[Sighting]:
+    """One Sighting per decoded item; an advert with nothing specific is one "advert" sighting."""
+    kind = address_kind(address, address_type)
+    return [
+        Sighting(
+            ts,
+            Radio.BLE,
+            address,
+            kind,
+            rssi,
+            channel,
+            d.kind,
+            d.fields,
+            identity_hints=d.identity_hints,
+            sensor=sensor,
+        )
+        for d in decode(advert)
+    ]
+
+
+def memo_clear() -> None:
+    """Forget memoised parses/decodes (tests, or after changing decoder tables)."""
+    _parse.cache_clear()
+    _decode_items.cache_clear()
+
+
+def fields_of(decoded: Decoded) -> Mapping[str, Any]:
+    """The contract view of one decoded item: {"kind": ..., **fields} (CLI output shape)."""
+    return {"kind": decoded.kind, **decoded.fields}

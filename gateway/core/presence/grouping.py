@@ -1,0 +1,227 @@
+"""Randomization-aware grouping of Wi-Fi addresses into estimated devices, for counting only.
+
+Phones probe from random, rotating, locally administered addresses: an iPhone may use a new
+address for every burst, even for every channel of one burst, so counting addresses overcounts
+people many times over. Following Vanhoef et al. (2016) and Martin et al. (2017), addresses are
+linked into groups (one group ~ one device) by evidence a rotating address does not hide:
+
+1. the element fingerprint (gateway.core.wifi: ids in order + contents of capability elements,
+   never the SSID) must be equal: a device sends the same elements from every address;
+2. sequence-number continuity: a new address whose first sequence number follows a quiet
+   group's last one (within `seq_window`) continues it (devices that do not reset the counter
+   on rotation, e.g. older iOS);
+3. the same burst: a group of this fingerprint that was heard less than `burst_s` ago and at a
+   similar RSSI (a phone sends a burst of probes on every channel within about a second);
+4. the next burst: a quiet group of this fingerprint heard within `max_gap_s`, at a similar
+   RSSI (within `rssi_tol_db` of its running mean for the same sensor and channel: RSSI of
+   different sensors or channels is not comparable, and a probe heard off its own channel
+   (DS parameter set) is attenuated, so it is not compared); the closest in RSSI wins;
+5. resume: only when no group of this fingerprint is explained by 2-4, a group that went quiet
+   (silent for more than `max_gap_s`, at most `resume_s`) at a similar RSSI is continued: a
+   phone that was locked or on a network stops probing for minutes and comes back from a fresh
+   random address; without this it would be a new group (counted twice while the old one
+   leaves the count, then a new walk-in). The resumed group's silence is still a silence for
+   the presence engine (a gap beyond its visit timeout ends the visit there as before).
+Otherwise the address starts a new group. Known limit: two phones of the same model and
+software that probe at similar signal strength merge into one group (undercount), and a phone
+silent for longer than `resume_s` comes back as a new group (overcount across the gap).
+
+Invariants:
+- Pure, no clock: time is the observations' `ts`; `estimate(now, window_s)` counts groups heard
+  in (now - window_s, now].
+- Privacy: input is pseudonymous Observations only; group ids are counters ("grp-1f"), unrelated
+  to any address, and meant for counting and visit bookkeeping, never for identification.
+- Bounded memory: groups silent for `resume_s` (>= `max_gap_s`) are dropped (swept every
+  `sweep_s` of capture time) with their addresses; at most `max_groups` live groups (oldest
+  evicted first).
+- A globally unique (PUBLIC) address is a device of its own and is never linked, unless
+  `trust_address_kind=False` (for captures whose anonymisation randomised the LA bit).
+- Observations without a fingerprint (Wi-Fi null data) are each their own group; other radios
+  pass through untouched (`observe` returns `obs.device`, nothing is kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from presence_gateway.core.model import AddressKind, Observation, Radio
+
+_SEQ_MOD = 4096
+
+
+def _on_channel(obs: Observation) -> bool:
+    """Heard on the channel it was sent on (DS parameter set): a probe sent on channel 4 and
+    heard on channel 6 is attenuated by the adjacent-channel filter, so its RSSI says nothing
+    about distance."""
+    ds = obs.fields.get("ds_channel")
+    return ds is None or ds == obs.channel
+
+
+class _Group:
+    __slots__ = ("addresses", "dead", "first", "fp", "gid", "last", "linkable", "rssi", "seq")
+
+    def __init__(self, gid: str, fp: str | None, ts: float, linkable: bool) -> None:
+        self.gid = gid
+        self.fp = fp
+        self.first = ts
+        self.last = ts
+        self.seq: int | None = None
+        self.rssi: dict[tuple[str, int | None], float] = {}  # by (sensor, channel)
+        self.linkable = linkable
+        self.dead = False  # evicted: its addresses start afresh
+        self.addresses: list[str] = []  # device keys mapped to it, removed with it
+
+
+@dataclass(frozen=True, slots=True)
+class GrouperStats:
+    """How addresses were linked so far (for benchmarks and the status topic)."""
+
+    addresses: int
+    groups: int
+    live_groups: int
+    by_sequence: int
+    by_burst: int
+    by_return: int
+    by_resume: int
+
+
+class DeviceGrouper:
+    """observe(obs) -> group id; estimate(now, window_s) -> estimated devices heard."""
+
+    def __init__(self, max_gap_s: float = 300.0, burst_s: float = 1.5, seq_window: int = 64,
+                 rssi_tol_db: float = 20.0, trust_address_kind: bool = True,
+                 max_groups: int = 50_000, sweep_s: float = 10.0,
+                 resume_s: float = 1800.0) -> None:
+        self.max_gap_s = max_gap_s
+        self.resume_s = max(resume_s, max_gap_s)
+        self.burst_s = burst_s
+        self.seq_window = seq_window
+        self.rssi_tol_db = rssi_tol_db
+        self.trust_address_kind = trust_address_kind
+        self.max_groups = max_groups
+        self.sweep_s = sweep_s
+        self._by_address: dict[str, _Group] = {}
+        self._by_fp: dict[str, list[_Group]] = {}
+        self._groups: dict[str, _Group] = {}  # live groups by id, oldest first
+        self._next_id = 0
+        self._next_sweep = float("-inf")
+        self._addresses = 0
+        self._links = [0, 0, 0, 0]  # by sequence, burst, return, resume
+
+    def observe(self, obs: Observation) -> str:
+        """The group (estimated device) of this observation's address."""
+        if obs.radio is not Radio.WIFI:
+            return obs.device
+        ts = obs.ts
+        if ts >= self._next_sweep:
+            self.expire(ts)
+        group = self._by_address.get(obs.device)
+        if group is None or group.dead:
+            group = self._place(obs)
+            self._by_address[obs.device] = group
+            group.addresses.append(obs.device)
+            self._addresses += 1
+        if ts > group.last:
+            group.last = ts
+        if obs.seq is not None:
+            group.seq = obs.seq
+        if obs.rssi is not None and _on_channel(obs):  # running mean per sensor and channel
+            key = (obs.sensor, obs.channel)
+            mean = group.rssi.get(key)
+            group.rssi[key] = obs.rssi if mean is None else mean + 0.2 * (obs.rssi - mean)
+        return group.gid
+
+    def _place(self, obs: Observation) -> _Group:
+        fp = obs.fingerprint
+        public = self.trust_address_kind and obs.address_kind is AddressKind.PUBLIC
+        if fp is not None and not public:
+            linked = self._link(self._by_fp.get(fp, ()), obs)
+            if linked is not None:
+                return linked
+        self._next_id += 1
+        group = _Group(f"grp-{self._next_id:x}", fp, obs.ts, fp is not None and not public)
+        self._groups[group.gid] = group
+        if group.linkable and fp is not None:
+            self._by_fp.setdefault(fp, []).append(group)
+        if len(self._groups) > self.max_groups:
+            self._drop(next(iter(self._groups.values())))
+        return group
+
+    def _link(self, candidates: list[_Group] | tuple[()], obs: Observation) -> _Group | None:
+        ts, seq, key = obs.ts, obs.seq, (obs.sensor, obs.channel)
+        rssi = obs.rssi if _on_channel(obs) else None
+        best_seq: tuple[int, _Group] | None = None
+        burst: _Group | None = None
+        best_return: tuple[float, _Group] | None = None
+        best_resume: tuple[float, _Group] | None = None
+        for g in candidates:
+            gap = ts - g.last
+            if gap > self.max_gap_s:
+                if gap <= self.resume_s:  # went quiet: a re-randomized phone may resume it
+                    mean = g.rssi.get(key)
+                    near = 0.0 if rssi is None or mean is None else abs(rssi - mean)
+                    if near <= self.rssi_tol_db and (best_resume is None or near < best_resume[0]):
+                        best_resume = (near, g)
+                continue
+            if gap < -self.burst_s:
+                continue
+            if seq is not None and g.seq is not None and gap > 0:
+                step = (seq - g.seq) % _SEQ_MOD
+                if 0 < step <= self.seq_window and (best_seq is None or step < best_seq[0]):
+                    best_seq = (step, g)
+            mean = g.rssi.get(key)
+            near = 0.0 if rssi is None or mean is None else abs(rssi - mean)
+            if near > self.rssi_tol_db:
+                continue
+            if gap <= self.burst_s:
+                if burst is None or g.last > burst.last:
+                    burst = g
+            elif best_return is None or near < best_return[0]:
+                best_return = (near, g)
+        if best_seq is not None:
+            self._links[0] += 1
+            return best_seq[1]
+        if burst is not None:
+            self._links[1] += 1
+            return burst
+        if best_return is not None:
+            self._links[2] += 1
+            return best_return[1]
+        if best_resume is not None:
+            self._links[3] += 1
+            return best_resume[1]
+        return None
+
+    def estimate(self, now: float, window_s: float) -> int:
+        """Estimated devices heard in (now - window_s, now]; window_s <= resume_s is exact
+        with respect to the groups (older groups may already be swept)."""
+        since = now - window_s
+        return sum(1 for g in self._groups.values() if since < g.last and g.first <= now)
+
+    def expire(self, now: float) -> None:
+        """Drop groups silent for more than resume_s, and their addresses."""
+        self._next_sweep = now + self.sweep_s
+        horizon = now - self.resume_s
+        dead = [g for g in self._groups.values() if g.last < horizon]
+        if not dead:
+            return
+        for g in dead:
+            self._drop(g)
+
+    def _drop(self, group: _Group) -> None:
+        group.dead = True
+        self._groups.pop(group.gid, None)
+        by_address = self._by_address
+        for a in group.addresses:  # O(its addresses), not a rebuild of the whole map
+            if by_address.get(a) is group:
+                del by_address[a]
+        if group.fp is not None and group.linkable:
+            peers = self._by_fp.get(group.fp)
+            if peers is not None:
+                peers.remove(group)
+                if not peers:
+                    del self._by_fp[group.fp]
+
+    @property
+    def stats(self) -> GrouperStats:
+        return GrouperStats(self._addresses, self._next_id, len(self._groups), *self._links)

@@ -1,0 +1,409 @@
+"""Visits: started / zone entered / dwell / zone exited / ended; footfall; several gateways.
+
+Invariants:
+- Pure and deterministic: the output depends only on the observations, the `now` values given
+  to `tick` and the peer summaries applied. Event times are derived from capture times (a visit
+  ends at last_seen + visit_timeout, a dwell mark at zone entry + mark), never from the moment
+  a tick happened to run, and `visit_id` is a hash of the unit key and first_seen.
+- A *unit* is what a visit is about: the device key, except for Wi-Fi devices with random
+  addresses, which are grouped by the fingerprint grouper (one phone, many addresses). Event
+  `data.device` is the unit key (a device key or a group key; both pseudonymous).
+- A unit counts as present only after `min_sightings` within `sighting_window`; fixtures
+  (listed, or present longer than `fixture_max_presence` in a day) never start visits.
+- Memory is bounded: units live in one dict ordered by last sighting; `tick` pops expired ones
+  from its front, so expiry costs O(expired), and the size is capped by `max_devices`.
+- Only the gateway that owns a device (see tracker.arbitrate) emits its visit and zone events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from presence_gateway.core.model import AddressKind, Event, Observation, Radio
+from presence_gateway.core.presence.config import PresenceSettings
+from presence_gateway.core.presence.footfall import Footfall, Population, occupancy_states
+from presence_gateway.core.presence.sync import Peers
+from presence_gateway.core.presence.tracker import (
+    INF,
+    Zone,
+    choose_zone,
+    distance_m,
+    proximity,
+    resolve_zones,
+)
+from presence_gateway.core.presence.units import (
+    Grouper,
+    Unit,
+    beacon_ref_power,
+    default_grouper,
+    is_person,
+)
+
+V_STARTED = "presence.visit.started"
+V_ENDED = "presence.visit.ended"
+Z_ENTERED = "presence.zone.entered"
+Z_EXITED = "presence.zone.exited"
+Z_DWELL = "presence.zone.dwell"
+FOOTFALL = "presence.footfall"
+OCCUPANCY = "presence.occupancy"
+_DAY = 86400.0
+
+
+def visit_id(key: str, first_seen: float) -> str:
+    return hashlib.blake2b(f"{key}|{first_seen:.6f}".encode(), digest_size=8).hexdigest()
+
+
+class PresenceEngine:
+    def __init__(self, settings: PresenceSettings, *, gateway_id: str, store_id: str,
+                 grouper: Grouper | None = None) -> None:
+        s = settings
+        self.s = settings
+        self.gateway_id = gateway_id
+        self.store_id = store_id
+        self.grouper = grouper if grouper is not None else default_grouper()
+        self._zones_ble = resolve_zones(s.zones, s.ref_power_ble)
+        self._zones_wifi = resolve_zones(s.zones, s.ref_power_wifi)
+        self._units: dict[str, Unit] = {}  # insertion order == last-sighting order
+        self._dormant: dict[str, float] = {}  # unit key -> presence seconds today (long stays)
+        self._fixtures: set[str] = set()  # auto-detected today
+        self._horizon = max(s.visit_timeout_s, s.sighting_window_s)
+        self._q, self._r, self._out = (s.kalman_process_noise, s.kalman_measurement_noise,
+                                       s.outlier_db)
+        self.footfall = Footfall(tuple(z.name for z in s.zones), s.people_per_device,
+                                 smoothing=round(s.footfall_smoothing_s / s.footfall_interval_s))
+        self.peers = Peers(gateway_id, s.stickiness_margin_db, s.visit_timeout_s)
+        self._next_footfall: float | None = None
+        self._last_state: dict[str, dict[str, Any]] = {}
+        self._day = -1
+        self._started = INF  # capture time of the first observation (cold-start rule)
+        self.evicted = 0
+
+    # -- hot path -------------------------------------------------------------------------
+    def feed(self, obs: Observation) -> list[Event]:
+        ts = obs.ts
+        key = obs.device
+        if ts < self._started:
+            self._started = ts
+        if obs.radio is Radio.WIFI and obs.address_kind is not AddressKind.PUBLIC:
+            key = self.grouper.observe(obs)
+        units = self._units
+        u = units.pop(key, None)
+        out: list[Event] = []
+        if u is None:
+            u = self._new_unit(key, obs)
+        elif ts - u.last >= self.s.visit_timeout_s and u.visit is not None:
+            self._end_visit(u, out)
+            u.reset(ts)
+        elif ts - u.last >= self.s.sighting_window_s and u.visit is None:
+            u.reset(ts)
+        units[key] = u
+        if len(units) > self.s.max_devices:
+            self._evict(out)
+        rssi = obs.rssi
+        if rssi is not None:
+            # A driver without a `sensor` option is this gateway: zones may name gateway ids.
+            sensor = obs.sensor or self.gateway_id
+            if sensor != u.sensor:
+                u.sensor = sensor
+                u.lo, u.hi = INF, -INF  # zones are per sensor: decide again
+            if not u.sig.update(rssi, ts, self._q, self._r, self._out):
+                return out
+        u.heard(ts)
+        u.count += 1
+        if u.visit is None:
+            if u.fixture or u.count < self.s.min_sightings:
+                return out
+            self._start_visit(u, out)
+        x = u.sig.x
+        if x > u.max_x:
+            u.max_x = x
+        if x >= self.s.walkin_min_rssi:
+            u.strong += 1
+        if (not u.walkin or ts - u.first + u.day_present > u.limit) \
+                and self._check_walkin(u, ts, out):
+            return out
+        if self.peers.active:
+            self._ownership(u, ts, out)
+        if (x < u.lo or x >= u.hi or u.cand_due <= ts) and u.owned:
+            self._zone_step(u, ts, out)
+        if u.next_mark <= ts:
+            self._marks(u, ts, out)
+        return out
+
+    # -- visits ---------------------------------------------------------------------------
+    def _new_unit(self, key: str, obs: Observation) -> Unit:
+        u = Unit(key, obs.radio, obs.ts, obs.rssi if obs.rssi is not None else -100.0,
+                 self._r, is_person(obs))
+        u.ref = beacon_ref_power(obs)
+        u.day_present = self._dormant.get(key, 0.0)
+        u.fixture = key in self.s.fixture_ids or key in self._fixtures
+        s = self.s
+        u.limit = (min(s.fixture_public_max_presence_s, s.fixture_max_presence_s)
+                   if obs.address_kind is AddressKind.PUBLIC else s.fixture_max_presence_s)
+        return u
+
+    def _start_visit(self, u: Unit, out: list[Event]) -> None:
+        adopted = self.peers.visit_of(u.key) if self.peers.active else None
+        if adopted is not None:
+            u.visit, first, u.announced = adopted
+            u.first = min(first, u.first)
+        else:
+            u.visit, u.announced = visit_id(u.key, u.first), False
+        u.lo, u.hi = INF, -INF  # force a zone decision now
+        if self.peers.active:
+            # Hold the new visit for two summary rounds: by then every gateway that sees the
+            # device has published it, so they arbitrate on the same numbers and one announces.
+            u.owned = False
+            u.hold = u.last + 2.0 * self.s.summary_interval_s
+            return
+        self._announce(u, u.last, out)
+
+    def _announce(self, u: Unit, ts: float, out: list[Event]) -> None:
+        """visit.started, once per visit, by the first gateway that owns it."""
+        if u.announced or not u.owned or u.visit is None:
+            return
+        u.announced = True
+        out.append(Event(V_STARTED, ts, {
+            "visit_id": u.visit, "device": u.key, "radio": u.radio.value,
+            "first_seen": u.first, "observations": u.count,
+            "rssi": round(u.sig.x, 1)}, subject=u.visit))
+
+    def _ownership(self, u: Unit, ts: float, out: list[Event]) -> None:
+        owned = ts >= u.hold and self.peers.owns(u, ts)
+        if owned == u.owned or u.visit is None:
+            u.owned = owned
+            return
+        if not owned:
+            # Hand-over: this gateway's last act is leaving its zone; the new owner enters its.
+            self._exit_zone(u, ts, out)
+            u.cand, u.cand_due = None, INF
+            u.owned = False
+        else:
+            u.owned = True
+            self._announce(u, ts, out)
+            u.lo, u.hi = INF, -INF
+
+    def _check_walkin(self, u: Unit, ts: float, out: list[Event]) -> bool:
+        """Walk-in and fixture rules; True when the visit was ended (a fixture)."""
+        s = self.s
+        if ts - u.first + u.day_present > u.limit:
+            self._make_fixture(u, ts, out)
+            return True
+        if u.walkin or u.strong < s.min_sightings:  # one strong frame may be a reflection
+            return False
+        # Strong on min_sightings readings: inside now, so it counts in `present` at once.
+        # Whether it was a visit (an entry) or a passer-by is decided by walk_in.min_time.
+        if ts - u.first >= s.walkin_count_s:
+            u.inside = True
+        if ts - u.first >= s.walkin_min_s:
+            u.walkin = u.inside = True
+            if u.person:
+                self.footfall.entry()
+        elif u.first - self._started < s.walkin_min_s:
+            # Cold start: a device heard from the gateway's first minutes may have been inside
+            # before it started (a reboot in an open store); it counts in `present` at once,
+            # but it is no entry: nobody saw it come in.
+            u.walkin = u.inside = True
+        return False
+
+    def _make_fixture(self, u: Unit, ts: float, out: list[Event]) -> None:
+        """Present too long today: staff or a fixture. The visit ends now; no more today."""
+        self._fixtures.add(u.key)
+        u.fixture = True
+        self._end_visit(u, out, at=ts, reason="fixture")
+
+    def _end_visit(self, u: Unit, out: list[Event], *, at: float | None = None,
+                   reason: str = "timeout") -> None:
+        if u.visit is None:
+            return
+        end = u.last + self.s.visit_timeout_s if at is None else at
+        if u.zone is not None:
+            self._exit_zone(u, end, out)
+        duration = u.last - u.first
+        u.day_present += duration
+        kind = "fixture" if u.fixture else "visitor" if u.walkin else "passer_by"
+        if u.person and not u.fixture:
+            if u.walkin:
+                self.footfall.exit(duration)
+            else:
+                self.footfall.passer_by()
+        if u.announced and self.peers.closes(u):
+            out.append(Event(V_ENDED, end, {
+                "visit_id": u.visit, "device": u.key, "radio": u.radio.value,
+                "first_seen": u.first, "last_seen": u.last, "duration_s": round(duration, 3),
+                "observations": u.count, "zones": list(u.path),
+                "dwell_s": round(u.dwell, 3), "classification": kind, "reason": reason,
+                "max_rssi": round(u.max_x, 1)}, subject=u.visit))
+        u.visit = None
+
+    # -- zones ----------------------------------------------------------------------------
+    def _zones_for(self, u: Unit) -> tuple[Zone, ...]:
+        return self._zones_wifi if u.radio is Radio.WIFI else self._zones_ble
+
+    def _zone_step(self, u: Unit, ts: float, out: list[Event]) -> None:
+        cand, u.lo, u.hi = choose_zone(self._zones_for(u), u.zone, u.sig.x, u.sensor)
+        if cand is u.zone:
+            u.cand, u.cand_due = u.zone, INF
+            return
+        if cand is not u.cand:
+            confirm = (cand or u.zone)
+            u.cand = cand
+            u.cand_due = ts + (confirm.min_confirm_s if confirm is not None else 0.0)
+        if ts < u.cand_due:
+            return
+        if u.zone is not None:
+            self._exit_zone(u, ts, out)
+        u.cand_due = INF
+        if cand is not None:
+            self._enter_zone(u, cand, ts, out)
+        u.lo, u.hi = INF, -INF  # re-evaluate against the new current zone next reading
+
+    def _enter_zone(self, u: Unit, z: Zone, ts: float, out: list[Event]) -> None:
+        u.zone, u.zone_since, u.mark_i = z, ts, 0
+        u.path.append(z.name)
+        marks = self.s.dwell_marks_s
+        u.next_mark = ts + marks[0] if marks else INF
+        if u.person and not u.fixture:
+            self.footfall.zone_entry(z.name)
+        if u.owned:
+            ref = self.s.ref_power_wifi if u.radio is Radio.WIFI else self.s.ref_power_ble
+            d = distance_m(u.sig.x, u.ref if u.ref is not None else ref, z.exponent)
+            out.append(Event(Z_ENTERED, ts, {
+                "visit_id": u.visit, "device": u.key, "zone": z.name,
+                "rssi": round(u.sig.x, 1), "distance_m": round(d, 2),
+                "proximity": proximity(d)}, subject=u.visit))
+
+    def _exit_zone(self, u: Unit, ts: float, out: list[Event]) -> None:
+        z = u.zone
+        if z is None:
+            return
+        last = min(ts, u.last) if ts > u.last else ts
+        dwell = max(0.0, last - u.zone_since)
+        u.dwell += dwell
+        u.zone, u.next_mark = None, INF
+        if u.person and not u.fixture:
+            self.footfall.zone_exit(z.name, dwell)
+        if u.owned:
+            out.append(Event(Z_EXITED, ts, {
+                "visit_id": u.visit, "device": u.key, "zone": z.name,
+                "dwell_s": round(dwell, 3)}, subject=u.visit))
+
+    def _marks(self, u: Unit, ts: float, out: list[Event]) -> None:
+        marks = self.s.dwell_marks_s
+        z = u.zone
+        while z is not None and u.next_mark <= ts:
+            if u.owned:
+                out.append(Event(Z_DWELL, u.next_mark, {
+                    "visit_id": u.visit, "device": u.key, "zone": z.name,
+                    "dwell_s": marks[u.mark_i]}, subject=u.visit))
+            u.mark_i += 1
+            u.next_mark = u.zone_since + marks[u.mark_i] if u.mark_i < len(marks) else INF
+
+    # -- time -----------------------------------------------------------------------------
+    def tick(self, now: float) -> list[Event]:
+        out: list[Event] = []
+        interval = self.s.footfall_interval_s
+        if self._next_footfall is None:
+            self._next_footfall = (now // interval + 1) * interval
+        while self._next_footfall <= now:
+            boundary = self._next_footfall
+            self._expire(boundary, out)
+            self._footfall(boundary, out)
+            self._next_footfall = boundary + interval
+            if not self._units and self._next_footfall + interval <= now:
+                # Nothing left to report: jump over the quiet hours in one step.
+                self._next_footfall = (now // interval) * interval
+        self._expire(now, out)
+        if self.peers.dirty:
+            self._recheck(now, out)
+        return out
+
+    def _recheck(self, now: float, out: list[Event]) -> None:
+        """Ownership after peer summaries arrived (sorted: the same order on every run)."""
+        dirty = sorted(self.peers.dirty)
+        self.peers.dirty.clear()
+        for key in dirty:
+            u = self._units.get(key)
+            if u is not None and u.visit is not None:
+                v = self.peers.visit_of(key)
+                if not u.announced and v is not None and (v[1], v[0]) < (u.first, u.visit):
+                    u.visit, u.first, u.announced = v  # one visit id store-wide
+                elif v is not None and v[0] == u.visit and v[2]:
+                    u.announced = True  # a peer announced it meanwhile
+                self._ownership(u, now, out)
+                if u.owned and u.hi < u.lo:
+                    self._zone_step(u, now, out)
+
+    def _expire(self, now: float, out: list[Event]) -> None:
+        units = self._units
+        horizon = self._horizon
+        while units:
+            key = next(iter(units))
+            u = units[key]
+            if u.last + horizon > now and not (u.visit is not None and
+                                               u.last + self.s.visit_timeout_s <= now):
+                break
+            del units[key]
+            self._retire(u, out)
+
+    def _retire(self, u: Unit, out: list[Event]) -> None:
+        self._end_visit(u, out)
+        self.peers.forget(u.key)
+        # Remember long stays for the fixture rule; forget everyone else at once.
+        if u.day_present >= self.s.walkin_min_s and not u.fixture:
+            self._dormant[u.key] = u.day_present
+
+    def _evict(self, out: list[Event]) -> None:
+        units = self._units
+        while len(units) > self.s.max_devices:
+            key = next(iter(units))
+            self._retire(units.pop(key), out)
+            self.evicted += 1
+
+    def _roll_day(self, day: int) -> None:
+        if day != self._day:
+            self._day = day
+            self._dormant.clear()
+            self._fixtures.clear()
+            self.footfall.roll_day(day)
+
+    def _inside(self, u: Unit, now: float) -> bool:
+        """Still here, not merely not timed out: silent for no longer than its own rhythm
+        allows (presence_config: exit.rhythm_factor, exit.min_quiet)."""
+        s = self.s
+        if u.max_x < s.walkin_min_rssi + s.weak_margin_db and now - u.first > s.weak_max_presence_s:
+            return False  # weak AND long: a neighbouring room, not the zone
+        quiet = now - u.last
+        return quiet <= s.exit_min_quiet_s or u.gap == 0.0 \
+            or quiet <= s.exit_rhythm_factor * u.gap
+
+    def _footfall(self, now: float, out: list[Event]) -> None:
+        self._roll_day(int(now // _DAY))
+        pop = Population()
+        for u in self._units.values():
+            if u.visit is not None and u.inside and u.person and not u.fixture \
+                    and self._inside(u, now):
+                pop.add(u.radio is Radio.WIFI, u.zone.name if u.zone is not None else None)
+        data = self.footfall.snapshot(pop)
+        data["interval_s"] = self.s.footfall_interval_s
+        out.append(Event(FOOTFALL, now, data, subject=self.store_id))
+        for suffix, state in occupancy_states(data):
+            if self._last_state.get(suffix) != state:
+                self._last_state[suffix] = state
+                out.append(Event(OCCUPANCY, now, state, subject=self.store_id, retained=True,
+                                 topic_suffix=suffix))
+
+    # -- several gateways -----------------------------------------------------------------
+    def peer_summary(self, now: float) -> list[dict[str, Any]]:
+        """This gateway's compact view of every device seen within the visit timeout."""
+        return self.peers.summary(self._units.values(), now)
+
+    def apply_peer_summary(self, gateway_id: str, items: Iterable[Mapping[str, Any]],
+                           now: float) -> None:
+        self.peers.apply(gateway_id, items, now, self._units)
+
+    @property
+    def units(self) -> int:
+        return len(self._units)

@@ -1,0 +1,128 @@
+"""Per-unit state of the presence engine, and what counts as a person-carried device.
+
+Invariants:
+- `Unit` is a plain slotted object mutated in place on the hot path (no allocation per
+  reading); everything a visit needs to be closed later is in it.
+- The grouper maps a Wi-Fi observation with a random address to a stable, pseudonymous group
+  key (gateway/core/fingerprint.py `DeviceGrouper`); `AddressGrouper` (each address its own
+  unit) and `FingerprintFieldGrouper` (one unit per IE fingerprint) are kept for comparison.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from presence_gateway.core.model import Kind, Observation, Radio
+from presence_gateway.core.presence.grouping import DeviceGrouper
+from presence_gateway.core.presence.tracker import INF, Signal, Zone
+
+# BLE advert kinds that phones (and watches/tablets carried by a person) send on their own.
+# Beacons, trackers and accessories are tracked and get visits, but are not people.
+PHONE_KINDS = frozenset({Kind.APPLE.value, Kind.EXPOSURE_NOTIFICATION.value,
+                         Kind.SAMSUNG.value})
+
+
+def is_person(obs: Observation) -> bool:
+    if obs.radio is Radio.WIFI or obs.identity is not None:
+        return True
+    return obs.kind in PHONE_KINDS
+
+
+def beacon_ref_power(obs: Observation) -> float | None:
+    """RSSI at 1 m a beacon announces: iBeacon/AltBeacon measured power, or Eddystone's
+    0 m TX power less the 41 dB the Eddystone spec gives for the first metre."""
+    if obs.radio is not Radio.BLE or not obs.fields:
+        return None
+    f = obs.fields
+    for name, offset in (("power", 0.0), ("ref_rssi", 0.0), ("tx_power", -41.0)):
+        v = f.get(name)
+        if isinstance(v, int | float) and not isinstance(v, bool) and -127 <= v <= 20:
+            return float(v) + offset
+    return None
+
+
+BURST_S = 5.0
+
+
+class Grouper(Protocol):
+    def observe(self, obs: Observation) -> str: ...
+
+
+class AddressGrouper:
+    """Fallback: every address is its own unit (what address counters do: overcounts)."""
+
+    def observe(self, obs: Observation) -> str:
+        return obs.device
+
+
+class FingerprintFieldGrouper:
+    """Fallback: addresses with the same IE fingerprint are one unit. Merges two phones of the
+    same model and software (undercounts crowds), never splits one phone's rotating addresses."""
+
+    def observe(self, obs: Observation) -> str:
+        fp = obs.fingerprint
+        return obs.device if fp is None else "fp-" + fp
+
+
+def default_grouper() -> Grouper:
+    """The randomization-aware grouper (fingerprint + sequence continuity + burst timing + RSSI):
+    one phone's rotating addresses are one unit, so `present` counts devices, not addresses."""
+    return DeviceGrouper()
+
+
+class Unit:
+    """One device (or group of addresses) and its open visit, if any."""
+
+    __slots__ = ("announced", "cand", "cand_due", "count", "day_present", "dwell", "first",
+                 "fixture", "gap", "hi", "hold", "inside", "key", "last", "limit", "lo", "mark_i",
+                 "max_x", "next_mark", "owned", "path", "person", "radio", "ref", "sensor",
+                 "sig", "strong", "visit", "walkin", "zone", "zone_since")
+
+    def __init__(self, key: str, radio: Radio, ts: float, rssi: float, r: float,
+                 person: bool) -> None:
+        self.key = key
+        self.radio = radio
+        self.person = person
+        self.sig = Signal(rssi, ts, r)
+        self.sensor = ""
+        self.ref: float | None = None
+        self.day_present = 0.0
+        self.fixture = False
+        self.limit = INF  # presence per day beyond which this unit is a fixture (engine sets)
+        self.owned = True
+        self.last: float = ts
+        self.gap = 0.0  # running mean of the gaps between its bursts (0: not known yet)
+        self.reset(ts)
+
+    def heard(self, ts: float) -> None:
+        """A reading at `ts` was accepted: learn the device's rhythm from the gap before it.
+        Frames closer than BURST_S belong to one burst (a scan sends several probes within a
+        second); the mean follows a changed rhythm (screen off) within a few bursts."""
+        gap = ts - self.last
+        if gap > BURST_S:
+            self.gap = gap if self.gap == 0.0 else self.gap + 0.25 * (gap - self.gap)
+        if ts > self.last:
+            self.last = ts
+
+    def reset(self, ts: float) -> None:
+        """Forget the last visit (a new one may start at `ts`)."""
+        self.first = ts
+        self.last = ts
+        self.count = 0
+        self.visit: str | None = None
+        self.announced = False
+        self.hold = -INF  # no events for this visit before (multi-gateway start)
+        self.walkin = False  # classification: a visitor (walk_in.min_time and min_rssi met)
+        self.inside = False  # counting: confirmed strong enough to be in the store now
+        self.max_x = -INF
+        self.strong = 0  # readings with the smoothed RSSI at or above walk_in.min_rssi
+        self.zone: Zone | None = None
+        self.zone_since = ts
+        self.cand: Zone | None = None
+        self.cand_due = INF
+        self.lo = INF  # empty band: the first reading of a visit decides the zone
+        self.hi = -INF
+        self.mark_i = 0
+        self.next_mark = INF
+        self.path: list[str] = []
+        self.dwell = 0.0

@@ -1,0 +1,192 @@
+"""The control plane of a running gateway: what arrives other than radio frames.
+
+- `offers.reload` commands on `{base}/commands/offers.reload` (HMAC-authenticated) and SIGHUP
+  reload the offer rules; the result is published on `.../commands/offers.reload/result`.
+- Identity registry and opt-out sync from central (`{store}/identity/snapshot|updates`).
+- Peer summaries between a store's gateways on `{store}/sync/{gateway}` (ephemeral, QoS 0).
+- Maintenance: visit history flush, registry reload after CLI edits, retention purge, offer
+  ledger persistence and pruning.
+
+Invariants: every input is validated before it changes anything; a rejected input changes
+nothing and yields a `presence.command.rejected` (or a failed result) event; handlers never
+raise into the MQTT client. Everything runs on the service's loop, in the service's TaskGroup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from presence_gateway.core.commands import (
+    OFFERS_RELOAD,
+    CommandGuard,
+    CommandRejected,
+    reload_offers,
+    reload_request,
+    result_event,
+)
+from presence_gateway.core.config import GatewayConfig
+from presence_gateway.core.model import Event, OutboundMessage
+from presence_gateway.runtime.assembly import Core
+
+log = logging.getLogger("presence_gateway")
+Emit = Callable[[list[OutboundMessage]], None]
+MAINTENANCE_S = 10.0
+PURGE_S = 3600.0
+
+
+class ControlPlane:
+    def __init__(self, cfg: GatewayConfig, core: Core, emit: Emit, *, identity: Any = None,
+                 ledger: Any = None, publisher: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        # The clock of retention and caps: wall time live, capture time in a replay (a replay
+        # of last month must neither purge what it just linked nor age out its own caps).
+        self.clock = clock
+        self.core = core
+        self.emit = emit
+        self.identity = identity      # IdentityRuntime or None (no database: replay --no-mqtt)
+        self.ledger = ledger          # OfferLedgerStore or None
+        self.publisher = publisher
+        self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1000)
+        self.guard = CommandGuard(cfg.offers.command_key, store_id=cfg.store_id,
+                                  gateway_id=cfg.gateway_id,
+                                  max_age_s=cfg.offers.command_max_age_s)
+        self.reload_topic = f"{core.topics.commands}/{OFFERS_RELOAD}"
+        self.sync_prefix = f"{core.topics.store}/sync/"
+        self.dropped = 0
+        self._last_purge = 0.0
+
+    # -- inputs ---------------------------------------------------------------------------
+    def subscribe_all(self) -> None:
+        if self.publisher is None:
+            return
+        self.publisher.subscribe(self.reload_topic, self._enqueue)
+        if self.identity is not None:
+            for topic in self.identity.topics:
+                self.publisher.subscribe(topic, self._enqueue)
+        self.publisher.subscribe(self.sync_prefix + "+", self._on_peer, qos=0)
+
+    def _enqueue(self, topic: str, payload: bytes) -> None:
+        try:
+            self.inbox.put_nowait((topic, payload))
+        except asyncio.QueueFull:  # a flood of commands must not grow memory
+            self.dropped += 1
+
+    def sighup(self) -> None:
+        self._enqueue("sighup", b"")
+
+    # -- the control task -----------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            topic, payload = await self.inbox.get()
+            try:
+                events = await self._handle(topic, payload, time.time())
+            except Exception:  # a bad message must never stop the control plane
+                log.exception("control message on %s failed", topic)
+                continue
+            if events:
+                self.emit(self.core.pipeline.inject(events))
+
+    async def _handle(self, topic: str, payload: bytes, now: float) -> list[Event]:
+        if topic == "sighup":
+            return self._reload_from_file(now)
+        if topic == self.reload_topic:
+            return self._reload_command(payload, now)
+        if self.identity is not None and topic in self.identity.topics:
+            events: list[Event] = await self.identity.on_message(topic, payload, now)
+            self.core.boundary.opt_out = self.identity.opt_out
+            return events
+        return []
+
+    def _reload_from_file(self, now: float) -> list[Event]:
+        path = self.cfg.offers.rules_path
+        if path is None or self.core.offers is None:
+            log.info("SIGHUP: no offer rules configured")
+            return []
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            log.error("SIGHUP: cannot read %s: %s; the old rules keep running", path,
+                      exc.strerror)
+            return []
+        ok, event = reload_offers(self.core.offers, text, source=path, zones=self._zones(),
+                                  now=now)
+        log.info("SIGHUP: offer rules %s", "reloaded" if ok else "rejected, old rules kept")
+        return [event]
+
+    def _reload_command(self, payload: bytes, now: float) -> list[Event]:
+        cmd = self.guard.check(OFFERS_RELOAD, payload, now)
+        if isinstance(cmd, CommandRejected):
+            log.warning("offers.reload rejected: %s", cmd.reason)
+            return [result_event(OFFERS_RELOAD, now, command_id=cmd.id, ok=False,
+                                 reason=cmd.reason)]
+        req = reload_request(cmd)
+        if isinstance(req, CommandRejected):
+            return [result_event(OFFERS_RELOAD, now, command_id=req.id, ok=False,
+                                 reason=req.reason)]
+        if self.core.offers is None:
+            return [result_event(OFFERS_RELOAD, now, command_id=cmd.id, ok=False,
+                                 reason="offers_disabled")]
+        _, event = reload_offers(self.core.offers, req.rules_text, source=f"command {cmd.id}",
+                                 zones=self._zones(), now=now, command_id=cmd.id,
+                                 version=req.version)
+        return [event]
+
+    def _zones(self) -> set[str]:
+        return {z.name for z in self.cfg.presence.zones}
+
+    # -- peers ----------------------------------------------------------------------------
+    def _on_peer(self, topic: str, payload: bytes) -> None:
+        gateway = topic[len(self.sync_prefix):]
+        if gateway == self.cfg.gateway_id:
+            return
+        try:
+            items = orjson.loads(payload)
+            if not isinstance(items, list):
+                raise ValueError("not a list")
+            self.core.engine.apply_peer_summary(gateway, items, time.time())
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("peer summary from %s ignored: %s", gateway, exc)
+
+    async def peers(self) -> None:
+        """Publish this gateway's device summaries for the store's other gateways."""
+        topic = self.sync_prefix + self.cfg.gateway_id
+        interval = self.cfg.presence.summary_interval_s
+        while True:
+            if self.publisher is not None:
+                summary = self.core.engine.peer_summary(time.time())
+                self.publisher.publish_now(topic, orjson.dumps(summary))
+            await asyncio.sleep(interval)
+
+    # -- maintenance ----------------------------------------------------------------------
+    async def maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_S)
+            await self.tend(self.clock())
+
+    async def tend(self, now: float) -> None:
+        """Persist what the core accumulated and enforce retention (also at shutdown)."""
+        if self.identity is not None:
+            await self.identity.flush()
+            if await self.identity.reload_if_changed():
+                self.core.boundary.opt_out = self.identity.opt_out
+        if self.ledger is not None and self.core.offers is not None:
+            rows = self.core.offers.ledger_entries()
+            if rows:
+                await self.ledger.append(rows)
+        if now - self._last_purge >= PURGE_S:
+            self._last_purge = now
+            await self._purge(now)
+
+    async def _purge(self, now: float) -> None:
+        if self.identity is not None:
+            await self.identity.purge(now, self.cfg.privacy.retention_days)
+        if self.ledger is not None and self.core.offers is not None:
+            await self.ledger.prune(now - self.core.offers.rules.horizon_s)

@@ -1,0 +1,139 @@
+"""Shell glue the service holds for identity: registry <-> index, linker, opt-out, MQTT sync.
+
+The service does, in order:
+    rt = await IdentityRuntime.start(outbox, pseudonymizer, settings, prefix=..., store=...)
+    rt.boundary = Boundary(pseudonymizer, resolver=rt.index, opt_out=rt.opt_out)
+    pipeline = Pipeline(..., linker=rt.linker, offers=OfferEngine(..., context=rt.context))
+    for topic in rt.topics: publisher.subscribe(topic, inbox_put)  # publisher handlers are
+        # sync: put (topic, payload) on a queue; one task awaits rt.on_message(topic, payload,
+        # now) for each and sends the returned events through the pipeline's envelope
+    periodically: await rt.flush(); await rt.reload_if_changed(); await rt.purge(now, days)
+
+Invariants:
+- A sync message is applied to SQLite first (one transaction), then to memory (index, opt-out,
+  linker); a rejected one changes neither and yields one `presence.command.rejected` event.
+- Messages are handled one at a time (a lock), so versions are checked against the committed
+  state, never against a change still being written.
+- Nothing here logs a payload: rejections log the reason code and detail only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from presence_gateway.adapters.identity_store import OutboxLike, Purged, Registry
+from presence_gateway.core.identity.config import IdentitySettings
+from presence_gateway.core.identity.index import IdentityIndex
+from presence_gateway.core.identity.link import IdentityContext, Linker
+from presence_gateway.core.identity.sync import SNAPSHOT, UPDATE, SyncChange, SyncRejected, check
+from presence_gateway.core.identity.sync import rejection_event as _rejection
+from presence_gateway.core.identity.sync import topics as _topics
+from presence_gateway.core.model import Event
+from presence_gateway.core.privacy import Boundary, Pseudonymizer
+from presence_gateway.errors import StoreError
+
+log = logging.getLogger("presence_gateway.identity")
+
+
+class IdentityRuntime:
+    def __init__(self, registry: Registry, pseudonymizer: Pseudonymizer,
+                 settings: IdentitySettings, *, prefix: str, store: str) -> None:
+        self.registry = registry
+        self._hasher = pseudonymizer.stable_hash
+        self.settings = settings
+        self.store = store
+        default_snapshot, default_updates = _topics(prefix, store)
+        self.snapshot_topic = settings.snapshot_topic or default_snapshot
+        self.updates_topic = settings.updates_topic or default_updates
+        self.index = IdentityIndex(self._hasher, app_uuid=settings.app_uuid,
+                                   app_window_s=settings.app_window_s,
+                                   app_tolerance=settings.app_tolerance,
+                                   eid_tolerance=settings.eid_tolerance)
+        self.linker = Linker(self.index.get)
+        self.context = IdentityContext(self.index, self.linker)
+        self.opt_out: frozenset[str] = frozenset()
+        self.version = 0
+        self.boundary: Boundary | None = None  # set by the service; its opt_out is kept current
+        self._lock = asyncio.Lock()
+        self._data_version: int | None = None
+
+    @classmethod
+    async def start(cls, outbox: OutboxLike, pseudonymizer: Pseudonymizer,
+                    settings: IdentitySettings, *, prefix: str, store: str) -> IdentityRuntime:
+        """Attach to the outbox's DB file and load everything (StoreError on a wrong secret)."""
+        rt = cls(await Registry.attach(outbox), pseudonymizer, settings, prefix=prefix,
+                 store=store)
+        await rt._load(with_visits=True)
+        return rt
+
+    @property
+    def topics(self) -> tuple[str, str]:
+        return self.snapshot_topic, self.updates_topic
+
+    async def _load(self, *, with_visits: bool = False) -> None:
+        state = await self.registry.load(self._hasher)
+        self.index.replace(state.entries)
+        if with_visits:
+            self.linker = Linker(self.index.get, state.visits)
+            self.context = IdentityContext(self.index, self.linker)
+        self.opt_out = state.opt_out
+        self.version = state.version
+        if self.boundary is not None:
+            self.boundary.opt_out = state.opt_out
+        if self.index.unusable:
+            log.warning("%d app-token entries cannot match: set identity.app_token.uuid",
+                        len(self.index.unusable))
+        self._data_version = await self._pragma_data_version()
+
+    async def on_message(self, topic: str, payload: bytes, now: float) -> list[Event]:
+        """A message on a sync topic -> [] when applied or ignored, else [rejection event]."""
+        kind = SNAPSHOT if topic == self.snapshot_topic else UPDATE
+        async with self._lock:
+            result = check(payload, kind=kind, store=self.store, key=self.settings.sync_key,
+                           current_version=self.version, hasher=self._hasher)
+            if isinstance(result, SyncRejected):
+                log.warning("identity sync rejected on %s: %s (%s)", topic, result.reason,
+                            result.detail)
+                return [_rejection(result, now, topic)]
+            if isinstance(result, SyncChange):
+                await self.registry.apply_sync(result, self._hasher, now)
+                for customer in result.delete_customers:
+                    self.linker.forget(customer)
+                await self._load()
+                log.info("identity sync %s v%d applied: %d entries, %d opted out", kind,
+                         result.version, len(self.index), len(self.opt_out))
+            return []
+
+    async def flush(self) -> None:
+        """Store the linker's new visit records (call it with the outbox batch cadence)."""
+        await self.registry.add_visits(self.linker.take_visits())
+
+    async def forget(self, customer_id: str) -> None:
+        """Erasure while running (e.g. from a command): store first, then memory."""
+        async with self._lock:
+            await self.registry.forget(customer_id)
+            self.linker.forget(customer_id)
+            await self._load()
+
+    async def purge(self, now: float, retention_days: float) -> Purged:
+        purged = await self.registry.purge(now, retention_days)
+        self.linker.purge(now - retention_days * 86400.0)
+        if purged.expired_entries:
+            await self._load()
+        return purged
+
+    async def reload_if_changed(self) -> bool:
+        """Pick up changes another process committed (the `identities` CLI on a live file)."""
+        current = await self._pragma_data_version()
+        if current == self._data_version:
+            return False
+        async with self._lock:
+            await self._load()
+        return True
+
+    async def _pragma_data_version(self) -> int | None:
+        try:
+            return await self.registry.data_version()
+        except StoreError:
+            return None
