@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 
+from presence_gateway.core.events import VisitStarted, ZoneDwell
 from presence_gateway.core.identity.index import (
     Entry,
     EntryKind,
@@ -25,7 +26,7 @@ from presence_gateway.core.identity.index import (
 )
 from presence_gateway.core.identity.link import Linker
 from presence_gateway.core.identity.resolve import ah, app_token, app_token_window
-from presence_gateway.core.model import AddressKind, Event, Observation, Radio, Sighting
+from presence_gateway.core.model import AddressKind, Observation, Radio, Sighting
 from presence_gateway.core.privacy import Pseudonymizer
 
 N = 10_000
@@ -119,8 +120,9 @@ def _linker(ix: IdentityIndex) -> float:
     obs = Observation(NOW, Radio.BLE, "dev", AddressKind.RESOLVABLE, -60, None, "apple",
                       identity=entry)
     lk.observe(obs)
-    lk.decorate([Event("presence.visit.started", NOW, {"visit_id": "v", "device": "dev"})])
-    dwell = [Event("presence.zone.dwell", NOW, {"visit_id": "v", "device": "dev", "zone": "z"})]
+    lk.decorate([VisitStarted(time=NOW, visit_id="v", device="dev", radio="ble", first_seen=NOW,
+                              observations=1, rssi=-60.0)])
+    dwell = [ZoneDwell(time=NOW, visit_id="v", device="dev", zone="z", dwell_s=60.0)]
     n = 100_000
 
     def step() -> None:

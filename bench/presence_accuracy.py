@@ -26,9 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from presence_gateway.core.events import FootfallCounted, VisitStarted
 from presence_gateway.core.model import AddressKind, Observation, Sighting
 from presence_gateway.core.presence.config import PresenceSettings
-from presence_gateway.core.presence.sessions import FOOTFALL, PresenceEngine
+from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
 from presence_gateway.core.wifi.frames import parse_record
 
@@ -77,16 +78,16 @@ def replay(path: Path, truth_by_frame: list[float | None] | None, *, random_la: 
     for i, obs in observations(path, random_la=random_la):
         while next_tick is not None and next_tick <= obs.ts:
             for ev in engine.tick(next_tick):
-                if ev.type == FOOTFALL:
-                    est[int(ev.time // 60) - 1] = float(ev.data["present"])
-                elif ev.type == "presence.visit.started":
-                    units.add(str(ev.data["device"]))
+                if isinstance(ev, FootfallCounted):
+                    est[int(ev.time // 60) - 1] = ev.present
+                elif isinstance(ev, VisitStarted):
+                    units.add(ev.device)
             next_tick += TICK_S
         if next_tick is None:
             next_tick = (obs.ts // TICK_S + 1) * TICK_S
         for ev in engine.feed(obs):
-            if ev.type == "presence.visit.started":
-                units.add(str(ev.data["device"]))
+            if isinstance(ev, VisitStarted):
+                units.add(ev.device)
         if truth_by_frame is not None and truth_by_frame[i] is not None:
             truth[int(obs.ts // 60)] = truth_by_frame[i]  # type: ignore[assignment]
     return est, truth, len(units)

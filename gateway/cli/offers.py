@@ -27,19 +27,20 @@ from typing import IO
 from presence_gateway.adapters.identity_store import Registry, RegistryState
 from presence_gateway.cli.identities import identity_settings
 from presence_gateway.core.config import GatewayConfig, load_config
+from presence_gateway.core.events import EventType
 from presence_gateway.core.identity.config import IdentitySettings
 from presence_gateway.core.identity.importer import parse_import
 from presence_gateway.core.identity.index import IdentityIndex
 from presence_gateway.core.identity.link import Linker
 from presence_gateway.core.model import OutboundMessage, Rejection, Sighting
-from presence_gateway.core.offers.engine import OFFER_TYPE, OfferEngine
+from presence_gateway.core.offers.engine import OfferEngine
 from presence_gateway.core.offers.rules import RuleSet
 from presence_gateway.core.pipeline import Pipeline
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
 from presence_gateway.errors import ConfigError, ConfigErrors, GatewayError
 from presence_gateway.runtime.assembly import assemble, load_rules, pseudonymizer_for
 
-_OFFER_TOPIC_END = "/" + OFFER_TYPE
+_OFFER_TOPIC_END = "/" + EventType.OFFER_TRIGGERED.value
 
 
 @dataclasses.dataclass(slots=True)

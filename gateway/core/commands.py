@@ -1,5 +1,7 @@
 """Authenticated gateway commands (e.g. `offers.reload`): pure validation, no I/O.
 
+Each command's own fields and effect live with its domain (offers: core/offers/reload.py).
+
 Wire format on `{prefix}/v1/{store}/{gateway}/commands/{name}` (QoS 1, not retained):
 
     {"body": "<JSON text of the command>", "hmac": "<hex HMAC-SHA256(key, body as UTF-8)>"}
@@ -27,18 +29,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from presence_gateway.core.model import Event
-from presence_gateway.core.offers.engine import OfferEngine
-from presence_gateway.core.offers.rules import parse_rules
-from presence_gateway.errors import ConfigError, ConfigErrors
+from presence_gateway.core.events import CommandOutcome, CommandRefused, CommandResult
 
-RESULT_TYPE = "presence.command.result"
-REJECTED_TYPE = "presence.command.rejected"
-OFFERS_RELOAD = "offers.reload"
 _MAX_PAYLOAD = 1 << 20   # 1 MiB: a rules file is a few KB; refuse to parse anything huge
 
 
@@ -55,13 +51,6 @@ class CommandRejected:
     reason: str              # not_configured, malformed, bad_signature, wrong_command,
     detail: str              # wrong_target, stale, future, duplicate, invalid
     id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadRequest:
-    command: Command
-    version: str
-    rules_text: str
 
 
 def sign(key: bytes, body: Mapping[str, Any]) -> bytes:
@@ -123,34 +112,17 @@ class CommandGuard:
             del self._seen[old]
 
 
-def reload_request(cmd: Command) -> ReloadRequest | CommandRejected:
-    """The fields of an accepted `offers.reload` command, or why they are unusable."""
-    rules, version = cmd.body.get("rules"), cmd.body.get("version", "")
-    if not isinstance(rules, str) or not isinstance(version, str | int):
-        return CommandRejected("invalid", "offers.reload needs rules (YAML text) and a version",
-                               cmd.id)
-    return ReloadRequest(cmd, str(version), rules)
-
-
 def result_event(name: str, now: float, *, command_id: str | None, ok: bool,
                  version: str = "", rules: int = 0, errors: tuple[str, ...] = (),
-                 reason: str = "") -> Event:
+                 reason: str = "") -> CommandOutcome:
     """What goes on `.../commands/{name}/result` (the shell publishes it, QoS 1).
 
     `errors` are the rules file's messages (file:line key (rule id): message) when a reload was
     refused; `reason` is a guard rejection code. The old rules keep running unless `ok`.
     """
-    data: dict[str, Any] = {"command": name, "id": command_id, "ok": ok, "time": now}
-    if version:
-        data["version"] = version
-    if ok:
-        data["rules"] = rules
-    if errors:
-        data["errors"] = list(errors)
-    if reason:
-        data["reason"] = reason
-    return Event(type=RESULT_TYPE if reason == "" else REJECTED_TYPE, time=now, data=data,
-                 subject=command_id, topic_suffix=f"commands/{name}/result")
+    cls = CommandRefused if reason else CommandResult
+    return cls(time=now, command=name, command_id=command_id, ok=ok, version=version,
+               rules=rules, errors=errors, reason=reason)
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
@@ -161,22 +133,3 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def reload_offers(engine: OfferEngine, text: str, *, source: str, zones: Collection[str] | None,
-                  now: float, command_id: str | None = None,
-                  version: str = "") -> tuple[bool, Event]:
-    """Validate a whole rules text and swap it into `engine` only if it has no error.
-
-    Used for SIGHUP (command_id None, the file's text) and for `offers.reload` commands.
-    Returns (swapped, the result event); on failure the engine keeps its old rules.
-    """
-    try:
-        rules = parse_rules(text, source, zones=zones)
-    except (ConfigError, ConfigErrors) as exc:
-        errs = exc.errors if isinstance(exc, ConfigErrors) else [exc]
-        return False, result_event(OFFERS_RELOAD, now, command_id=command_id, ok=False,
-                                   version=version, errors=tuple(str(e) for e in errs))
-    engine.replace_rules(rules)
-    return True, result_event(OFFERS_RELOAD, now, command_id=command_id, ok=True,
-                              version=version or rules.version, rules=len(rules.rules))

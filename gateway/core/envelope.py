@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from presence_gateway.core.model import Event, OutboundMessage, fast_constructor
+from presence_gateway.core.events import Event
+from presence_gateway.core.model import OutboundMessage, fast_constructor
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -94,25 +95,27 @@ class Envelope:
         seq = self.next_seq
         self.next_seq = seq + 1
         msg_id = uuid7(event.time, self._rand(74))
+        etype = event.type.value
         body: dict[str, Any] = {
             "specversion": SPECVERSION,
             "id": msg_id,
             "source": self.source,
-            "type": event.type,
+            "type": etype,
             "time": self._time(event.time),
             "datacontenttype": "application/json",
-            "dataschema": SCHEMA_BASE + event.type,
+            "dataschema": SCHEMA_BASE + etype,
             "sequence": seq,
-            "data": event.data,
+            "data": event.payload(),
         }
-        if event.subject is not None:
-            body["subject"] = event.subject
+        subject = event.subject
+        if subject is not None:
+            body["subject"] = subject
         suffix = event.topic_suffix
         if suffix is not None and suffix.startswith("commands/"):
             topic = f"{self.topics.base}/{suffix}"  # a command's result beside the command
         elif event.retained and suffix:
             topic = self.topics.state(suffix)
         else:
-            topic = self.topics.event(event.type)
+            topic = self.topics.event(etype)
         return _new_message(msg_id, seq, topic, orjson.dumps(body), self.qos, event.retained,
                             event.time)

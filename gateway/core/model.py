@@ -1,5 +1,7 @@
 """Domain values that flow one way: driver -> core -> event -> outbox -> MQTT.
 
+Events themselves are typed classes in `events.py`.
+
 Invariants:
 - A `Sighting` is what a driver's parser produced. It still holds the raw address (and, for
   Wi-Fi, the raw SSID) and never leaves the driver boundary: `privacy.Boundary.admit` turns it
@@ -143,24 +145,6 @@ class Rejection:
 
     radio: Radio
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A domain event before it is wrapped for the wire (see envelope.py).
-
-    `type` is the CloudEvents type, e.g. "presence.visit.started"; `time` is the event time in
-    seconds (capture time during replay); `subject` names what it is about (a visit id, a zone).
-    `retained` marks state events (e.g. occupancy) published retained; `topic_suffix` replaces
-    the type in the topic for such state topics.
-    """
-
-    type: str
-    time: float
-    data: Mapping[str, Any]
-    subject: str | None = None
-    retained: bool = False
-    topic_suffix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from presence_gateway.core.envelope import Envelope
-from presence_gateway.core.model import Event, Observation, OutboundMessage
-
-STATS_TYPE = "presence.gateway.stats"
+from presence_gateway.core.events import Event, GatewayStats
+from presence_gateway.core.model import Observation, OutboundMessage
 
 
 class Engine(Protocol):
@@ -29,7 +28,7 @@ class Engine(Protocol):
 
 class Linker(Protocol):
     def observe(self, obs: Observation) -> None: ...
-    def decorate(self, events: list[Event]) -> list[Event]: ...
+    def decorate(self, events: Sequence[Event]) -> list[Event]: ...
 
 
 class Offers(Protocol):
@@ -142,7 +141,7 @@ class Pipeline:
     def inject(self, events: Sequence[Event]) -> list[OutboundMessage]:
         """Wrap events that did not come from observations (command results, sync
         rejections) with the same envelope and sequence."""
-        self.events_by_type.update(e.type for e in events)
+        self.events_by_type.update(e.type.value for e in events)
         return [self.envelope.wrap(e) for e in events]
 
     def _stats_event(self, now: float) -> Event:
@@ -170,4 +169,4 @@ class Pipeline:
             "mqtt_connected": bool(shell.get("mqtt_connected", False)),
         }
         self._window_obs = 0
-        return Event(type=STATS_TYPE, time=now, data=data, subject=self.gateway_id)
+        return GatewayStats(time=now, gateway=self.gateway_id, counts=data)

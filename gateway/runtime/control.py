@@ -23,16 +23,11 @@ from typing import Any
 
 import orjson
 
-from presence_gateway.core.commands import (
-    OFFERS_RELOAD,
-    CommandGuard,
-    CommandRejected,
-    reload_offers,
-    reload_request,
-    result_event,
-)
+from presence_gateway.core.commands import CommandGuard, CommandRejected, result_event
 from presence_gateway.core.config import GatewayConfig
-from presence_gateway.core.model import Event, OutboundMessage
+from presence_gateway.core.events import Event
+from presence_gateway.core.model import OutboundMessage
+from presence_gateway.core.offers.reload import OFFERS_RELOAD, reload_offers, reload_request
 from presence_gateway.runtime.assembly import Core
 
 log = logging.getLogger("presence_gateway")

@@ -23,13 +23,13 @@ import asyncio
 import logging
 
 from presence_gateway.adapters.identity_store import OutboxLike, Purged, Registry
+from presence_gateway.core.events import Event
 from presence_gateway.core.identity.config import IdentitySettings
 from presence_gateway.core.identity.index import IdentityIndex
 from presence_gateway.core.identity.link import IdentityContext, Linker
 from presence_gateway.core.identity.sync import SNAPSHOT, UPDATE, SyncChange, SyncRejected, check
 from presence_gateway.core.identity.sync import rejection_event as _rejection
 from presence_gateway.core.identity.sync import topics as _topics
-from presence_gateway.core.model import Event
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
 from presence_gateway.errors import StoreError
 

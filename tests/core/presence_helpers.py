@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from presence_gateway.core.model import AddressKind, Event, Kind, Observation, Radio
+from presence_gateway.core.events import Event
+from presence_gateway.core.model import AddressKind, Kind, Observation, Radio
 from presence_gateway.core.presence.sessions import PresenceEngine
 
 

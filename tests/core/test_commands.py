@@ -7,20 +7,18 @@ from typing import Any
 
 import pytest
 
-from presence_gateway.core.commands import (
+from presence_gateway.core.commands import Command, CommandGuard, CommandRejected, sign
+from presence_gateway.core.events import EventType
+from presence_gateway.core.offers.engine import OfferEngine
+from presence_gateway.core.offers.reload import (
     OFFERS_RELOAD,
-    REJECTED_TYPE,
-    RESULT_TYPE,
-    Command,
-    CommandGuard,
-    CommandRejected,
     ReloadRequest,
     reload_offers,
     reload_request,
-    sign,
 )
-from presence_gateway.core.offers.engine import OfferEngine
 from presence_gateway.core.offers.rules import EMPTY_RULES
+
+RESULT_TYPE, REJECTED_TYPE = EventType.COMMAND_RESULT, EventType.COMMAND_REJECTED
 
 KEY = b"0123456789abcdef-test-key"
 NOW = 1_750_000_000.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from presence_gateway.core.envelope import Envelope, Topics, rfc3339, uuid7
-from presence_gateway.core.model import Event
+from presence_gateway.core.events import CommandResult, OccupancyChanged, VisitStarted
 from tests.contract import validate_event
 
 
@@ -36,9 +36,10 @@ def test_rfc3339_is_utc_with_millis() -> None:
 
 def test_wrap_builds_structured_cloudevent_and_counts_sequence() -> None:
     env = make(next_seq=41)
-    data = {"visit_id": "v1", "device": "0123456789abcdef", "radio": "wifi"}
-    m1 = env.wrap(Event("presence.visit.started", 1677575702.0, data, subject="v1"))
-    m2 = env.wrap(Event("presence.visit.started", 1677575703.0, data))
+    data = {"visit_id": "v1", "device": "0123456789abcdef", "radio": "wifi",
+            "first_seen": 1677575700.0, "observations": 3, "rssi": -61.5}
+    m1 = env.wrap(VisitStarted(time=1677575702.0, **data))  # type: ignore[arg-type]
+    m2 = env.wrap(VisitStarted(time=1677575703.0, **data))  # type: ignore[arg-type]
     assert (m1.seq, m2.seq) == (41, 42) and env.next_seq == 43
     assert m1.topic == "presence/v1/s1/gw1/events/presence.visit.started"
     assert m1.id != m2.id and not m1.retain and m1.qos == 1
@@ -50,12 +51,11 @@ def test_wrap_builds_structured_cloudevent_and_counts_sequence() -> None:
 
 
 def test_retained_state_goes_to_state_topic() -> None:
-    m = make().wrap(Event("presence.occupancy", 5.0, {"present": 3}, retained=True,
-                          topic_suffix="occupancy/shoes"))
+    m = make().wrap(OccupancyChanged(time=5.0, store="s1", state_topic="occupancy/shoes",
+                                     state={"zone": "shoes", "present": 3}))
     assert m.retain and m.topic == "presence/v1/s1/gw1/state/occupancy/shoes"
 
 
 def test_command_result_goes_beside_the_command() -> None:
-    m = make().wrap(Event("presence.command.result", 5.0, {"ok": True},
-                          topic_suffix="commands/offers.reload/result"))
+    m = make().wrap(CommandResult(time=5.0, command="offers.reload", command_id="c1", ok=True))
     assert m.topic == "presence/v1/s1/gw1/commands/offers.reload/result" and not m.retain

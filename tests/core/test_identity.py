@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from presence_gateway.core.ble import decode as ble
+from presence_gateway.core.events import Event, EventType
 from presence_gateway.core.identity.importer import parse_import
 from presence_gateway.core.identity.index import (
     Entry,
@@ -20,11 +21,12 @@ from presence_gateway.core.identity.index import (
     Invalid,
     parse_material,
 )
-from presence_gateway.core.identity.link import LINKED, Linker, VisitRecord
+from presence_gateway.core.identity.link import Linker, VisitRecord
 from presence_gateway.core.identity.resolve import ah, app_token, app_token_window, eid
-from presence_gateway.core.model import AddressKind, Event, Observation, Radio, Rejection, Sighting
+from presence_gateway.core.model import AddressKind, Observation, Radio, Rejection, Sighting
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
 from presence_gateway.firmware_tools.app_token import ibeacon_ad
+from tests.events import make
 
 SECRET = b"store-secret-0123456789abcdef"
 P = Pseudonymizer(SECRET)
@@ -35,6 +37,7 @@ IRK = bytes.fromhex("ec0234a357c8ad05341010a60a397d9b")  # Core spec D.7 sample 
 EID_KEY = bytes.fromhex("e2c56db5dffb48d2b060d0f5a71096e0")
 NS, INST = "8b0ca750e7a74e14bd99", "0a1b2c3d4e5f"
 PHONE_MAC = "3c:22:fb:12:34:56"
+LINKED = EventType.IDENTITY_LINKED
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 CSV = f"""customer_id,kind,value,consent,segments,expires
@@ -303,7 +306,7 @@ def obs(device: str, identity: str | None, ts: float = T0) -> Observation:
 
 def ev(kind: str, visit: str, device: str, ts: float = T0, **extra: Any) -> Event:
     data: Mapping[str, Any] = {"visit_id": visit, "device": device, **extra}
-    return Event(kind, ts, data, subject=visit)
+    return make(kind, ts, data, subject=visit)
 
 
 def linker_for(consent: str) -> tuple[Linker, IdentityIndex, str]:

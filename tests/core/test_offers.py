@@ -10,9 +10,12 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from presence_gateway.core.model import Event
-from presence_gateway.core.offers.engine import OFFER_TYPE, TOPIC_SUFFIX, LedgerEntry, OfferEngine
+from presence_gateway.core.events import Event, EventType
+from presence_gateway.core.offers.engine import LedgerEntry, OfferEngine
 from presence_gateway.core.offers.rules import RuleSet, dwell_marks, parse_rules
+from tests.events import make
+
+OFFER_TYPE = EventType.OFFER_TRIGGERED
 
 TZ = "Europe/Berlin"
 BERLIN = ZoneInfo(TZ)
@@ -75,18 +78,18 @@ class Shop:
         base: dict[str, object] = {"visit_id": vid, "device": f"d{self.n}"}
         if cid is not None:
             base["customer_id"] = cid
-        out = self.feed(Event("presence.visit.started", start, dict(base)))
+        out = self.feed(make("presence.visit.started", start, dict(base)))
         t = start
         for zone, length in stays:
-            out += self.feed(Event("presence.zone.entered", t, {**base, "zone": zone}))
+            out += self.feed(make("presence.zone.entered", t, {**base, "zone": zone}))
             for m in marks:
                 if m <= length:
-                    out += self.feed(Event("presence.zone.dwell", t + m,
+                    out += self.feed(make("presence.zone.dwell", t + m,
                                            {**base, "zone": zone, "dwell_s": m}))
             t += length
-            out += self.feed(Event("presence.zone.exited", t,
+            out += self.feed(make("presence.zone.exited", t,
                                    {**base, "zone": zone, "dwell_s": length}))
-        out += self.feed(Event("presence.visit.ended", t + 300, dict(base)))
+        out += self.feed(make("presence.visit.ended", t + 300, dict(base)))
         return out
 
 
@@ -130,7 +133,7 @@ def test_issue_example_fires_once_at_the_three_minute_mark_with_reason_and_paylo
     assert [e.type for e in out] == [OFFER_TYPE]
     ev = out[0]
     assert ev.time == at(2, 14, 4) + 180  # cafe 4 min, then 3 min in shoes
-    assert ev.topic_suffix == TOPIC_SUFFIX and ev.subject == "shoes-gold"
+    assert ev.subject == "shoes-gold"
     d = ev.data
     assert (d["offer_id"], d["customer_id"], d["visit_id"], d["zone"]) == (
         "shoes-gold", "alice", "v1", "shoes")
@@ -269,10 +272,10 @@ def test_a_visit_linked_after_entering_the_zone_catches_up() -> None:
     s.registry.visits["alice"].append(at(2, 14))
     base = {"visit_id": "v9", "device": "d9"}
     t = at(2, 14)
-    assert s.feed(Event("presence.zone.entered", t, {**base, "zone": "shoes"})) == []
-    assert s.feed(Event("presence.zone.dwell", t + 180,
+    assert s.feed(make("presence.zone.entered", t, {**base, "zone": "shoes"})) == []
+    assert s.feed(make("presence.zone.dwell", t + 180,
                         {**base, "zone": "shoes", "dwell_s": 180})) == []
-    out = s.feed(Event("presence.identity.linked", t + 200,
+    out = s.feed(make("presence.identity.linked", t + 200,
                        {**base, "customer_id": "alice", "method": "ibeacon"}))
     assert [(e.data["offer_id"], e.data["reason"]["trigger"]) for e in out] == [
         ("shoes-gold", "linked")]
@@ -310,9 +313,9 @@ def test_replace_rules_keeps_the_ledger_and_state() -> None:
 def test_only_state_changes_are_evaluated() -> None:
     s = shop()
     s.registry.add("alice", past_visits=(at(1, 11),))
-    noise = [Event("presence.footfall", at(2, 10), {"present": 3}),
-             Event("presence.gateway.stats", at(2, 10), {"observations": 10}),
-             Event("presence.visit.started", at(2, 10), {"visit_id": "v", "customer_id": "alice"})]
+    noise = [make("presence.footfall", at(2, 10), {"present": 3}),
+             make("presence.gateway.stats", at(2, 10), {"observations": 10}),
+             make("presence.visit.started", at(2, 10), {"visit_id": "v", "customer_id": "alice"})]
     assert s.engine.on_events(noise, at(2, 10)) == []
     assert suppressed(s) == {} and s.engine.open_visits == 1
 
@@ -360,10 +363,10 @@ def test_with_identitys_real_linker_offers_only_consent_still_fires() -> None:
         linker.observe(Observation(t, Radio.BLE, device, AddressKind.RANDOM, -60, 37,
                                    "ibeacon", identity=entry))
         vid = f"visit-{device}"
-        script = [Event("presence.visit.started", t, {"visit_id": vid, "device": device}),
-                  Event("presence.zone.entered", t, {"visit_id": vid, "device": device,
+        script = [make("presence.visit.started", t, {"visit_id": vid, "device": device}),
+                  make("presence.zone.entered", t, {"visit_id": vid, "device": device,
                                                      "zone": "shoes"}),
-                  Event("presence.zone.dwell", t + 180, {"visit_id": vid, "device": device,
+                  make("presence.zone.dwell", t + 180, {"visit_id": vid, "device": device,
                                                          "zone": "shoes", "dwell_s": 180})]
         for ev in script:
             decorated = linker.decorate([ev])

@@ -8,7 +8,7 @@ passer-by (no entry); a lone scan burst never counts; weak devices never count.
 
 from __future__ import annotations
 
-from presence_gateway.core.model import Event
+from presence_gateway.core.events import Event
 from presence_gateway.core.presence.config import PresenceSettings, read
 from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.yamlread import Reader, load_yaml

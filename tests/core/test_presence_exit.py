@@ -7,7 +7,7 @@ usual gap between bursts (never sooner than `exit.min_quiet`); its visit still e
 
 from __future__ import annotations
 
-from presence_gateway.core.model import Event
+from presence_gateway.core.events import Event
 from presence_gateway.core.presence.config import PresenceSettings, read
 from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.yamlread import Reader, load_yaml

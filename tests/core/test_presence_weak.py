@@ -7,7 +7,8 @@ came near the sensor once keeps counting at the same weak level; the visit event
 
 from __future__ import annotations
 
-from presence_gateway.core.model import Event, Observation
+from presence_gateway.core.events import Event
+from presence_gateway.core.model import Observation
 from presence_gateway.core.presence.config import PresenceSettings, read
 from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.yamlread import Reader, load_yaml

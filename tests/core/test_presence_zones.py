@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from presence_gateway.core.model import Event
+from presence_gateway.core.events import Event
 from presence_gateway.core.presence.config import PresenceSettings, ZoneSettings
 from presence_gateway.core.presence.sessions import PresenceEngine
 from tests.core.presence_helpers import ble, run, visit_events, wifi

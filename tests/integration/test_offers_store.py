@@ -9,9 +9,11 @@ from pathlib import Path
 
 from presence_gateway.adapters.offer_store import TABLE, OfferLedgerStore, append_in
 from presence_gateway.adapters.outbox import Outbox
-from presence_gateway.core.model import Event, OutboundMessage
+from presence_gateway.core.events import Event
+from presence_gateway.core.model import OutboundMessage
 from presence_gateway.core.offers.engine import LedgerEntry, OfferEngine
 from presence_gateway.core.offers.rules import parse_rules
+from tests.events import make
 
 T0 = 1_748_858_400.0  # 2025-06-02 12:00 Europe/Berlin, a Monday
 RULES = parse_rules("""\
@@ -42,7 +44,7 @@ def engine() -> OfferEngine:
 
 
 def enter(visit: str, customer: str, t: float) -> list[Event]:
-    return [Event("presence.zone.entered", t, {"visit_id": visit, "customer_id": customer,
+    return [make("presence.zone.entered", t, {"visit_id": visit, "customer_id": customer,
                                               "zone": "cafe"})]
 
 

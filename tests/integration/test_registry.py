@@ -25,10 +25,11 @@ from presence_gateway.core.identity.index import IdentityIndex
 from presence_gateway.core.identity.link import Linker, VisitRecord
 from presence_gateway.core.identity.resolve import ah
 from presence_gateway.core.identity.sync import FORMAT, SyncChange, SyncRejected, check, sign
-from presence_gateway.core.model import AddressKind, Event, Observation, Radio, Sighting
+from presence_gateway.core.model import AddressKind, Observation, Radio, Sighting
 from presence_gateway.core.offers.ledger import LedgerEntry
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
 from presence_gateway.errors import StoreError
+from tests.events import make
 
 SECRET = "registry-test-secret-0123456789"
 HASH = Pseudonymizer(SECRET.encode()).stable_hash
@@ -150,7 +151,7 @@ async def test_forget_erases_every_trace(setup: tuple[Path, Path, Path],
         obs = boundary.admit(s)
         assert obs is not None and obs.identity is not None
         linker.observe(obs)
-        events = linker.decorate([Event("presence.visit.started", T0,
+        events = linker.decorate([make("presence.visit.started", T0,
                                         {"visit_id": "v1", "device": obs.device})])
         assert [e.data.get("customer_id") for e in events] == [GONE, GONE]
         env = Envelope(topics=Topics("presence", "s1", "gw1"), source="s1/gw1")
@@ -289,7 +290,7 @@ async def test_runtime_sync_reload_and_visits_on_the_outbox_file(tmp_path: Path)
                          AddressKind.PUBLIC, -50, 6, "probe_request")
         assert rt.boundary.admit(opted) is None
         rt.linker.observe(obs)
-        rt.linker.decorate([Event("presence.visit.started", T0,
+        rt.linker.decorate([make("presence.visit.started", T0,
                                   {"visit_id": "v1", "device": obs.device})])
         await rt.flush()
         assert [v.customer_id for v in await rt.registry.visits()] == ["c1"]

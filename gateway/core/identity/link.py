@@ -25,29 +25,34 @@ Invariants:
 from __future__ import annotations
 
 from bisect import bisect_right, insort
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+from presence_gateway.core.events import (
+    Event,
+    EventType,
+    IdentityLinked,
+    VisitEnded,
+    VisitEvent,
+    VisitStarted,
+)
 from presence_gateway.core.identity.index import Entry, IdentityIndex, Scope
-from presence_gateway.core.model import Event, Observation
+from presence_gateway.core.model import Observation
 
-LINKED = "presence.identity.linked"
-VISIT_STARTED = "presence.visit.started"
-VISIT_ENDED = "presence.visit.ended"
 _DAY = 86400.0
 _DEVICE_LIMIT = 65536
 
 # The scope an event type needs before it may carry data.customer_id (in addition to the
 # `personalization` every link needs). Real-time movement in the store is personalization;
 # the visit summaries feed customer-level analytics; offers are their own consent.
-EVENT_SCOPES: Mapping[str, Scope] = {
-    LINKED: Scope.PERSONALIZATION,
-    VISIT_STARTED: Scope.ANALYTICS,
-    VISIT_ENDED: Scope.ANALYTICS,
-    "presence.zone.entered": Scope.PERSONALIZATION,
-    "presence.zone.exited": Scope.PERSONALIZATION,
-    "presence.zone.dwell": Scope.PERSONALIZATION,
-    "presence.offer.triggered": Scope.OFFERS,
+EVENT_SCOPES: Mapping[EventType, Scope] = {
+    EventType.IDENTITY_LINKED: Scope.PERSONALIZATION,
+    EventType.VISIT_STARTED: Scope.ANALYTICS,
+    EventType.VISIT_ENDED: Scope.ANALYTICS,
+    EventType.ZONE_ENTERED: Scope.PERSONALIZATION,
+    EventType.ZONE_EXITED: Scope.PERSONALIZATION,
+    EventType.ZONE_DWELL: Scope.PERSONALIZATION,
+    EventType.OFFER_TRIGGERED: Scope.OFFERS,
 }
 
 
@@ -99,11 +104,11 @@ class Linker:
         if visit is not None and visit not in self._links:
             self._pending[visit] = obs.device
 
-    def decorate(self, events: list[Event]) -> list[Event]:
+    def decorate(self, events: Sequence[Event]) -> list[Event]:
         """Add linked events and scoped customer ids. Call it after every feed and tick, even
         with no events: links found by `observe` for an open visit are emitted then."""
         if not events and not self._pending:
-            return events
+            return []
         out: list[Event] = []
         for visit, device in list(self._pending.items()):
             self._link(visit, device, None, out)
@@ -113,18 +118,16 @@ class Linker:
         return out
 
     def _one(self, ev: Event, out: list[Event]) -> None:
-        data = ev.data
-        visit = data.get("visit_id")
-        device = data.get("device")
-        if not isinstance(visit, str):
+        if not isinstance(ev, VisitEvent):
             out.append(ev)
             return
-        if isinstance(device, str) and ev.type != VISIT_ENDED:
+        visit, device = ev.visit_id, ev.device
+        ended = isinstance(ev, VisitEnded)
+        if not ended:
             self._visit_of[device] = visit
         link = self._links.get(visit)
-        if link is None and isinstance(device, str):
-            after = ev.type == VISIT_STARTED
-            if not after:
+        if link is None:
+            if not isinstance(ev, VisitStarted):
                 link = self._link(visit, device, ev.time, out)
                 out.append(self._scoped(ev, link))
             else:
@@ -134,7 +137,7 @@ class Linker:
                 out[mark] = self._scoped(ev, link)
         else:
             out.append(self._scoped(ev, link))
-        if ev.type == VISIT_ENDED:
+        if ended:
             self._close(visit, device, ev.time)
 
     # -- linking -----------------------------------------------------------------------------
@@ -155,11 +158,11 @@ class Linker:
             self._remember(record)
             self._new.append(record)
         if entry.allows(Scope.PERSONALIZATION):
-            out.append(Event(LINKED, when, {"visit_id": visit, "customer_id": entry.customer_id,
-                                            "method": link.method}, subject=visit))
+            out.append(IdentityLinked(time=when, visit_id=visit, device=device,
+                                      customer_id=entry.customer_id, method=link.method))
         return link
 
-    def _scoped(self, ev: Event, link: Link | None) -> Event:
+    def _scoped(self, ev: VisitEvent, link: Link | None) -> Event:
         if link is None:
             return ev
         scope = EVENT_SCOPES.get(ev.type)
@@ -168,7 +171,7 @@ class Linker:
             return ev
         if not (entry.allows(Scope.PERSONALIZATION) and entry.allows(scope)):
             return ev
-        return replace(ev, data={**ev.data, "customer_id": link.customer_id})
+        return ev.with_customer(link.customer_id)
 
     def _close(self, visit: str, device: object, ended: float) -> None:
         self._links.pop(visit, None)

@@ -29,14 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from presence_gateway.core.events import InboundRejected
 from presence_gateway.core.identity.importer import entry_from_fields
 from presence_gateway.core.identity.index import Entry, Hasher
-from presence_gateway.core.model import Event
 from presence_gateway.core.privacy import parse_mac
 
 FORMAT = "presence-gateway/identity-sync/1"
 SNAPSHOT, UPDATE = "snapshot", "update"
-REJECTED_TYPE = "presence.command.rejected"
 MAX_PAYLOAD = 16 * 1024 * 1024
 _HASH = re.compile(r"[0-9a-f]{32}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
@@ -238,8 +237,7 @@ def _opt_out(items: object, where: str, hasher: Hasher, errors: list[str]) -> fr
     return frozenset(out)
 
 
-def rejection_event(r: SyncRejected, now: float, topic: str) -> Event:
+def rejection_event(r: SyncRejected, now: float, topic: str) -> InboundRejected:
     """The `presence.command.rejected` event the shell publishes for a refused message."""
-    return Event(REJECTED_TYPE, now, {"command": r.command, "reason": r.reason,
-                                      "detail": r.detail, "version": r.version,
-                                      "topic": topic}, subject=r.command)
+    return InboundRejected(time=now, command=r.command, reason=r.reason, detail=r.detail,
+                           version=r.version, topic=topic)

@@ -31,7 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from presence_gateway.core.model import Event
+from presence_gateway.core.events import (
+    Event,
+    OfferTriggered,
+    VisitEnded,
+    VisitEvent,
+    ZoneDwell,
+    ZoneEntered,
+    ZoneEvent,
+    ZoneExited,
+)
 from presence_gateway.core.offers.ledger import Ledger
 from presence_gateway.core.offers.ledger import (
     LedgerEntry as LedgerEntry,  # re-exported: part of the API
@@ -45,18 +54,11 @@ from presence_gateway.core.offers.rules import (
     Window,
 )
 
-OFFER_TYPE = "presence.offer.triggered"
-TOPIC_SUFFIX = "offers/triggered"
 ALL_VISITS_DAYS = 36500.0  # "all visits the registry remembers" (its retention bounds it)
 _HOUR, _DAY, _WEEK = 3600.0, 86400.0, 7 * 86400.0
 _EPS = 1e-6
 MAX_OPEN_VISITS = 100_000
 ALL_DAY = Window(0, 24 * 60)
-V_STARTED, V_ENDED = "presence.visit.started", "presence.visit.ended"
-Z_ENTERED, Z_DWELL, Z_EXITED = ("presence.zone.entered", "presence.zone.dwell",
-                                "presence.zone.exited")
-LINKED = "presence.identity.linked"
-_VISIT_TYPES = frozenset({V_STARTED, V_ENDED, Z_ENTERED, Z_DWELL, Z_EXITED, LINKED})
 
 
 class CustomerView(Protocol):
@@ -156,18 +158,13 @@ class OfferEngine:
         """
         out: list[Event] = []
         for ev in events:
-            if ev.type in _VISIT_TYPES:
+            if isinstance(ev, VisitEvent):
                 self._apply(ev, out)
         return out
 
-    def _apply(self, ev: Event, out: list[Event]) -> None:
-        data = ev.data
-        raw_vid = data.get("visit_id")
-        if raw_vid is None:
-            return
-        vid = str(raw_vid)
-        kind = ev.type
-        if kind == V_ENDED:
+    def _apply(self, ev: VisitEvent, out: list[Event]) -> None:
+        vid = ev.visit_id
+        if isinstance(ev, VisitEnded):
             self._visits.pop(vid, None)
             return
         visit = self._visits.get(vid)
@@ -176,28 +173,27 @@ class OfferEngine:
                 del self._visits[next(iter(self._visits))]
             visit = self._visits[vid] = _Visit(vid)
         if visit.customer is None:
-            cid = data.get("customer_id")
-            if not isinstance(cid, str) and self.links is not None:
+            cid = ev.customer
+            if cid is None and self.links is not None:
                 link = self.links(vid)
                 cid = link.customer_id if link is not None else None
             if isinstance(cid, str) and cid:
                 visit.customer = cid
                 for stay in list(visit.stays.values()):   # linked now: catch up on its stays
                     self._evaluate(visit, stay, ev.time, "linked", out)
-        zone = data.get("zone")
-        if not isinstance(zone, str):
+        if not isinstance(ev, ZoneEvent):
             return
-        if kind == Z_ENTERED:
+        zone = ev.zone
+        if isinstance(ev, ZoneEntered):
             stay = visit.stays[zone] = _Stay(zone, ev.time)
             trigger = "zone_entered"
-        elif kind == Z_DWELL:
-            mark = data.get("dwell_s")
+        elif isinstance(ev, ZoneDwell):
             stay = visit.stays.get(zone) or visit.stays.setdefault(zone, _Stay(zone, ev.time))
-            if isinstance(mark, int | float) and mark > stay.dwell:
-                stay.dwell = float(mark)
+            if ev.dwell_s > stay.dwell:
+                stay.dwell = float(ev.dwell_s)
             trigger = "dwell"
         else:
-            if kind == Z_EXITED:
+            if isinstance(ev, ZoneExited):
                 visit.stays.pop(zone, None)
             return
         if visit.customer is not None:
@@ -286,11 +282,10 @@ class OfferEngine:
         self.ledger.add(LedgerEntry(at, rule.id, cid, visit.visit_id))
         visit.fired.add(rule.id)
         self.fired[rule.id] += 1
-        data = {"offer_id": rule.id, "customer_id": cid, "visit_id": visit.visit_id,
-                "zone": zone, "store_id": self.store_id, "rules_version": self.rules.version,
-                "reason": reason, "payload": _plain(rule.payload)}
-        return Event(type=OFFER_TYPE, time=at, data=data, subject=rule.id,
-                     topic_suffix=TOPIC_SUFFIX)
+        return OfferTriggered(time=at, offer_id=rule.id, customer_id=cid,
+                              visit_id=visit.visit_id, zone=zone, store_id=self.store_id,
+                              rules_version=self.rules.version, reason=reason,
+                              offer_payload=_plain(rule.payload))
 
     # -- introspection --------------------------------------------------------------------
     @property

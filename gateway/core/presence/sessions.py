@@ -21,7 +21,17 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from presence_gateway.core.model import AddressKind, Event, Observation, Radio
+from presence_gateway.core.events import (
+    Event,
+    FootfallCounted,
+    OccupancyChanged,
+    VisitEnded,
+    VisitStarted,
+    ZoneDwell,
+    ZoneEntered,
+    ZoneExited,
+)
+from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall, Population, occupancy_states
 from presence_gateway.core.presence.sync import Peers
@@ -41,13 +51,6 @@ from presence_gateway.core.presence.units import (
     is_person,
 )
 
-V_STARTED = "presence.visit.started"
-V_ENDED = "presence.visit.ended"
-Z_ENTERED = "presence.zone.entered"
-Z_EXITED = "presence.zone.exited"
-Z_DWELL = "presence.zone.dwell"
-FOOTFALL = "presence.footfall"
-OCCUPANCY = "presence.occupancy"
 _DAY = 86400.0
 
 
@@ -165,10 +168,9 @@ class PresenceEngine:
         if u.announced or not u.owned or u.visit is None:
             return
         u.announced = True
-        out.append(Event(V_STARTED, ts, {
-            "visit_id": u.visit, "device": u.key, "radio": u.radio.value,
-            "first_seen": u.first, "observations": u.count,
-            "rssi": round(u.sig.x, 1)}, subject=u.visit))
+        out.append(VisitStarted(
+            time=ts, visit_id=u.visit, device=u.key, radio=u.radio.value, first_seen=u.first,
+            observations=u.count, rssi=round(u.sig.x, 1)))
 
     def _ownership(self, u: Unit, ts: float, out: list[Event]) -> None:
         owned = ts >= u.hold and self.peers.owns(u, ts)
@@ -230,12 +232,11 @@ class PresenceEngine:
             else:
                 self.footfall.passer_by()
         if u.announced and self.peers.closes(u):
-            out.append(Event(V_ENDED, end, {
-                "visit_id": u.visit, "device": u.key, "radio": u.radio.value,
-                "first_seen": u.first, "last_seen": u.last, "duration_s": round(duration, 3),
-                "observations": u.count, "zones": list(u.path),
-                "dwell_s": round(u.dwell, 3), "classification": kind, "reason": reason,
-                "max_rssi": round(u.max_x, 1)}, subject=u.visit))
+            out.append(VisitEnded(
+                time=end, visit_id=u.visit, device=u.key, radio=u.radio.value,
+                first_seen=u.first, last_seen=u.last, duration_s=round(duration, 3),
+                observations=u.count, zones=tuple(u.path), dwell_s=round(u.dwell, 3),
+                classification=kind, reason=reason, max_rssi=round(u.max_x, 1)))
         u.visit = None
 
     # -- zones ----------------------------------------------------------------------------
@@ -270,10 +271,10 @@ class PresenceEngine:
         if u.owned:
             ref = self.s.ref_power_wifi if u.radio is Radio.WIFI else self.s.ref_power_ble
             d = distance_m(u.sig.x, u.ref if u.ref is not None else ref, z.exponent)
-            out.append(Event(Z_ENTERED, ts, {
-                "visit_id": u.visit, "device": u.key, "zone": z.name,
-                "rssi": round(u.sig.x, 1), "distance_m": round(d, 2),
-                "proximity": proximity(d)}, subject=u.visit))
+            assert u.visit is not None
+            out.append(ZoneEntered(
+                time=ts, visit_id=u.visit, device=u.key, zone=z.name, rssi=round(u.sig.x, 1),
+                distance_m=round(d, 2), proximity=proximity(d)))
 
     def _exit_zone(self, u: Unit, ts: float, out: list[Event]) -> None:
         z = u.zone
@@ -286,18 +287,18 @@ class PresenceEngine:
         if u.person and not u.fixture:
             self.footfall.zone_exit(z.name, dwell)
         if u.owned:
-            out.append(Event(Z_EXITED, ts, {
-                "visit_id": u.visit, "device": u.key, "zone": z.name,
-                "dwell_s": round(dwell, 3)}, subject=u.visit))
+            assert u.visit is not None
+            out.append(ZoneExited(time=ts, visit_id=u.visit, device=u.key, zone=z.name,
+                                  dwell_s=round(dwell, 3)))
 
     def _marks(self, u: Unit, ts: float, out: list[Event]) -> None:
         marks = self.s.dwell_marks_s
         z = u.zone
         while z is not None and u.next_mark <= ts:
             if u.owned:
-                out.append(Event(Z_DWELL, u.next_mark, {
-                    "visit_id": u.visit, "device": u.key, "zone": z.name,
-                    "dwell_s": marks[u.mark_i]}, subject=u.visit))
+                assert u.visit is not None
+                out.append(ZoneDwell(time=u.next_mark, visit_id=u.visit, device=u.key,
+                                     zone=z.name, dwell_s=marks[u.mark_i]))
             u.mark_i += 1
             u.next_mark = u.zone_since + marks[u.mark_i] if u.mark_i < len(marks) else INF
 
@@ -388,12 +389,12 @@ class PresenceEngine:
                 pop.add(u.radio is Radio.WIFI, u.zone.name if u.zone is not None else None)
         data = self.footfall.snapshot(pop)
         data["interval_s"] = self.s.footfall_interval_s
-        out.append(Event(FOOTFALL, now, data, subject=self.store_id))
+        out.append(FootfallCounted(time=now, store=self.store_id, counts=data))
         for suffix, state in occupancy_states(data):
             if self._last_state.get(suffix) != state:
                 self._last_state[suffix] = state
-                out.append(Event(OCCUPANCY, now, state, subject=self.store_id, retained=True,
-                                 topic_suffix=suffix))
+                out.append(OccupancyChanged(time=now, store=self.store_id, state_topic=suffix,
+                                            state=state))
 
     # -- several gateways -----------------------------------------------------------------
     def peer_summary(self, now: float) -> list[dict[str, Any]]:
