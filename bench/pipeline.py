@@ -25,9 +25,9 @@ from typing import Any
 
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.cli.demo import demo_captures
-from presence_gateway.core.config import DriverSettings, load_config, mqtt_from_url
+from presence_gateway.core.config import load_config, mqtt_from_url
 from presence_gateway.core.model import Rejection, Sighting
-from presence_gateway.drivers.registry import create, detect_capture
+from presence_gateway.drivers.registry import create, recording
 from presence_gateway.runtime.service import RunOptions, Service
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "captures"
@@ -66,7 +66,7 @@ def load_sightings(paths: list[str]) -> list[Sighting]:
 
 
 async def go_one(path: str, sink: _Collect) -> None:
-    await create(DriverSettings(detect_capture(path), "bench", {"paths": [path]})).run(sink)
+    await create(recording(path, "bench")).run(sink)
 
 
 class Repeater:

@@ -12,8 +12,8 @@ boundary (raw address -> keyed pseudonym) before anything is queued.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from presence_gateway.core.model import Rejection, Sighting
 
@@ -37,7 +37,3 @@ class Driver(Protocol):
 
     async def run(self, sink: Sink) -> None: ...
 
-
-# name in config -> factory(name, options, context) -> Driver. Concrete modules register
-# themselves in drivers/registry.py; the service only looks names up.
-DriverFactory = Callable[[str, dict[str, Any]], Driver]

@@ -9,10 +9,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from presence_gateway.core.config import DriverSettings
-from presence_gateway.core.yamlread import parse_duration
+from presence_gateway.core.driver_config import (
+    BleakSettings,
+    DriverSettings,
+    DriverType,
+    RecordingSettings,
+    WifiMonitorSettings,
+)
 from presence_gateway.drivers.base import Driver
 from presence_gateway.errors import DriverError
 
@@ -21,45 +25,45 @@ BLE_LINKTYPES = frozenset({251, 256, 272})
 
 
 def create(settings: DriverSettings) -> Driver:
-    o: dict[str, Any] = settings.options
-    name, sensor = settings.name, str(o.get("sensor", ""))
-    if settings.type == "wifi_pcap":
-        from presence_gateway.drivers.wifi_pcap import WifiPcapDriver
-        return WifiPcapDriver(name, list(o["paths"]), sensor=sensor)
-    if settings.type == "ble_replay":
-        from presence_gateway.drivers.ble_replay import BleReplayDriver
-        return BleReplayDriver(name, list(o["paths"]), sensor=sensor)
-    if settings.type == "ble_pcap":
+    """The driver for validated settings (imports are lazy: see the module docstring)."""
+    s, name, sensor = settings, settings.name, settings.sensor
+    if isinstance(s, RecordingSettings):
+        if s.type is DriverType.WIFI_PCAP:
+            from presence_gateway.drivers.wifi_pcap import WifiPcapDriver
+            return WifiPcapDriver(name, list(s.paths), sensor=sensor)
+        if s.type is DriverType.BLE_REPLAY:
+            from presence_gateway.drivers.ble_replay import BleReplayDriver
+            return BleReplayDriver(name, list(s.paths), sensor=sensor)
         from presence_gateway.drivers.ble_pcap import BlePcapDriver
-        return BlePcapDriver(name, list(o["paths"]), sensor=sensor)
-    if settings.type == "wifi_monitor":
+        return BlePcapDriver(name, list(s.paths), sensor=sensor)
+    if isinstance(s, WifiMonitorSettings):
         from presence_gateway.drivers.wifi_monitor import WifiMonitorDriver
-        chans = o.get("channels", [1, 6, 11])
-        return WifiMonitorDriver(name, str(o["interface"]), None if chans == "all" else chans,
-                                 parse_duration(o.get("dwell", 0.25)) or 0.25, sensor=sensor)
-    if settings.type == "ble_bleak":
+        return WifiMonitorDriver(name, s.interface, list(s.channels) if s.channels else None,
+                                 s.dwell_s, sensor=sensor)
+    if isinstance(s, BleakSettings):
         from presence_gateway.drivers.ble_bleak import BleakDriver
-        watchdog = parse_duration(o.get("watchdog", 90.0)) or 90.0
-        return BleakDriver(name, adapter=str(o.get("adapter", "hci0")),
-                           mode=str(o.get("mode", "active")), watchdog_s=watchdog, sensor=sensor)
-    if settings.type == "fake":
+        return BleakDriver(name, adapter=s.adapter, mode=s.mode, watchdog_s=s.watchdog_s,
+                           sensor=sensor)
+    if s.type is DriverType.FAKE:
         from presence_gateway.drivers.fake import FakeDriver
         return FakeDriver(name)
-    raise DriverError(name, "unknown_type", settings.type)
+    raise DriverError(name, "unknown_type", str(s.type))
 
 
-def replay_settings(paths: Iterable[str]) -> tuple[DriverSettings, ...]:
+def replay_settings(paths: Iterable[str]) -> tuple[RecordingSettings, ...]:
     """One replay driver per recording: the service merges them in capture-time order, so
     files from different sessions or radios may be given in any order."""
-    out = []
-    for i, path in enumerate(paths):
-        kind = detect_capture(path)
-        out.append(DriverSettings(kind, f"replay-{i}-{Path(path).stem}"[:64], {"paths": [path]}))
-    return tuple(out)
+    return tuple(recording(path, f"replay-{i}-{Path(path).stem}"[:64])
+                 for i, path in enumerate(paths))
 
 
-def detect_capture(path: str) -> str:
-    """Which replay driver reads this file: 'wifi_pcap', 'ble_pcap' or 'ble_replay'."""
+def recording(path: str, name: str) -> RecordingSettings:
+    """Settings for one capture file, its driver chosen by the file's format."""
+    return RecordingSettings(type=detect_capture(path), name=name, paths=(path,))
+
+
+def detect_capture(path: str) -> DriverType:
+    """Which replay driver reads this file (a recording DriverType)."""
     p = Path(path)
     try:
         with p.open("rb") as f:
@@ -67,17 +71,17 @@ def detect_capture(path: str) -> str:
     except OSError as exc:
         raise DriverError("replay", "capture_unreadable", f"{path}: {exc.strerror}") from None
     if head.startswith(b"btsnoop\0"):
-        return "ble_pcap"
+        return DriverType.BLE_PCAP
     linktype = _linktype(head)
     if linktype is not None:
         linktype &= 0xFFFF  # the top bits may carry the FCS length (pcap spec)
         if linktype in WIFI_LINKTYPES:
-            return "wifi_pcap"
+            return DriverType.WIFI_PCAP
         if linktype in BLE_LINKTYPES:
-            return "ble_pcap"
+            return DriverType.BLE_PCAP
         raise DriverError("replay", "unsupported_linktype", f"{path}: link type {linktype}")
     if head[:2] == b"\x1f\x8b" or head.lstrip()[:1] in (b"{", b"#"):
-        return "ble_replay"  # JSONL recordings (comment lines allowed), also gzipped
+        return DriverType.BLE_REPLAY  # JSONL recordings (comment lines allowed), also gzipped
     raise DriverError("replay", "unknown_format", f"{path}: not pcap, pcapng, btsnoop or JSONL")
 
 

@@ -14,7 +14,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from presence_gateway.core.config import DriverSettings, GatewayConfig, load_config
+from presence_gateway.core.config import GatewayConfig, load_config
+from presence_gateway.core.driver_config import (
+    DriverSettings,
+    DriverType,
+    RecordingSettings,
+    WifiMonitorSettings,
+)
 from presence_gateway.errors import GatewayError
 
 Result = tuple[str, str, str]  # (status, check, detail)
@@ -80,13 +86,13 @@ def _mqtt_connect(cfg: GatewayConfig, timeout: float) -> Result:
 
 def check_driver(d: DriverSettings) -> Result:
     name = f"driver {d.name}"
-    if d.type in ("wifi_pcap", "ble_pcap", "ble_replay"):
-        missing = [p for p in d.options.get("paths", []) if not Path(p).is_file()]
+    if isinstance(d, RecordingSettings):
+        missing = [p for p in d.paths if not Path(p).is_file()]
         if missing:
             return FAIL, name, f"missing capture file(s): {', '.join(missing)}"
-        return OK, name, f"{len(d.options.get('paths', []))} recording(s) readable"
-    if d.type == "wifi_monitor":
-        iface = str(d.options.get("interface"))
+        return OK, name, f"{len(d.paths)} recording(s) readable"
+    if isinstance(d, WifiMonitorSettings):
+        iface = d.interface
         type_file = Path(f"/sys/class/net/{iface}/type")
         if not type_file.exists():
             return FAIL, name, f"interface {iface} not found (presence-gateway radio list)"
@@ -94,7 +100,7 @@ def check_driver(d: DriverSettings) -> Result:
             return FAIL, name, (f"{iface} is not in monitor mode "
                                 f"(presence-gateway radio monitor {iface})")
         return OK, name, f"{iface} is in monitor mode (RadioTap)"
-    if d.type == "ble_bleak":
+    if d.type is DriverType.BLE_BLEAK:
         if not Path("/run/dbus/system_bus_socket").exists():
             return FAIL, name, "no system D-Bus: is this a full OS with bluetoothd running?"
         adapters = sorted(p.name for p in Path("/sys/class/bluetooth").glob("hci*")) \
@@ -102,7 +108,7 @@ def check_driver(d: DriverSettings) -> Result:
         if not adapters:
             return FAIL, name, "no Bluetooth adapter (hciconfig -a; rfkill unblock bluetooth)"
         return OK, name, f"adapters: {', '.join(adapters)}"
-    return OK, name, d.type
+    return OK, name, d.type.value
 
 
 def run_doctor(config: str | None, out: Callable[[str], None] = print) -> int:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from presence_gateway import __version__
-from presence_gateway.core.config import DriverSettings, GatewayConfig, load_config, mqtt_from_url
+from presence_gateway.core.config import GatewayConfig, load_config, mqtt_from_url
+from presence_gateway.core.driver_config import default_ble
 from presence_gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger("presence_gateway")
@@ -170,13 +171,12 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = configure(args)
     replay = args.command == "replay" or (
-        bool(cfg.drivers) and all(d.type in ("wifi_pcap", "ble_pcap", "ble_replay")
-                                  for d in cfg.drivers))
+        bool(cfg.drivers) and all(d.type.is_recording for d in cfg.drivers))
     if not cfg.drivers:
         # Built-in default: scan BLE on the first adapter, which every Pi has. Wi-Fi needs an
         # interface in monitor mode, which only the config can name.
         log.info("no drivers configured: scanning BLE on hci0 (configure `drivers` to change)")
-        cfg = dataclasses.replace(cfg, drivers=(DriverSettings("ble_bleak", "hci0", {}),))
+        cfg = dataclasses.replace(cfg, drivers=(default_ble(),))
     drivers = [create(d) for d in cfg.drivers]
     with contextlib.ExitStack() as stack:
         events_out = _open_out(stack, getattr(args, "events_out", None))

@@ -16,9 +16,9 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from presence_gateway.core.driver_config import DriverSettings, read_drivers
 from presence_gateway.core.identity import config as identity_config
 from presence_gateway.core.offers import rules
 from presence_gateway.core.presence import config as presence_config
@@ -28,7 +28,6 @@ from presence_gateway.errors import ConfigError
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _TOP = frozenset({"store", "gateway", "drivers", "mqtt", "storage", "privacy", "presence",
                   "identity", "offers", "queue", "logging"})
-DRIVER_TYPES = ("wifi_pcap", "wifi_monitor", "ble_replay", "ble_pcap", "ble_bleak", "fake")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +46,6 @@ class MqttSettings:
     keepalive: int = 30
     protocol: str = "auto"  # "auto" (v5, fall back to 3.1.1), "5" or "3.1.1"
     max_inflight: int = 20
-
-
-@dataclass(frozen=True, slots=True)
-class DriverSettings:
-    type: str
-    name: str
-    options: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +82,6 @@ class GatewayConfig:
     offers: rules.OfferSettings = field(default_factory=rules.OfferSettings)
     queue_max: int = 10000
     ble_repeat_interval_s: float = 1.0
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def load_config(path: str | None, *, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -126,13 +117,12 @@ def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None)
 
     cfg = GatewayConfig(
         source=filename, store_id=store_id, gateway_id=gateway_id, timezone=timezone,
-        drivers=_drivers(r), mqtt=_mqtt(r, env, store_id, gateway_id), storage=_storage(r),
+        drivers=read_drivers(r), mqtt=_mqtt(r, env, store_id, gateway_id), storage=_storage(r),
         privacy=_privacy(r, env), presence=presence_config.read(r, "presence"),
         identity=identity_config.read(r, "identity", secret),
         offers=rules.read_settings(r, "offers", secret),
         queue_max=r.int_("queue.max", 10000, 16, 10_000_000),
         ble_repeat_interval_s=r.duration("queue.ble_repeat_interval", 1.0),
-        raw=data or {},
     )
     r.known_keys("queue", {"max", "ble_repeat_interval"})
     r.check()
@@ -146,60 +136,6 @@ def _check_timezone(r: Reader, name: str) -> None:
     except Exception:
         r.error("store.timezone", f'unknown time zone "{name}" (use an IANA name such as'
                                   ' Europe/Berlin)')
-
-
-def _drivers(r: Reader) -> tuple[DriverSettings, ...]:
-    out: list[DriverSettings] = []
-    names: set[str] = set()
-    for path in r.each("drivers"):
-        item = r.raw(path)
-        if not isinstance(item, dict):
-            r.error(path, "expected a mapping with at least a type")
-            continue
-        dtype = r.str_(f"{path}.type", "", required=True, choices=DRIVER_TYPES)
-        name = r.str_(f"{path}.name", dtype or "driver", pattern=_ID)
-        if name in names:
-            r.error(f"{path}.name", f'duplicate driver name "{name}"')
-        names.add(name)
-        _driver_options(r, path, dtype, item)
-        options = {k: v for k, v in item.items() if k not in ("type", "name")}
-        if dtype:
-            out.append(DriverSettings(dtype, name, options))
-    return tuple(out)
-
-
-_DRIVER_KEYS: dict[str, set[str]] = {
-    "wifi_pcap": {"paths", "sensor"},
-    "ble_replay": {"paths", "sensor"},
-    "ble_pcap": {"paths", "sensor"},
-    "wifi_monitor": {"interface", "channels", "dwell", "sensor"},
-    "ble_bleak": {"adapter", "mode", "watchdog", "sensor"},
-    "fake": {"sensor"},
-}
-
-
-def _driver_options(r: Reader, path: str, dtype: str, item: dict[str, Any]) -> None:
-    if not dtype:
-        return
-    r.known_keys(path, _DRIVER_KEYS[dtype] | {"type", "name"})
-    if dtype in ("wifi_pcap", "ble_replay", "ble_pcap"):
-        paths = r.list_(f"{path}.paths")
-        if not paths:
-            r.error(f"{path}.paths", "expected a non-empty list of capture files")
-        for i, p in enumerate(paths):
-            if not isinstance(p, str) or not p:
-                r.error(f"{path}.paths[{i}]", "expected a file path")
-    elif dtype == "wifi_monitor":
-        r.str_(f"{path}.interface", "", required=True, pattern=r"[A-Za-z0-9_.:-]{1,15}")
-        chans = item.get("channels", [1, 6, 11])
-        if chans != "all" and not (isinstance(chans, list) and chans and all(
-                isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 233 for c in chans)):
-            r.error(f"{path}.channels", 'expected a list of channel numbers or "all"')
-        r.duration(f"{path}.dwell", 0.25, minimum=0.05)
-    elif dtype == "ble_bleak":
-        r.str_(f"{path}.adapter", "hci0", pattern=r"hci\d+|([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
-        r.str_(f"{path}.mode", "active", choices=("active", "passive"))
-        r.duration(f"{path}.watchdog", 90.0, minimum=5.0)
 
 
 def _secret_from(r: Reader, key: str, spec: str, env: dict[str, str]) -> str | None:

@@ -91,3 +91,35 @@ def test_mqtt_url() -> None:
     assert mqtt_from_url("mqtt://127.0.0.1:1999").port == 1999
     with pytest.raises(ValueError):
         mqtt_from_url("tcp://x:1")
+
+
+def test_driver_options_become_typed_settings_once() -> None:
+    from presence_gateway.core.driver_config import (
+        BleakSettings,
+        DriverType,
+        RecordingSettings,
+        WifiMonitorSettings,
+    )
+    cfg = parse_config(
+        "drivers:\n"
+        "  - {type: wifi_monitor, interface: wlan1mon, channels: all, sensor: door}\n"
+        "  - {type: wifi_monitor, name: w2, interface: wlan2mon}\n"
+        "  - {type: ble_bleak, mode: passive, watchdog: 2m}\n"
+        "  - {type: ble_replay, paths: [a.jsonl]}\n", "t.yaml")
+    mon, mon2, ble, rec = cfg.drivers
+    assert isinstance(mon, WifiMonitorSettings) and mon.channels is None and mon.sensor == "door"
+    assert isinstance(mon2, WifiMonitorSettings) and mon2.channels == (1, 6, 11)
+    assert mon2.dwell_s == 0.25 and mon2.name == "w2"
+    assert isinstance(ble, BleakSettings) and (ble.mode, ble.watchdog_s, ble.adapter) == (
+        "passive", 120.0, "hci0")
+    assert isinstance(rec, RecordingSettings) and rec.paths == ("a.jsonl",)
+    assert rec.type is DriverType.BLE_REPLAY and rec.type.is_recording
+    assert not ble.type.is_recording
+
+
+def test_driver_option_errors_name_the_key() -> None:
+    with pytest.raises(ConfigErrors) as exc:
+        parse_config("drivers:\n  - {type: wifi_monitor, interface: wlan1mon, channels: [0]}\n"
+                     "  - {type: ble_bleak, speed: 3}\n", "t.yaml")
+    text = str(exc.value)
+    assert "t.yaml:2 drivers[0].channels" in text and "drivers[1].speed" in text
