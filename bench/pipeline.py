@@ -28,7 +28,8 @@ from presence_gateway.cli.demo import demo_captures
 from presence_gateway.core.config import load_config, mqtt_from_url
 from presence_gateway.core.model import Rejection, Sighting
 from presence_gateway.drivers.registry import create, recording
-from presence_gateway.runtime.service import RunOptions, Service
+from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.service import Service
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "captures"
 
@@ -135,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         # The input generator's own cost (copying sightings with new times and addresses) is
         # measured on its own and subtracted: it stands in for the radios' parsers.
         gen_cpu = _generator_cost(base, args.observations)
-        svc = Service(cfg, [Repeater(base, args.observations)],
-                      RunOptions(replay=True, flush_timeout_s=600))
+        svc = Service(cfg, RunOptions(mode=Mode.REPLAY, flush_timeout_s=600),
+                      [Repeater(base, args.observations)])
         wall0, cpu0 = time.perf_counter(), time.process_time()
         summary = asyncio.run(svc.run())
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0 - gen_cpu

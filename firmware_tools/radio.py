@@ -1,22 +1,19 @@
 """Radio helper: list Wi-Fi interfaces, switch one to monitor mode and back, print a hop plan.
 
-    python -m firmware_tools.radio list
-    python -m firmware_tools.radio monitor wlan1
-    python -m firmware_tools.radio managed wlan1
-    python -m firmware_tools.radio plan [--channels 1,6,11|all] [--dwell 0.25]
+    presence-gateway radio list
+    presence-gateway radio monitor wlan1
+    presence-gateway radio managed wlan1
+    presence-gateway radio plan [--channels 1,6,11|all] [--dwell 0.25]
 
 Reads sysfs (/sys/class/net/<if>/type, phy80211) and `iw list` / `iw dev`; changes use `ip` and
-`iw` (root or CAP_NET_ADMIN). Exit codes: 0 done, 1 the system refused (message says why),
-2 bad usage. `main(argv)` is what `presence-gateway radio ...` calls.
+`iw` (root or CAP_NET_ADMIN). Pure of argument parsing: the command line is cli/radio.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from presence_gateway.core.wifi.radiotap import freq_of
@@ -108,38 +105,3 @@ def plan(channels: str, dwell: float) -> list[str]:
     lines.append(f"cycle {len(chans) * dwell:.2f} s; each channel is heard "
                  f"{100 / max(1, len(chans)):.0f} % of the time")
     return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="radio", description="Wi-Fi monitor-mode helper")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="interfaces, their mode and monitor capability")
-    for name in ("monitor", "managed"):
-        sub.add_parser(name, help=f"put IFACE in {name} mode").add_argument("iface")
-    p = sub.add_parser("plan", help="print a channel-hopping plan")
-    p.add_argument("--channels", default="1,6,11", help="comma list or 'all'")
-    p.add_argument("--dwell", type=float, default=0.25, help="seconds per channel")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    if args.command == "list":
-        print(f"{'interface':<12} {'phy':<6} {'mode':<20} monitor capable")
-        for row in list_interfaces():
-            print(f"{row[0]:<12} {row[1]:<6} {row[2]:<20} {row[3]}")
-        return 0
-    if args.command in ("monitor", "managed"):
-        code, message = set_mode(args.iface, args.command)
-        print(message, file=sys.stderr if code else sys.stdout)
-        return code
-    try:
-        lines = plan(args.channels, args.dwell)
-    except ValueError:
-        print(f"bad channel list: {args.channels!r}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

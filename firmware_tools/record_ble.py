@@ -1,6 +1,7 @@
 """`presence-gateway record ble`: save live adverts in the JSONL recording format.
 
-`main(["--out", "FILE.jsonl", "--adapter", "hci0", "--seconds", "600", "--keep-addresses"])`
+`presence-gateway record ble --out FILE.jsonl [--adapter hci0] [--seconds 600] [--keep-addresses]`
+(the command line is cli/record.py; this module is the recorder).
 
 Invariants:
 - Unless --keep-addresses is given, no real address reaches the file: each one is replaced by
@@ -15,13 +16,11 @@ Invariants:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hashlib
 import hmac
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -36,7 +35,6 @@ from presence_gateway.drivers.ble_bleak import (
     ScannerFactory,
     bleak_address_type,
     bleak_scanner_factory,
-    map_bleak_error,
 )
 
 
@@ -95,42 +93,3 @@ async def record(out: TextIO, *, adapter: str = "hci0", seconds: float | None = 
     finally:
         await scanner.stop()
     return written
-
-
-def _args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="presence-gateway record ble",
-                                description="Record live BLE adverts as JSONL for replay.")
-    p.add_argument("--out", required=True, help="output file (.jsonl)")
-    p.add_argument("--adapter", default="hci0", help="BlueZ adapter (default hci0)")
-    p.add_argument("--seconds", type=float, default=None, help="stop after N s (default: Ctrl-C)")
-    p.add_argument("--keep-addresses", action="store_true",
-                   help="write real addresses (lab captures of your own devices only)")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _args(sys.argv[1:] if argv is None else argv)
-    try:
-        with open(args.out, "a", encoding="utf-8") as out:
-            n = asyncio.run(record(out, adapter=args.adapter, seconds=args.seconds,
-                                   keep_addresses=args.keep_addresses))
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 0
-    except OSError as exc:
-        if exc.filename == args.out:
-            print(f"error: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
-            return 1
-        reason, detail = map_bleak_error(exc)
-        print(f"error: {reason}: {detail} (see docs/ble_live.md)", file=sys.stderr)
-        return 1
-    except Exception as exc:  # bleak / D-Bus failures, translated for a person
-        reason, detail = map_bleak_error(exc)
-        print(f"error: {reason}: {detail} (see docs/ble_live.md)", file=sys.stderr)
-        return 1
-    print(f"{n} adverts written to {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

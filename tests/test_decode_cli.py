@@ -82,7 +82,7 @@ def test_module_entry_point() -> None:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "presence_gateway.cli.decode"],
+        [sys.executable, "-m", "presence_gateway", "decode", "ble"],
         input="\n".join(LINES) + "\n",
         capture_output=True,
         text=True,

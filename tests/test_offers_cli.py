@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from presence_gateway.adapters.identity_store import Registry
-from presence_gateway.cli.offers import main
+from presence_gateway.cli.main import main as cli
 from presence_gateway.core.identity.importer import parse_import
 from presence_gateway.core.privacy import Pseudonymizer
 
@@ -48,6 +48,10 @@ customer_id,kind,value,consent,segments
 alice,ibeacon,{APP_UUID}/1/2,offers personalization,tier=gold
 bob,ibeacon,{APP_UUID}/1/3,analytics,tier=gold
 """
+
+
+def main(argv: list[str]) -> int:
+    return cli(["offers", *argv])
 
 
 def ibeacon(major: int, minor: int) -> str:

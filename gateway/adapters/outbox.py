@@ -41,7 +41,7 @@ import aiosqlite
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migrations by target user_version; each runs in its own transaction with the version bump.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -59,6 +59,12 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
         "INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('dropped_total', 0)",
     ),
+    # One row per event id: a message handed over twice is stored once (a duplicate can only
+    # come from a bug upstream, and a consumer would drop it anyway; the disk need not).
+    2: (
+        "DELETE FROM outbox WHERE n NOT IN (SELECT min(n) FROM outbox GROUP BY id)",
+        "CREATE UNIQUE INDEX outbox_id ON outbox (id)",
+    ),
 }
 
 _PRAGMAS = (
@@ -72,7 +78,8 @@ _PRAGMAS = (
     "PRAGMA busy_timeout=5000",
 )
 
-_INSERT = ("INSERT INTO outbox (id, seq, topic, payload, qos, retain, created, stored_at)"
+_INSERT = ("INSERT OR IGNORE INTO outbox (id, seq, topic, payload, qos, retain, created,"
+           " stored_at)"
            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
@@ -145,6 +152,7 @@ class Outbox:
         self._last_seq = last_seq
         self.dropped = 0
         self.dropped_total = dropped_total
+        self.duplicates = 0  # appended messages whose id was already stored (not stored again)
         self.wakeup = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
         self._lock = asyncio.Lock()
@@ -230,11 +238,13 @@ class Outbox:
                 for m in messages]
         top = max(m.seq for m in messages)
         async with self.transaction() as conn:
-            await conn.executemany(_INSERT, rows)
+            cur = await conn.executemany(_INSERT, rows)
+            stored = cur.rowcount if cur.rowcount >= 0 else len(rows)
             if top > self._last_seq:
                 await conn.execute("UPDATE meta SET value=? WHERE key='last_seq'", (top,))
-            dropped = await self._enforce_bounds(conn, self._depth + len(rows), now)
-        self._depth += len(rows) - dropped
+            dropped = await self._enforce_bounds(conn, self._depth + stored, now)
+        self.duplicates += len(rows) - stored
+        self._depth += stored - dropped
         self._last_seq = max(self._last_seq, top)
         self.dropped += dropped
         self.dropped_total += dropped

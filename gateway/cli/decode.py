@@ -3,7 +3,7 @@
 Input, one JSON object per line:
     {"ad": "<hex>"}                                   raw AD structures as on air
     {"ad": ["<adv hex>", "<scan response hex>"]}      advertising data + scan response
-    a line of the JSONL BLE recording format           (gateway/core/ble_record.py)
+    a line of the JSONL BLE recording format           (core/ble/record.py)
 Output, one line per non-blank input line, in order:
     {"advertisement": {local_name, service_uuids, service_data, manufacturer_data, tx_power},
      "sightings": [{"kind": ..., <fields>}], "rejected": null | "<reason>"}
@@ -22,9 +22,18 @@ from typing import Any, TextIO
 
 import orjson
 
+from presence_gateway.cli.common import Subparsers
 from presence_gateway.core.ble.decode import Advert, decode, parse_ad
 from presence_gateway.core.ble.record import parse_recording_line
 from presence_gateway.core.model import Rejection
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("decode", help="decode adverts from JSON lines on stdin",
+                       description="Decode BLE adverts: JSON lines on stdin, one JSON line of"
+                                   " decoding per input line on stdout.")
+    p.add_argument("what", choices=["ble"])
+    p.set_defaults(func=lambda args: run_decode_ble(sys.stdin, sys.stdout))
 
 
 def advert_json(advert: Advert) -> dict[str, Any]:
@@ -87,6 +96,3 @@ def run_decode_ble(stdin: TextIO, stdout: TextIO) -> int:
     stdout.flush()
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(run_decode_ble(sys.stdin, sys.stdout))

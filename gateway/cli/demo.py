@@ -5,7 +5,7 @@ gateway's topic tree, replays the bundled captures through drivers -> privacy bo
 -> SQLite outbox -> MQTT, shows events as they arrive, and ends with a summary. Exit code 0 only
 if every published event was received by the subscriber.
 
-The subscriber (gateway/monitor.py) uses paho's own network thread: it is a client of the
+The subscriber (cli/monitor.py) uses paho's own network thread: it is a client of the
 gateway, not part of it; the gateway drives its MQTT socket from the asyncio loop.
 """
 
@@ -19,13 +19,24 @@ import time
 from collections import Counter
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
+from presence_gateway.cli.common import Subparsers
 from presence_gateway.cli.monitor import EventSubscriber
 from presence_gateway.core.config import load_config, mqtt_from_url
 from presence_gateway.core.model import OutboundMessage
+from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.service import RunSummary, Service, run_with_signals
 
 DEMO_STORE, DEMO_GATEWAY = "demo-store", "gw-demo"
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("demo", help="replay bundled captures into a broker it starts",
+                       description="The whole pipeline on bundled real captures, into a"
+                                   " private Mosquitto (or --mqtt), watched by a subscriber.")
+    p.add_argument("--quiet", action="store_true", help="only the summary")
+    p.add_argument("--mqtt", metavar="URL", help="use this broker instead of starting one")
+    p.set_defaults(func=lambda args: run_demo(quiet=args.quiet, mqtt_url=args.mqtt))
 
 
 def demo_captures() -> list[str]:
@@ -36,8 +47,7 @@ def demo_captures() -> list[str]:
 
 def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
     from presence_gateway.adapters.mosquitto import local_broker
-    from presence_gateway.drivers.registry import create, replay_settings
-    from presence_gateway.runtime.service import RunOptions, Service, run_with_signals
+    from presence_gateway.drivers.registry import replay_settings
 
     captures = demo_captures()
     with tempfile.TemporaryDirectory(prefix="pg-demo-") as tmp:
@@ -63,8 +73,7 @@ def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
             def on_message(m: OutboundMessage) -> None:
                 published[m.id] = m.topic
 
-            service = Service(cfg, [create(d) for d in cfg.drivers],
-                              RunOptions(replay=True, on_message=on_message))
+            service = Service(cfg, RunOptions(mode=Mode.REPLAY, on_message=on_message))
             summary = asyncio.run(run_with_signals(service))
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
@@ -80,7 +89,7 @@ def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
     return _report(summary, published, sub.received, missing)
 
 
-def _report(summary: Any, published: dict[str, str], received: dict[str, str],
+def _report(summary: RunSummary, published: dict[str, str], received: dict[str, str],
             missing: list[str]) -> int:
     by_type = Counter(received[i] for i in published if i in received)
     print("\nsummary", file=sys.stderr)

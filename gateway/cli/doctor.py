@@ -9,22 +9,31 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from presence_gateway.cli.common import Subparsers, add_config
 from presence_gateway.core.config import GatewayConfig, load_config
 from presence_gateway.core.driver_config import (
     DriverSettings,
     DriverType,
     RecordingSettings,
     WifiMonitorSettings,
+    default_ble,
 )
 from presence_gateway.errors import GatewayError
 
 Result = tuple[str, str, str]  # (status, check, detail)
 OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("doctor", help="check config, storage, broker and radios",
+                       description="Check config, offer rules, storage, broker and radios;"
+                                   " each check says ok, warn or FAIL and what to do.")
+    add_config(p)
+    p.set_defaults(func=lambda args: run_doctor(args.config))
 
 
 def check_storage(cfg: GatewayConfig) -> Result:
@@ -111,6 +120,31 @@ def check_driver(d: DriverSettings) -> Result:
     return OK, name, d.type.value
 
 
+def check_build(cfg: GatewayConfig) -> Result:
+    """Build the whole gateway (rules, identity, core, writer) the way `run` does, on a
+    scratch database so nothing is changed; what would fail at start fails here."""
+    import asyncio
+    import dataclasses
+    import tempfile
+
+    from presence_gateway.runtime.assembly import Mode, RunOptions, open_runtime
+
+    async def build(path: str) -> str:
+        scratch = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, path=path))
+        async with open_runtime(scratch, RunOptions(mode=Mode.LIVE, publish=False),
+                                drivers=()) as rt:
+            n = len(rt.rules.rules)
+            return f"the gateway builds ({n} offer rule(s), {len(cfg.presence.zones)} zone(s))"
+
+    with tempfile.TemporaryDirectory(prefix="presence-gateway-doctor-") as tmp:
+        path = Path(tmp) / "gateway.db"
+        path.touch(mode=0o600)  # an empty file is a new SQLite database
+        try:
+            return OK, "build", asyncio.run(build(str(path)))
+        except GatewayError as exc:
+            return FAIL, "build", str(exc)
+
+
 def run_doctor(config: str | None, out: Callable[[str], None] = print) -> int:
     try:
         cfg = load_config(config)
@@ -122,15 +156,11 @@ def run_doctor(config: str | None, out: Callable[[str], None] = print) -> int:
     if cfg.privacy.secret_source == "random":
         results.append((WARN, "privacy", "privacy.secret is random: device keys change at every"
                                          " restart and the identity registry cannot be used"))
+    results.append(check_build(cfg))
     results.append(check_storage(cfg))
     results.append(check_broker(cfg))
-    results.extend(check_driver(d) for d in cfg.drivers)
-    if not cfg.drivers:
-        results.append((WARN, "drivers", "no drivers configured (only `replay` will work)"))
+    results.extend(check_driver(d) for d in cfg.drivers or (default_ble(),))
     for status, check, detail in results:
         out(f"{status:<5} {check:<10} {detail}")
     return 1 if any(r[0] == FAIL for r in results) else 0
 
-
-if __name__ == "__main__":
-    sys.exit(run_doctor(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -7,6 +7,7 @@ client of the gateway, not part of it. MQTT 3.1.1, so it works with any broker.
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 import uuid
@@ -14,10 +15,30 @@ from typing import Any
 
 import orjson
 
+from presence_gateway.cli.common import Subparsers, add_config, configure
 from presence_gateway.errors import GatewayError
 
 _SHOWN = ("device", "zone", "duration_s", "dwell_s", "observations", "present", "entries",
           "passers_by", "by_radio", "customer_id", "method", "offer_id", "ok", "reason")
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("monitor", help="watch a store's events arrive",
+                       description="Subscribe to a store's events and print one line each.")
+    add_config(p, "YAML config (broker, store)")
+    p.add_argument("--mqtt", metavar="URL", help="mqtt://[user:pass@]host:port")
+    p.add_argument("--gateway", default="+", help="one gateway id (default: all)")
+    p.add_argument("--count", type=int, help="stop after this many events")
+    p.add_argument("--seconds", type=float, help="stop after this long")
+    p.set_defaults(func=monitor_command)
+
+
+def monitor_command(args: argparse.Namespace) -> int:
+    cfg = configure(args)
+    m = cfg.mqtt
+    topic = f"{m.topic_prefix}/v1/{cfg.store_id}/{args.gateway}/#"
+    return run_monitor(m.host, m.port, topic, count=args.count, seconds=args.seconds,
+                       username=m.username, password=m.password)
 
 
 def event_line(ev: dict[str, Any]) -> str:

@@ -25,6 +25,11 @@ class Engine(Protocol):
     def feed(self, obs: Observation) -> list[Event]: ...
     def tick(self, now: float) -> list[Event]: ...
 
+    @property
+    def quiet_horizon_s(self) -> float:
+        """How long after the last sighting every visit has ended and been counted."""
+        ...
+
 
 class Linker(Protocol):
     def observe(self, obs: Observation) -> None: ...
@@ -39,7 +44,7 @@ class Pipeline:
     def __init__(self, *, engine: Engine, envelope: Envelope, stats_interval_s: float = 60.0,
                  linker: Linker | None = None, offers: Offers | None = None,
                  gateway_id: str = "", started: float | None = None,
-                 tick_interval_s: float = 1.0, tail_s: float = 86400.0) -> None:
+                 tick_interval_s: float = 1.0) -> None:
         self.engine = engine
         self.envelope = envelope
         self.linker = linker
@@ -53,7 +58,6 @@ class Pipeline:
         self._next_stats: float | None = None if started is None else started + stats_interval_s
         self.tick_interval_s = tick_interval_s
         self._next_tick = float("-inf")
-        self.tail_s = tail_s  # how far past the last observation `finish` advances the clock
         self.last_ts: float | None = None
         self.max_ts = float("-inf")
         self.shell: Mapping[str, Any] = {}
@@ -102,12 +106,15 @@ class Pipeline:
         return self._emit(self._clock(now), now)
 
     def finish(self, shell: Mapping[str, Any] | None = None) -> list[OutboundMessage]:
-        """End of a recording: close every open visit and emit a last stats summary."""
+        """End of a recording: run the clock on as a live gateway would after the last sighting
+        (the latest capture time, not the last fed), until every visit has ended, then emit a
+        last stats summary. Footfall goes on minute by minute to that time, as it would live;
+        nothing is dated later, so the day's totals are the recording's."""
         if shell is not None:
             self.shell = shell
         if self.last_ts is None:
             return []
-        end = self.max_ts + self.tail_s  # the latest capture time, not the last fed
+        end = self.max_ts + self.engine.quiet_horizon_s
         events = self.engine.tick(end)
         events.append(self._stats_event(end))
         return self._emit(events, end)

@@ -112,7 +112,7 @@ class Pseudonymizer:
 
 
 # A resolver looks at a sighting (raw address, beacon ids) and names the consented registry
-# entry it belongs to, or None. Issue 6's identity core provides it; it must be pure and fast.
+# entry it belongs to, or None. The identity index provides it; it must be pure and fast.
 Resolver = Callable[[Sighting], "str | None"]
 
 
@@ -131,6 +131,10 @@ class Boundary:
         self.resolver = resolver
         self.opt_out = opt_out
         self.stats = BoundaryStats()
+
+    def replace_opt_out(self, opt_out: frozenset[str]) -> None:
+        """A new store-wide opt-out list (keyed address hashes) applies from the next sighting."""
+        self.opt_out = opt_out
 
     def admit(self, s: Sighting) -> Observation | None:
         p = self.pseudonymizer

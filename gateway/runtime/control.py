@@ -10,25 +10,31 @@
 Invariants: every input is validated before it changes anything; a rejected input changes
 nothing and yields a `presence.command.rejected` (or a failed result) event; handlers never
 raise into the MQTT client. Everything runs on the service's loop, in the service's TaskGroup.
+The core is called only synchronously (never across an await), so the consumer, the ticker
+and this plane never see each other's half-done work. Times: inbound messages are judged on
+the runtime's clock (wall time, or a test's); retention and caps in a replay on capture time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from presence_gateway.adapters.offer_store import OfferLedgerStore
+from presence_gateway.adapters.publisher import Publisher
 from presence_gateway.core.commands import CommandGuard, CommandRejected, result_event
 from presence_gateway.core.config import GatewayConfig
 from presence_gateway.core.events import Event
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.core.offers.reload import OFFERS_RELOAD, reload_offers, reload_request
-from presence_gateway.runtime.assembly import Core
+from presence_gateway.runtime.clock import Clock
+from presence_gateway.runtime.core import Core
+from presence_gateway.runtime.identity import IdentityRuntime
 
 log = logging.getLogger("presence_gateway")
 Emit = Callable[[list[OutboundMessage]], None]
@@ -37,18 +43,19 @@ PURGE_S = 3600.0
 
 
 class ControlPlane:
-    def __init__(self, cfg: GatewayConfig, core: Core, emit: Emit, *, identity: Any = None,
-                 ledger: Any = None, publisher: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: GatewayConfig, core: Core, emit: Emit, *, identity: IdentityRuntime,
+                 ledger: OfferLedgerStore, publisher: Publisher | None, clock: Clock,
+                 capture_time: bool) -> None:
         self.cfg = cfg
-        # The clock of retention and caps: wall time live, capture time in a replay (a replay
-        # of last month must neither purge what it just linked nor age out its own caps).
         self.clock = clock
+        # Retention and caps run on capture time in a replay: a replay of last month must
+        # neither purge what it just linked nor age out its own caps.
+        self.capture_time = capture_time
         self.core = core
         self.emit = emit
-        self.identity = identity      # IdentityRuntime or None (no database: replay --no-mqtt)
-        self.ledger = ledger          # OfferLedgerStore or None
-        self.publisher = publisher
+        self.identity = identity
+        self.ledger = ledger
+        self.publisher = publisher  # None when the run does not publish
         self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1000)
         self.guard = CommandGuard(cfg.offers.command_key, store_id=cfg.store_id,
                                   gateway_id=cfg.gateway_id,
@@ -56,6 +63,8 @@ class ControlPlane:
         self.reload_topic = f"{core.topics.commands}/{OFFERS_RELOAD}"
         self.sync_prefix = f"{core.topics.store}/sync/"
         self.dropped = 0
+        # Summaries applied, per peer gateway: what a test on a manual clock waits on.
+        self.peers_heard: Counter[str] = Counter()
         self._last_purge = 0.0
 
     # -- inputs ---------------------------------------------------------------------------
@@ -63,9 +72,8 @@ class ControlPlane:
         if self.publisher is None:
             return
         self.publisher.subscribe(self.reload_topic, self._enqueue)
-        if self.identity is not None:
-            for topic in self.identity.topics:
-                self.publisher.subscribe(topic, self._enqueue)
+        for topic in self.identity.topics:
+            self.publisher.subscribe(topic, self._enqueue)
         self.publisher.subscribe(self.sync_prefix + "+", self._on_peer, qos=0)
 
     def _enqueue(self, topic: str, payload: bytes) -> None:
@@ -82,7 +90,7 @@ class ControlPlane:
         while True:
             topic, payload = await self.inbox.get()
             try:
-                events = await self._handle(topic, payload, time.time())
+                events = await self._handle(topic, payload, self.clock.now())
             except Exception:  # a bad message must never stop the control plane
                 log.exception("control message on %s failed", topic)
                 continue
@@ -94,9 +102,9 @@ class ControlPlane:
             return self._reload_from_file(now)
         if topic == self.reload_topic:
             return self._reload_command(payload, now)
-        if self.identity is not None and topic in self.identity.topics:
+        if topic in self.identity.topics:
             events: list[Event] = await self.identity.on_message(topic, payload, now)
-            self.core.boundary.opt_out = self.identity.opt_out
+            self.core.boundary.replace_opt_out(self.identity.opt_out)
             return events
         return []
 
@@ -146,7 +154,8 @@ class ControlPlane:
             items = orjson.loads(payload)
             if not isinstance(items, list):
                 raise ValueError("not a list")
-            self.core.engine.apply_peer_summary(gateway, items, time.time())
+            self.core.engine.apply_peer_summary(gateway, items, self.clock.now())
+            self.peers_heard[gateway] += 1
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("peer summary from %s ignored: %s", gateway, exc)
 
@@ -156,23 +165,30 @@ class ControlPlane:
         interval = self.cfg.presence.summary_interval_s
         while True:
             if self.publisher is not None:
-                summary = self.core.engine.peer_summary(time.time())
+                summary = self.core.engine.peer_summary(self.clock.now())
                 self.publisher.publish_now(topic, orjson.dumps(summary))
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
 
     # -- maintenance ----------------------------------------------------------------------
+    def retention_now(self) -> float:
+        """Now for retention and caps: the last capture time in a replay (0 before the first,
+        so no purge runs against a time the recording has not reached), else the clock."""
+        if not self.capture_time:
+            return self.clock.now()
+        last = self.core.pipeline.last_ts
+        return last if last is not None else 0.0
+
     async def maintenance(self) -> None:
         while True:
-            await asyncio.sleep(MAINTENANCE_S)
-            await self.tend(self.clock())
+            await self.clock.sleep(MAINTENANCE_S)
+            await self.tend(self.retention_now())
 
     async def tend(self, now: float) -> None:
         """Persist what the core accumulated and enforce retention (also at shutdown)."""
-        if self.identity is not None:
-            await self.identity.flush()
-            if await self.identity.reload_if_changed():
-                self.core.boundary.opt_out = self.identity.opt_out
-        if self.ledger is not None and self.core.offers is not None:
+        await self.identity.flush()
+        if await self.identity.reload_if_changed():
+            self.core.boundary.replace_opt_out(self.identity.opt_out)
+        if self.core.offers is not None:
             rows = self.core.offers.ledger_entries()
             if rows:
                 await self.ledger.append(rows)
@@ -181,7 +197,6 @@ class ControlPlane:
             await self._purge(now)
 
     async def _purge(self, now: float) -> None:
-        if self.identity is not None:
-            await self.identity.purge(now, self.cfg.privacy.retention_days)
-        if self.ledger is not None and self.core.offers is not None:
+        await self.identity.purge(now, self.cfg.privacy.retention_days)
+        if self.core.offers is not None:
             await self.ledger.prune(now - self.core.offers.rules.horizon_s)

@@ -1,13 +1,13 @@
-"""Shell glue the service holds for identity: registry <-> index, linker, opt-out, MQTT sync.
+"""Shell glue for identity: registry <-> index, linker, opt-out list, MQTT sync.
 
-The service does, in order:
+The builder (runtime/assembly.py) starts it first, then builds the core around its index,
+linker and opt-out list; the control plane feeds it sync messages and tends it:
     rt = await IdentityRuntime.start(outbox, pseudonymizer, settings, prefix=..., store=...)
-    rt.boundary = Boundary(pseudonymizer, resolver=rt.index, opt_out=rt.opt_out)
-    pipeline = Pipeline(..., linker=rt.linker, offers=OfferEngine(..., context=rt.context))
-    for topic in rt.topics: publisher.subscribe(topic, inbox_put)  # publisher handlers are
-        # sync: put (topic, payload) on a queue; one task awaits rt.on_message(topic, payload,
-        # now) for each and sends the returned events through the pipeline's envelope
+    boundary = Boundary(pseudonymizer, resolver=rt.index, opt_out=rt.opt_out)
+    ... await rt.on_message(topic, payload, now)  -> rejection events, opt-out changes
     periodically: await rt.flush(); await rt.reload_if_changed(); await rt.purge(now, days)
+After anything that may change the opt-out list, the control plane hands `rt.opt_out` to the
+boundary (`Boundary.replace_opt_out`); this class never reaches into the core.
 
 Invariants:
 - A sync message is applied to SQLite first (one transaction), then to memory (index, opt-out,
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from presence_gateway.adapters.identity_store import OutboxLike, Purged, Registry
+from presence_gateway.adapters.identity_store import OutboxLike, Purged, Registry, RegistryState
 from presence_gateway.core.events import Event
 from presence_gateway.core.identity.config import IdentitySettings
 from presence_gateway.core.identity.index import IdentityIndex
@@ -30,7 +30,7 @@ from presence_gateway.core.identity.link import IdentityContext, Linker
 from presence_gateway.core.identity.sync import SNAPSHOT, UPDATE, SyncChange, SyncRejected, check
 from presence_gateway.core.identity.sync import rejection_event as _rejection
 from presence_gateway.core.identity.sync import topics as _topics
-from presence_gateway.core.privacy import Boundary, Pseudonymizer
+from presence_gateway.core.privacy import Pseudonymizer
 from presence_gateway.errors import StoreError
 
 log = logging.getLogger("presence_gateway.identity")
@@ -38,7 +38,8 @@ log = logging.getLogger("presence_gateway.identity")
 
 class IdentityRuntime:
     def __init__(self, registry: Registry, pseudonymizer: Pseudonymizer,
-                 settings: IdentitySettings, *, prefix: str, store: str) -> None:
+                 settings: IdentitySettings, state: RegistryState, *, prefix: str,
+                 store: str) -> None:
         self.registry = registry
         self._hasher = pseudonymizer.stable_hash
         self.settings = settings
@@ -50,41 +51,39 @@ class IdentityRuntime:
                                    app_window_s=settings.app_window_s,
                                    app_tolerance=settings.app_tolerance,
                                    eid_tolerance=settings.eid_tolerance)
-        self.linker = Linker(self.index.get)
+        self.linker = Linker(self.index.get, state.visits)
         self.context = IdentityContext(self.index, self.linker)
         self.opt_out: frozenset[str] = frozenset()
         self.version = 0
-        self.boundary: Boundary | None = None  # set by the service; its opt_out is kept current
         self._lock = asyncio.Lock()
         self._data_version: int | None = None
+        self._apply(state)
 
     @classmethod
     async def start(cls, outbox: OutboxLike, pseudonymizer: Pseudonymizer,
                     settings: IdentitySettings, *, prefix: str, store: str) -> IdentityRuntime:
         """Attach to the outbox's DB file and load everything (StoreError on a wrong secret)."""
-        rt = cls(await Registry.attach(outbox), pseudonymizer, settings, prefix=prefix,
-                 store=store)
-        await rt._load(with_visits=True)
+        registry = await Registry.attach(outbox)
+        state = await registry.load(pseudonymizer.stable_hash)
+        rt = cls(registry, pseudonymizer, settings, state, prefix=prefix, store=store)
+        rt._data_version = await rt._pragma_data_version()
         return rt
 
     @property
     def topics(self) -> tuple[str, str]:
         return self.snapshot_topic, self.updates_topic
 
-    async def _load(self, *, with_visits: bool = False) -> None:
-        state = await self.registry.load(self._hasher)
+    async def _load(self) -> None:
+        self._apply(await self.registry.load(self._hasher))
+        self._data_version = await self._pragma_data_version()
+
+    def _apply(self, state: RegistryState) -> None:
         self.index.replace(state.entries)
-        if with_visits:
-            self.linker = Linker(self.index.get, state.visits)
-            self.context = IdentityContext(self.index, self.linker)
         self.opt_out = state.opt_out
         self.version = state.version
-        if self.boundary is not None:
-            self.boundary.opt_out = state.opt_out
         if self.index.unusable:
             log.warning("%d app-token entries cannot match: set identity.app_token.uuid",
                         len(self.index.unusable))
-        self._data_version = await self._pragma_data_version()
 
     async def on_message(self, topic: str, payload: bytes, now: float) -> list[Event]:
         """A message on a sync topic -> [] when applied or ignored, else [rejection event]."""

@@ -1,14 +1,19 @@
-"""The service shell: one TaskGroup wiring drivers -> channel -> pipeline -> outbox -> MQTT.
+"""The service: one TaskGroup running what `open_runtime` built, for every mode.
 
 Invariants:
-- One TaskGroup: a supervised task per driver, the consumer, the ticker (live only), the
-  publisher. No stray tasks, no threads beyond aiosqlite's worker.
-- Every message goes to the SQLite outbox (one transaction per batch) before it is published;
+- One TaskGroup: the outbox writer, the publisher, a supervised task per driver, the consumer,
+  the control plane and maintenance, and live only the ticker and peer summaries. No stray
+  tasks, no threads beyond aiosqlite's worker.
+- Every message goes to the outbox writer (the one task that commits) before it is published;
   the publisher deletes it only on PUBACK.
-- Stop (SIGINT/SIGTERM, or the end of a replay): drivers stop, the queue drains, pending
-  messages are committed, the outbox is flushed to the broker within a grace period, the status
-  goes offline. What could not be delivered stays in the outbox for the next start.
-- Replay runs in capture time: the pipeline's clock is the observations' timestamps.
+- Side tasks are guarded: a bug in one is logged, counted and the task restarted; it never
+  ends the run or skips the final flush.
+- Stop (SIGINT/SIGTERM, or the end of a replay): drivers stop, the queue drains, a replay's
+  open visits are closed, ledger and visit history are stored, the writer commits the rest,
+  the outbox is flushed to the broker within a grace period, the status goes offline. What
+  could not be delivered stays in the outbox for the next start.
+- The core is called only synchronously, from the consumer, the ticker and the control plane:
+  none of them holds it across an await.
 """
 
 from __future__ import annotations
@@ -18,39 +23,21 @@ import contextlib
 import logging
 import random
 import signal
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
-from presence_gateway import __version__
 from presence_gateway.adapters.sdnotify import Notifier
 from presence_gateway.core.config import GatewayConfig
-from presence_gateway.core.envelope import Topics
-from presence_gateway.core.model import Observation, OutboundMessage
-from presence_gateway.core.offers.rules import EMPTY_RULES, RuleSet
-from presence_gateway.core.pipeline import Pipeline
-from presence_gateway.core.privacy import Boundary
-from presence_gateway.core.throttle import AdvertThrottle
+from presence_gateway.core.model import Observation
 from presence_gateway.drivers.base import Driver
 from presence_gateway.errors import DriverError, GatewayError
-from presence_gateway.runtime.assembly import assemble, pseudonymizer_for
-from presence_gateway.runtime.channel import ObservationChannel
-from presence_gateway.runtime.control import ControlPlane
+from presence_gateway.runtime.assembly import Mode, RunOptions, Runtime, open_runtime
 
 log = logging.getLogger("presence_gateway")
-
-
-@dataclass(slots=True)
-class RunOptions:
-    replay: bool = False
-    mqtt: bool = True
-    events_out: IO[bytes] | None = None
-    observations_out: IO[bytes] | None = None
-    flush_timeout_s: float = 30.0
-    on_message: Callable[[OutboundMessage], None] | None = None
+TICK_S = 1.0
 
 
 @dataclass(slots=True)
@@ -63,262 +50,192 @@ class RunSummary:
     published: int = 0
     acked: int = 0
     outbox_depth: int = 0
+    delivered: bool = True          # False: publishing, and messages stayed in the outbox
     driver_errors: list[str] = field(default_factory=list)
-
-
-class _Writer:
-    """Batches messages into the outbox (and optional JSONL files) at most once per interval."""
-
-    def __init__(self, outbox: Any, opts: RunOptions, batch_max: int, interval: float) -> None:
-        self.outbox = outbox
-        self.opts = opts
-        self.batch_max = batch_max
-        self.interval = interval
-        self.pending: list[OutboundMessage] = []
-        self.last_flush = time.monotonic()
-
-    def add(self, msgs: Sequence[OutboundMessage]) -> None:
-        self.pending.extend(msgs)
-        out, cb = self.opts.events_out, self.opts.on_message
-        if out is not None or cb is not None:
-            for m in msgs:
-                if out is not None:
-                    out.write(orjson.dumps({"topic": m.topic})[:-1] + b"," + m.payload[1:] + b"\n")
-                if cb is not None:
-                    cb(m)
-
-    def due(self) -> bool:
-        return len(self.pending) >= self.batch_max or (
-            bool(self.pending) and time.monotonic() - self.last_flush >= self.interval)
-
-    async def flush(self) -> None:
-        if self.pending and self.outbox is not None:
-            await self.outbox.append(self.pending)
-        self.pending = []
-        self.last_flush = time.monotonic()
+    task_errors: list[str] = field(default_factory=list)
 
 
 class Service:
-    def __init__(self, cfg: GatewayConfig, drivers: Sequence[Driver], opts: RunOptions) -> None:
+    """Runs a gateway until its recordings end or it is stopped (`stop_event`)."""
+
+    def __init__(self, cfg: GatewayConfig, options: RunOptions,
+                 drivers: Sequence[Driver] | None = None) -> None:
         self.cfg = cfg
-        self.opts = opts
-        if opts.replay and len(drivers) > 1:  # recordings interleave by capture time
-            from presence_gateway.runtime.replay_merge import MergedReplay
-            drivers = [MergedReplay(drivers)]
-        self.drivers = list(drivers)
-        self.started = time.time()
-        # One pseudonymizer for the run: run() builds the core's boundary around it.
-        self.pseudonymizer = pseudonymizer_for(cfg)
-        self.boundary = Boundary(self.pseudonymizer)
-        self.channel = ObservationChannel(self.boundary, cfg.queue_max,
-                                          AdvertThrottle(cfg.ble_repeat_interval_s))
-        self.topics = Topics(cfg.mqtt.topic_prefix, cfg.store_id, cfg.gateway_id)
-        self.summary = RunSummary()
+        self.options = options
+        self._drivers = drivers
         self.stop_event = asyncio.Event()
-        self.outbox: Any = None
-        self.publisher: Any = None
-        self.control: Any = None
+        self.summary = RunSummary()
         self.notifier = Notifier()
+        self.runtime: Runtime | None = None  # while running: what open_runtime built
 
-    # -- status payloads --------------------------------------------------------------------
-    def _status(self, state: str) -> bytes:
-        return orjson.dumps({
-            "state": state, "store": self.cfg.store_id, "gateway": self.cfg.gateway_id,
-            "version": __version__, "started": self.started,
-            "drivers": [d.name for d in self.drivers], "time": time.time(),
-        })
-
-    def shell_stats(self) -> dict[str, Any]:
-        pub = self.publisher
-        return {
-            "rejects": dict(self.channel.rejects), "queue_drops": self.channel.drops,
-            "opted_out": self.boundary.stats.opted_out,
-            "throttled": self.channel.throttle.stats.dropped,
-            "outbox_depth": getattr(self, "_depth", 0),
-            "outbox_dropped": getattr(self.outbox, "dropped", 0),
-            "mqtt_rejected": int(getattr(pub, "rejected", 0)),
-            "mqtt_connected": bool(pub is not None and pub.connected),
-        }
-
-    # -- run --------------------------------------------------------------------------------
     async def run(self) -> RunSummary:
-        cfg, opts = self.cfg, self.opts
-        rules = _load_rules(cfg)
-        outbox_cm: Any = contextlib.nullcontext(None)
-        if opts.mqtt:
-            from presence_gateway.adapters.outbox import Outbox
-            outbox_cm = await Outbox.open(cfg.storage.path, max_rows=cfg.storage.outbox_max_rows,
-                                          max_age_s=cfg.storage.outbox_max_age_s)
-        async with outbox_cm as outbox:
-            self.outbox = outbox
-            identity = ledger = None
-            pseudo = self.pseudonymizer
-            core_kw: dict[str, Any] = {}
-            if outbox is not None:
-                from presence_gateway.adapters.offer_store import OfferLedgerStore
-                from presence_gateway.runtime.identity import IdentityRuntime
-                identity = await IdentityRuntime.start(
-                    outbox, pseudo, cfg.identity, prefix=cfg.mqtt.topic_prefix,
-                    store=cfg.store_id)
-                core_kw = {"index": identity.index, "linker": identity.linker,
-                           "opt_out": identity.opt_out,
-                           "next_seq": (await outbox.last_seq()) + 1}
-                ledger = OfferLedgerStore(outbox)
-                await ledger.init()
-            core = assemble(cfg, pseudonymizer=pseudo, rules=rules,
-                            started=None if opts.replay else time.time(), **core_kw)
-            if identity is not None:
-                identity.boundary = core.boundary
-            if ledger is not None and core.offers is not None:
-                # A replay's capture time is unknown yet: load every stored row (the table
-                # holds at most the rules' horizon); the engine's windows ignore older ones.
-                since = 0.0 if opts.replay else time.time() - rules.horizon_s
-                core.offers.load_ledger(await ledger.load(since))
-            self.boundary = core.boundary
-            self.channel.boundary = core.boundary
-            writer = _Writer(outbox, opts, cfg.storage.batch_max, cfg.storage.batch_interval_s)
-            if outbox is not None:
-                from presence_gateway.adapters.publisher import Publisher
-                self.publisher = Publisher(cfg.mqtt, outbox, status_topic=self.topics.status,
-                                           online_payload=lambda: self._status("online"),
-                                           offline_payload=self._status("offline"), logger=log)
-            self.control = ControlPlane(cfg, core, writer.add, identity=identity, ledger=ledger,
-                                        publisher=self.publisher,
-                                        clock=_capture_clock(core.pipeline) if opts.replay
-                                        else time.time)
-            self.control.subscribe_all()
-            await self._task_group(core.pipeline, writer)
-            await self.control.tend(self.control.clock())
-            self._fill_summary(core.pipeline)
-            if outbox is not None:
-                self.summary.outbox_depth = await outbox.depth()
+        async with open_runtime(self.cfg, self.options, self._drivers) as rt:
+            self.runtime = rt
+            rt.control.subscribe_all()
+            await self._run(rt)
+            self._fill_summary(rt)
         return self.summary
 
-    async def _task_group(self, pipeline: Pipeline, writer: _Writer) -> None:
+    # -- the task group ---------------------------------------------------------------------
+    async def _run(self, rt: Runtime) -> None:
+        live = self.options.mode is Mode.LIVE
         async with asyncio.TaskGroup() as tg:
-            pub_task = (tg.create_task(self.publisher.run(), name="publisher")
-                        if self.publisher is not None else None)
-            driver_tasks = [tg.create_task(self._supervise(d), name=f"driver:{d.name}")
-                            for d in self.drivers]
-            consumer = tg.create_task(self._consume(pipeline, writer), name="consumer")
-            side = [tg.create_task(self.control.run(), name="control"),
-                    tg.create_task(self.control.maintenance(), name="maintenance")]
-            if not self.opts.replay:
-                side.append(tg.create_task(self._ticker(pipeline, writer), name="ticker"))
-                side.append(tg.create_task(self.control.peers(), name="peers"))
-                _on_signal(signal.SIGHUP, self.control.sighup)
-                self.notifier.ready(f"{len(self.drivers)} driver(s), store {self.cfg.store_id}")
-            all_done: asyncio.Future[Any] = asyncio.gather(*driver_tasks, return_exceptions=True)
-            stop: asyncio.Future[Any] = tg.create_task(self.stop_event.wait(), name="stop")
-            await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
+            writer = tg.create_task(rt.writer.run(), name="writer")
+            pub = (tg.create_task(rt.publisher.run(), name="publisher")
+                   if rt.publisher is not None else None)
+            drivers = [tg.create_task(self._supervise(rt, d), name=f"driver:{d.name}")
+                       for d in rt.drivers]
+            consumer = tg.create_task(self._consume(rt), name="consumer")
+            side = [tg.create_task(self._guard("control", rt.control.run)),
+                    tg.create_task(self._guard("maintenance", rt.control.maintenance))]
+            if live:
+                side.append(tg.create_task(self._guard("ticker", lambda: self._ticker(rt))))
+                side.append(tg.create_task(self._guard("peers", rt.control.peers)))
+                self.notifier.ready(f"{len(rt.drivers)} driver(s), store {self.cfg.store_id}")
+            stop = tg.create_task(self.stop_event.wait(), name="stop")
+            all_done: asyncio.Future[Any] = asyncio.gather(*drivers, return_exceptions=True)
+            with _signal(signal.SIGHUP, rt.control.sighup, enabled=live):
+                await asyncio.wait([all_done, stop], return_when=asyncio.FIRST_COMPLETED)
             self.notifier.stopping()
-            for t in driver_tasks:
+            for t in (*drivers, stop, *side):
                 t.cancel()
-            await asyncio.gather(*driver_tasks, return_exceptions=True)
-            stop.cancel()
-            for t in side:
-                t.cancel()
-            self.channel.close()
+            await asyncio.gather(*drivers, *side, return_exceptions=True)
+            rt.channel.close()
             await consumer
-            writer.add(pipeline.finish(self.shell_stats()) if self.opts.replay else [])
-            await writer.flush()
-            if pub_task is not None:
-                await self._drain_publisher()
-                pub_task.cancel()
+            if self.options.mode.capture_time:
+                rt.writer.add(rt.core.pipeline.finish(self._shell(rt)))
+            await self._guard_once("tend", rt.control.tend(rt.control.retention_now()))
+            rt.writer.close()
+            await writer
+            if pub is not None:
+                await self._drain_publisher(rt)
+                pub.cancel()
 
-    async def _drain_publisher(self) -> None:
-        ok = await self.publisher.flush(self.opts.flush_timeout_s)
-        if not ok:
+    async def _drain_publisher(self, rt: Runtime) -> None:
+        assert rt.publisher is not None
+        if await rt.publisher.flush(self.options.flush_timeout_s):
+            return
+        left = await rt.outbox.depth()
+        self.summary.delivered = False
+        if rt.publisher.connected:
+            log.warning("the broker did not acknowledge %d messages within %.0f s: they stay in"
+                        " the outbox for the next start", left, self.options.flush_timeout_s)
+        else:
             log.warning("broker unreachable: %d messages stay in the outbox for the next start",
-                        await self.outbox.depth())
+                        left)
 
-    async def _supervise(self, driver: Driver) -> None:
+    async def _supervise(self, rt: Runtime, driver: Driver) -> None:
         """Run a driver; restart a failed live driver with backoff, never crash the rest."""
+        replay = self.options.mode.capture_time
         delay = 1.0
         while True:
             try:
-                await driver.run(self.channel)
-                if self.opts.replay:
+                await driver.run(rt.channel)
+                if replay:
                     return
                 delay = 1.0
             except DriverError as exc:
                 log.error("%s", exc)
                 self.summary.driver_errors.append(str(exc))
-                if self.opts.replay:
+                if replay:
                     return
             except Exception as exc:  # a driver bug must not take the gateway down
                 log.exception("driver %s failed: %s", driver.name, exc)
                 self.summary.driver_errors.append(f"driver {driver.name}: {exc!r}")
-                if self.opts.replay:
+                if replay:
                     return
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 60.0)
 
-    async def _consume(self, pipeline: Pipeline, writer: _Writer) -> None:
-        obs_out = self.opts.observations_out
+    async def _guard(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a side task for the whole run; a bug is logged and the task restarted."""
+        delay = 1.0
         while True:
-            if writer.pending:  # never leave messages uncommitted while input is quiet
-                try:
-                    batch = await asyncio.wait_for(self.channel.get_batch(), writer.interval)
-                except TimeoutError:
-                    await writer.flush()
-                    continue
-            else:
-                batch = await self.channel.get_batch()
+            try:
+                await body()
+                return
+            except Exception as exc:
+                log.exception("task %s failed: %s; restarting it", name, exc)
+                self.summary.task_errors.append(f"{name}: {exc!r}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    async def _guard_once(self, name: str, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except GatewayError:
+            raise
+        except Exception as exc:
+            log.exception("%s failed: %s", name, exc)
+            self.summary.task_errors.append(f"{name}: {exc!r}")
+
+    # -- the consumer and the ticker (the only callers of feed and tick) -------------------
+    async def _consume(self, rt: Runtime) -> None:
+        obs_out = self.options.observations_out
+        capture = self.options.mode.capture_time
+        pipeline, writer = rt.core.pipeline, rt.writer
+        while True:
+            batch = await rt.channel.get_batch()
             if not batch:
-                break
-            pipeline.shell = self.shell_stats()
-            writer.add(pipeline.feed_many(batch, capture_clock=self.opts.replay))
+                return
+            pipeline.shell = self._shell(rt)
+            try:
+                writer.add(pipeline.feed_many(batch, capture_clock=capture))
+            except Exception as exc:  # a core bug must not stop the radios: log, count, go on
+                log.exception("the core failed on a batch of %d observations", len(batch))
+                self.summary.task_errors.append(f"consumer: {exc!r}")
             if obs_out is not None:
                 obs_out.write(b"".join(_obs_line(o) for o in batch))
-            if writer.due():
-                await writer.flush()
-                await self._refresh_depth()
+            await writer.room()
 
-    async def _ticker(self, pipeline: Pipeline, writer: _Writer) -> None:
+    async def _ticker(self, rt: Runtime) -> None:
+        clock = self.options.clock
         while True:
-            await asyncio.sleep(1.0)
+            await clock.sleep(TICK_S)
             # The watchdog is fed by the loop's own clock: a wedged loop stops feeding it and
             # systemd restarts the gateway (WatchdogSec in the unit).
             self.notifier.watchdog()
-            await self._refresh_depth()
-            writer.add(pipeline.tick(time.time(), self.shell_stats()))
-            if writer.pending:
-                await writer.flush()
+            rt.writer.add(rt.core.pipeline.tick(clock.now(), self._shell(rt)))
 
-    async def _refresh_depth(self) -> None:
-        if self.outbox is not None:
-            self._depth = await self.outbox.depth()
+    @staticmethod
+    def _shell(rt: Runtime) -> dict[str, Any]:
+        """Counters of the shells for the stats event (the core never reaches out for them)."""
+        pub = rt.publisher
+        return {
+            "rejects": dict(rt.channel.rejects), "queue_drops": rt.channel.drops,
+            "opted_out": rt.core.boundary.stats.opted_out,
+            "throttled": rt.channel.throttle.stats.dropped,
+            "outbox_depth": rt.outbox.size, "outbox_dropped": rt.outbox.dropped,
+            "mqtt_rejected": pub.rejected if pub is not None else 0,
+            "mqtt_connected": pub is not None and pub.connected,
+        }
 
-    def _fill_summary(self, pipeline: Pipeline) -> None:
-        s = self.summary
+    def _fill_summary(self, rt: Runtime) -> None:
+        s, pipeline = self.summary, rt.core.pipeline
         s.observations = pipeline.observations
         s.events_by_type = dict(sorted(pipeline.events_by_type.items()))
         s.events = sum(s.events_by_type.values())
-        s.rejects = dict(self.channel.rejects)
-        s.queue_drops = self.channel.drops
-        if self.publisher is not None:
-            s.published, s.acked = self.publisher.published, self.publisher.acked
+        s.rejects = dict(rt.channel.rejects)
+        s.queue_drops = rt.channel.drops
+        s.outbox_depth = rt.outbox.size if rt.publisher is not None else 0
+        if rt.publisher is not None:
+            s.published, s.acked = rt.publisher.published, rt.publisher.acked
 
 
-def _load_rules(cfg: GatewayConfig) -> RuleSet:
-    if cfg.offers.rules_path is None:
-        return EMPTY_RULES
-    from presence_gateway.runtime.assembly import load_rules
-    return load_rules(cfg.offers.rules_path, cfg)
-
-
-def _capture_clock(pipeline: Pipeline) -> Callable[[], float]:
-    """Replay time: the last capture timestamp fed; 0 before the first one, so no purge runs
-    against a time the recording has not reached (tend purges only once now >= 1 h)."""
-    def now() -> float:
-        return pipeline.last_ts if pipeline.last_ts is not None else 0.0
-    return now
-
-
-def _on_signal(sig: signal.Signals, fn: Callable[[], None]) -> None:
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        asyncio.get_running_loop().add_signal_handler(sig, fn)
+@contextlib.contextmanager
+def _signal(sig: signal.Signals, fn: Callable[[], None], *, enabled: bool) -> Any:
+    """A loop signal handler for the duration of the block (removed after, even on error)."""
+    loop = asyncio.get_running_loop()
+    added = False
+    if enabled:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, fn)
+            added = True
+    try:
+        yield
+    finally:
+        if added:
+            loop.remove_signal_handler(sig)
 
 
 def _obs_line(o: Observation) -> bytes:
@@ -330,15 +247,14 @@ def _obs_line(o: Observation) -> bytes:
     }, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
 
-async def run_with_signals(service: Service,
-                           body: Callable[[], Awaitable[RunSummary]] | None = None) -> RunSummary:
+async def run_with_signals(service: Service) -> RunSummary:
     """Run until done, stopping cleanly on SIGINT/SIGTERM."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, service.stop_event.set)
     try:
-        return await (body() if body is not None else service.run())
+        return await service.run()
     except* GatewayError as eg:
         raise eg.exceptions[0] from None
     finally:

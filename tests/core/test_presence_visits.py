@@ -1,4 +1,4 @@
-"""Visits with the default config: the contract the gateway spine (issue 2) relies on."""
+"""Visits with the default config: the contract the gateway spine relies on."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from presence_gateway.cli.main import main as cli
 from presence_gateway.core.identity.resolve import (
     AppTokenResolver,
     IrkResolver,
@@ -21,7 +22,6 @@ from presence_gateway.core.identity.resolve import (
     is_resolvable,
     parse_irk,
 )
-from presence_gateway.firmware_tools import app_token as app_token_cli
 
 # Bluetooth Core spec Vol 3 Part H Appendix D.7 ("ah random address hash functions").
 SPEC_IRK = bytes.fromhex("ec0234a357c8ad05341010a60a397d9b")
@@ -189,7 +189,8 @@ def test_app_token_shared_token_is_ambiguous() -> None:
 
 
 def test_app_token_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = app_token_cli.main(["--secret", SECRET.hex(), "--uuid", UUID, "--at", str(NOW)])
+    # `presence-gateway app-token` could not run at all before the command tree was one parser
+    rc = cli(["app-token", "--secret", SECRET.hex(), "--uuid", UUID, "--at", str(NOW)])
     assert rc == 0
     out = dict(line.split(" ", 1) for line in capsys.readouterr().out.splitlines())
     major, minor = app_token(SECRET, app_token_window(NOW))
@@ -201,4 +202,6 @@ def test_app_token_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert ad[29] == (-59 & 0xFF) and len(ad) == 30
     assert f'"76":"{ad[7:].hex()}"' in out["jsonl"]
     assert SECRET.hex() not in capsys.readouterr().out
-    assert app_token_cli.main(["--secret", "00", "--uuid", UUID]) == 2
+    assert cli(["app-token", "--secret", "00", "--uuid", UUID]) == 2
+    assert "--secret: must be at least 16 bytes" in capsys.readouterr().err
+    assert cli(["app-token", "--help"]) == 0

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from presence_gateway.cli.main import main as cli
 from presence_gateway.core.model import AddressKind
 from presence_gateway.drivers.ble_replay import BleReplayDriver
 from presence_gateway.errors import DriverError
-from presence_gateway.firmware_tools import app_token as app_token_cli
 from tests.sinks import ListSink
 
 IBEACON = ('{"ts": 100.5, "address": "c0:de:00:00:00:01", "address_type": "random", "rssi": -60,'
@@ -19,8 +19,8 @@ IBEACON = ('{"ts": 100.5, "address": "c0:de:00:00:00:01", "address_type": "rando
 
 
 async def test_replay_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert app_token_cli.main(["--secret", "11" * 16, "--uuid", "2f234454cf6d4a0fadf2f4911ba9ffa6",
-                               "--at", "200"]) == 0
+    assert cli(["app-token", "--secret", "11" * 16, "--uuid",
+                "2f234454cf6d4a0fadf2f4911ba9ffa6", "--at", "200"]) == 0
     token_line = capsys.readouterr().out.split("jsonl ", 1)[1].strip()
     rec = tmp_path / "r.jsonl"
     rec.write_text("\n".join([

@@ -1,10 +1,15 @@
-"""firmware_tools.radio: the CLI on this machine's real interfaces (no Wi-Fi adapter here)."""
+"""`presence-gateway radio`: the CLI on this machine's real interfaces (no Wi-Fi adapter here)."""
 
 from __future__ import annotations
 
 import pytest
 
-from presence_gateway.firmware_tools.radio import list_interfaces, main, plan
+from presence_gateway.cli.main import main as cli
+from presence_gateway.firmware_tools.radio import list_interfaces, plan
+
+
+def main(argv: list[str]) -> int:
+    return cli(["radio", *argv])
 
 
 def test_list_shows_loopback_as_not_wifi(capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,4 +31,7 @@ def test_bad_usage_and_missing_interface(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["plan", "--channels", "x"]) == 2
     assert main(["bogus"]) == 2
     assert main(["monitor", "nosuchif0"]) == 1
-    assert "nosuchif0: no such interface" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nosuchif0: no such interface" in err
+    assert main(["--help"]) == 0 and main(["plan", "-h"]) == 0
+    assert "monitor" in capsys.readouterr().out

@@ -8,6 +8,7 @@ filter and the parser. Tests skip with the reason when raw sockets are not allow
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 
@@ -18,7 +19,10 @@ from presence_gateway.drivers.wifi_monitor import ETH_P_ALL, WifiMonitorDriver, 
 from presence_gateway.errors import DriverError
 from tests.sinks import ListSink
 
-PROBER = "da:a1:19:77:88:99"
+# A fresh randomized address per run: other processes may send frames on the shared `lo`
+# (another checkout's suite, say); the test counts only its own.
+PROBER = "da:a1:19:" + ":".join(f"{b:02x}" for b in os.urandom(3))
+ACKS = 200
 
 
 
@@ -49,7 +53,7 @@ async def test_socket_filter_and_parser_on_loopback() -> None:
         beacon = _frame(Dot11(type=0, subtype=8, addr2="00:11:22:33:44:55") / Dot11Beacon()
                         / Dot11Elt(ID=0, info=b"shop"))
         ack = _frame(Dot11(type=1, subtype=13, addr1=PROBER))
-        for frame in (probe, ack, beacon, ack):
+        for frame in (probe, beacon, *[ack] * ACKS):
             sender.send(frame)
         for _ in range(100):
             await asyncio.sleep(0.01)
@@ -64,9 +68,11 @@ async def test_socket_filter_and_parser_on_loopback() -> None:
     assert len(ours) == 1
     assert (ours[0].rssi, ours[0].channel, ours[0].seq, ours[0].sensor) == (-44, 6, 16, "door")
     assert driver.filtered, "the kernel refused the BPF program"
-    # the beacon reached Python (management) and was ignored; the two ACKs and the loopback's
-    # own Ethernet traffic (RadioTap length 0) never left the kernel
-    assert (driver.received, driver.ignored) == (2, 1)
+    # The beacon reached Python (management) and was ignored; the ACKs and the loopback's own
+    # Ethernet traffic (RadioTap length 0) never left the kernel. Frames other processes put
+    # on `lo` meanwhile may be counted too, but never the hundreds of ACKs sent here.
+    assert driver.received >= 2 and driver.ignored >= 1
+    assert driver.received < ACKS // 2, "control frames passed the kernel filter"
 
 
 async def test_missing_interface() -> None:

@@ -1,4 +1,4 @@
-"""Identity linking with consent (issue 6), end to end: CLI import -> `presence-gateway replay`
+"""Identity linking with consent, end to end: CLI import -> `presence-gateway replay`
 (real SQLite, real Mosquitto) and the in-process Service (retention, live MQTT sync).
 
 Known truth (tests/integration/e2e_data.py): alice/dan/erin/frank link with the methods
@@ -32,7 +32,8 @@ from presence_gateway.core.identity.sync import topics as sync_topics
 from presence_gateway.core.model import OutboundMessage, Rejection, Sighting
 from presence_gateway.core.privacy import Pseudonymizer, parse_mac
 from presence_gateway.drivers.ble_replay import BleReplayDriver
-from presence_gateway.runtime.service import RunOptions, Service
+from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.service import Service
 from tests.contract import validate_event
 from tests.integration import e2e_data as d
 from tests.mqtt_helpers import Collector
@@ -366,12 +367,13 @@ def test_daily_key_rotation_and_retention_purge(tmp_path: Path,
 
     async def scenario() -> None:
         gate = asyncio.Event()
-        svc = Service(cfg, [HoldDriver(sightings, gate)],
-                      RunOptions(replay=True, on_message=published.append))
+        svc = Service(cfg, RunOptions(mode=Mode.REPLAY, on_message=published.append),
+                      [HoldDriver(sightings, gate)])
         task = asyncio.create_task(svc.run())
-        await until(lambda: svc.control is not None
-                    and svc.control.core.pipeline.observations == len(sightings))
-        control = svc.control
+        await until(lambda: svc.runtime is not None
+                    and svc.runtime.core.pipeline.observations == len(sightings))
+        assert svc.runtime is not None
+        control = svc.runtime.control
         await control.tend(starts[-1] + 600)          # capture time: flush, nothing old
         visits_table.append(count_visits())
         await control.tend(d.T0 + 29.9 * 86400)       # day-1 visits are 29.9 days old
@@ -430,16 +432,18 @@ def test_identity_sync_over_mqtt(tmp_path: Path, mosquitto: Any) -> None:
 
     async def scenario(sub: Collector) -> dict[str, Any]:
         gate = asyncio.Event()
-        svc = Service(cfg, [GateThenDeliver(henry_adverts, gate)], RunOptions(replay=False))
+        svc = Service(cfg, RunOptions(mode=Mode.LIVE), [GateThenDeliver(henry_adverts, gate)])
         task = asyncio.create_task(svc.run())
         await until(lambda: any(t.endswith("/status") for t, _, _ in sub.snapshot()))
-        rt = svc.control.identity
+        assert svc.runtime is not None
+        rt = svc.runtime.identity
+        boundary = svc.runtime.core.boundary
         assert rt.version == 0 and len(rt.index) == 0
         await asyncio.to_thread(mqtt_publish, broker, snap_topic,
                                 sync_sign(sync_body("snapshot", 5, entries=[henry],
                                                     opt_out=[d.OPTED_OUT]), key), True)
         await until(lambda: rt.version == 5)
-        assert len(rt.opt_out) == 1 and svc.boundary.opt_out == rt.opt_out
+        assert len(rt.opt_out) == 1 and boundary.opt_out == rt.opt_out
         gate.set()  # henry's phone walks in
         await until(lambda: any(e["type"] == LINKED for e in sub.events()), 15)
         before = _registry_rows(db)

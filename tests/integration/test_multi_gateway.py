@@ -1,11 +1,14 @@
 """Several gateways in one store, one real Mosquitto: one zone per device, one visit id.
 
 Three full `Service` instances (gw-a, gw-b, gw-c; same store, same privacy secret, each with
-its own SQLite outbox) run live (wall clock) in one event loop against one real broker. They
-are linked ONLY through the broker: each publishes its peer summaries on
-`presence/v1/s1/sync/<gateway>` and applies the others' (gateway/control.py). A scripted phone
-(one public Wi-Fi address) is heard by every gateway with the RSSI its position gives: it
-stands by gw-a, walks to gw-b, stays, and leaves; gw-c hears it weakly throughout.
+its own SQLite outbox) run live (ticker, peers, control plane) in one event loop against one
+real broker, on one `ManualClock`: the test moves time in 125 ms steps and, at every summary
+interval, waits until each gateway has applied the other two's summaries, so the outcome does
+not depend on how busy the host is. They are linked ONLY through the broker: each publishes
+its peer summaries on `presence/v1/s1/sync/<gateway>` and applies the others'
+(runtime/control.py). A scripted phone (one public Wi-Fi address) is heard by every gateway
+with the RSSI its position gives: it stands by gw-a, walks to gw-b, stays, and leaves; gw-c
+hears it weakly throughout.
 
 Truth asserted: gw-a announces the visit and owns the `front` zone, hands over to gw-b
 (`front` exited before `back` entered: one zone at a time), gw-b closes the visit; gw-c emits
@@ -26,12 +29,18 @@ import orjson
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.core.config import GatewayConfig, parse_config
 from presence_gateway.core.model import AddressKind, Kind, Radio, Sighting
-from presence_gateway.runtime.service import RunOptions, Service
+from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.clock import ManualClock
+from presence_gateway.runtime.service import Service
 from tests.conftest import Subscriber
 
 SECRET = "multi-gateway-test-secret-0123456789"
 PHONE = bytes.fromhex("3c2eff4a1b07")  # a public (globally unique) Wi-Fi address
-PERIOD_S = 0.1  # one probe every 100 ms at every gateway
+# Binary fractions, so the manual clock lands exactly on every period and summary interval.
+STEP_S = 0.125
+PERIOD_S = 0.125  # one probe per step at every gateway
+SUMMARY_S = 0.5
+T_START = 1_767_225_600.0
 # Scripted timeline, seconds after the start signal.
 WALK = (3.0, 4.5)  # walking from gw-a to gw-b
 GONE_A, GONE_C, GONE_B = 4.5, 5.0, 6.5  # out of range of each gateway from then on
@@ -53,7 +62,7 @@ presence:
   kalman: {{process_noise: 100, measurement_noise: 25}}
   dwell_marks: [10m]
   walk_in: {{min_time: 1s, min_rssi: -70}}
-  arbitration: {{summary_interval: 500ms, stickiness_margin_db: 4}}
+  arbitration: {{summary_interval: {int(SUMMARY_S * 1000)}ms, stickiness_margin_db: 4}}
 """
     return parse_config(text, f"{gw}.yaml", env={"PG_SECRET": SECRET})
 
@@ -72,24 +81,25 @@ PROFILES: dict[str, Callable[[float], float | None]] = {
 
 
 class ScriptedRadio:
-    """A live driver: the phone as one gateway hears it, timestamps from the wall clock."""
+    """A live driver: the phone as one gateway hears it, on the shared clock."""
 
-    def __init__(self, gateway: str, start: asyncio.Event, t0: list[float]) -> None:
+    def __init__(self, gateway: str, start: asyncio.Event, t0: list[float],
+                 clock: ManualClock) -> None:
         self.name = f"radio-{gateway}"
         self.profile = PROFILES[gateway]
-        self.start, self.t0 = start, t0
+        self.start, self.t0, self.clock = start, t0, clock
 
     async def run(self, sink: Any) -> None:
         await self.start.wait()
         while True:
-            now = time.time()
+            now = self.clock.now()
             rssi = self.profile(now - self.t0[0])
             if rssi is None:
                 break
             sink.offer(Sighting(ts=now, radio=Radio.WIFI, address=PHONE,
                                 address_kind=AddressKind.PUBLIC, rssi=round(rssi), channel=6,
                                 kind=Kind.PROBE_REQUEST.value))
-            await asyncio.sleep(PERIOD_S)
+            await self.clock.sleep(PERIOD_S)
         await asyncio.Event().wait()  # a live radio runs until the service stops it
 
 
@@ -101,27 +111,85 @@ def visit_events(events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
             if e["type"].startswith(VISIT_TYPES)]
 
 
+async def wait_until(cond: Callable[[], bool], what: str, within_s: float = 10.0) -> None:
+    """Wait in real time (broker round trips, SQLite) while the manual clock stands still."""
+    deadline = time.monotonic() + within_s
+    while not cond():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.005)
+
+
+class Store:
+    """The three services on one clock; `step` moves time and waits for the consequences."""
+
+    def __init__(self, services: list[Service], clock: ManualClock) -> None:
+        self.services, self.clock = services, clock
+        self.summaries = 0  # summary rounds every gateway must have heard from every other
+
+    def heard(self, s: Service, peer: str) -> int:
+        assert s.runtime is not None
+        return s.runtime.control.peers_heard[peer]
+
+    def all_heard(self, rounds: dict[tuple[str, str], int]) -> bool:
+        return all(self.heard(s, peer) >= n for (gw, peer), n in rounds.items()
+                   for s in self.services if s.cfg.gateway_id == gw)
+
+    async def settle(self) -> None:
+        """Every woken radio offered, every consumer fed, every tick and summary done."""
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await wait_until(lambda: all(s.runtime is not None and s.runtime.channel.depth == 0
+                                     for s in self.services), "a consumer is stuck")
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    async def step(self, baseline: dict[tuple[str, str], int]) -> None:
+        before = self.clock.now()
+        self.clock.advance(STEP_S)
+        await self.settle()
+        if int((self.clock.now() - T_START) / SUMMARY_S) > int((before - T_START) / SUMMARY_S):
+            self.summaries += 1
+            want = {k: n + self.summaries for k, n in baseline.items()}
+            await wait_until(lambda: self.all_heard(want),
+                             f"summary round {self.summaries} did not cross the broker")
+            await self.settle()
+
+
 async def scenario(tmp_path: Path, broker: LocalBroker,
                    gateways: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
     start, t0 = asyncio.Event(), [0.0]
+    clock = ManualClock(T_START)
     produced: dict[str, list[dict[str, Any]]] = {gw: [] for gw in gateways}
     services = []
     for gw in gateways:
         def keep(m: Any, gw: str = gw) -> None:
             produced[gw].append(orjson.loads(m.payload))
-        services.append(Service(config(tmp_path, broker, gw), [ScriptedRadio(gw, start, t0)],
-                                RunOptions(replay=False, on_message=keep, flush_timeout_s=10)))
+        services.append(Service(config(tmp_path, broker, gw),
+                                RunOptions(mode=Mode.LIVE, on_message=keep, flush_timeout_s=10,
+                                           clock=clock),
+                                [ScriptedRadio(gw, start, t0, clock)]))
     tasks = [asyncio.create_task(s.run()) for s in services]
-    # The phone appears once the gateways hear each other (as in a running store).
-    deadline = time.monotonic() + 10.0
-    while not all(s.control is not None and s.control.core.engine.peers.active
-                  for s in services):
-        assert time.monotonic() < deadline, "the gateways never heard each other's summaries"
-        await asyncio.sleep(0.05)
-    t0[0] = time.time()
+    store = Store(services, clock)
+    pairs = [(a, b) for a in gateways for b in gateways if a != b]
+    # Warm-up, phone absent: every gateway connects and hears the others (the summaries sent
+    # before a peer had subscribed are lost, as in a store); then a quiet moment, and the
+    # counts become the baseline every later summary round is counted from.
+    await wait_until(lambda: all(s.runtime is not None and s.runtime.publisher is not None
+                                 and s.runtime.publisher.connected for s in services),
+                     "the gateways never connected")
+    while not store.all_heard({p: 1 for p in pairs}):
+        clock.advance(SUMMARY_S)
+        await wait_until(lambda: clock.sleepers > 0, "nothing sleeps on the clock")
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)
+    baseline = {(a, b): store.heard(next(s for s in services if s.cfg.gateway_id == a), b)
+                for a, b in pairs}
+    t0[0] = clock.now()
     start.set()
+    await store.settle()
     # The visit ends visit_timeout after the last sighting (gw-b's), at the next tick.
-    await asyncio.sleep(t0[0] + GONE_B + 2.0 + 2.0 - time.time())
+    while clock.now() < t0[0] + GONE_B + 2.0 + 2.0:
+        await store.step(baseline)
     for s in services:
         s.stop_event.set()
     for summary in await asyncio.gather(*tasks):

@@ -1,4 +1,4 @@
-"""In-store offers (issue 7), end to end on real SQLite and a real Mosquitto.
+"""In-store offers, end to end on real SQLite and a real Mosquitto.
 
 - `presence-gateway replay` twice on one --db: the offers fire on MQTT with the contract's
   shape, and the per-customer daily cap, kept in `offer_ledger`, survives the restart.
@@ -29,7 +29,8 @@ import orjson
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.core.commands import sign
 from presence_gateway.core.config import load_config
-from presence_gateway.runtime.service import RunOptions, Service
+from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.service import Service
 from tests.contract import validate_event
 from tests.integration import e2e_data as d
 from tests.integration.test_identity_e2e import (
@@ -199,10 +200,11 @@ def test_reload_by_command_and_sighup_in_a_live_service(tmp_path: Path, mosquitt
 
     async def scenario(sub: Collector) -> dict[str, Any]:
         gate = asyncio.Event()
-        svc = Service(cfg, [GateThenDeliver(adverts, gate)], RunOptions(replay=False))
+        svc = Service(cfg, RunOptions(mode=Mode.LIVE), [GateThenDeliver(adverts, gate)])
         task = asyncio.create_task(svc.run())
         await until(lambda: any(t.endswith("/status") for t, _, _ in sub.snapshot()))
-        engine = svc.control.core.offers
+        assert svc.runtime is not None and svc.runtime.core.offers is not None
+        engine, control = svc.runtime.core.offers, svc.runtime.control
         ids: dict[str, Any] = {"start": [r.id for r in engine.rules.rules]}
 
         async def send(payload: bytes, n: int) -> dict[str, Any]:
@@ -219,7 +221,7 @@ def test_reload_by_command_and_sighup_in_a_live_service(tmp_path: Path, mosquitt
         _, forged = command(RULES_V1, "e2e-forged", key="not-the-key-0123456789abcdef")
         ids["forged"] = await send(forged, 3), None, [r.id for r in engine.rules.rules]
         rules_path.write_text(RULES_V3)
-        svc.control.sighup()
+        control.sighup()
         await until(lambda: len(results(sub)) >= 4)
         ids["sighup"] = results(sub)[3], None, [r.id for r in engine.rules.rules]
         svc.stop_event.set()

@@ -209,3 +209,36 @@ def test_sigkill_mid_stream_loses_at_most_the_open_batch(tmp_path: Path) -> None
     # finished but whose line was never printed.
     assert reported <= len(seqs) <= reported + 50
     assert meta["last_seq"] == len(seqs)
+
+
+async def test_a_second_row_with_the_same_event_id_is_not_stored(tmp_path: Path) -> None:
+    async with await open_ob(tmp_path / "o.db") as ob:
+        await ob.append(msgs(1, 3))
+        await ob.append(msgs(2, 3))  # id-2, id-3 again, id-4 new
+        assert [r.id for r in await ob.oldest(10)] == ["id-1", "id-2", "id-3", "id-4"]
+        assert await ob.depth() == ob.size == 4 and ob.duplicates == 2
+    con = sqlite3.connect(tmp_path / "o.db")
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            con.execute("INSERT INTO outbox (id, seq, topic, payload, qos, retain, created,"
+                        " stored_at) VALUES ('id-1', 9, 't', x'00', 1, 0, 0, 0)")
+    finally:
+        con.close()
+
+
+async def test_v1_file_with_duplicate_ids_migrates_to_one_row_each(tmp_path: Path) -> None:
+    from presence_gateway.adapters.outbox import _MIGRATIONS
+    path = tmp_path / "v1.db"
+    con = sqlite3.connect(path)
+    for sql in _MIGRATIONS[1]:
+        con.execute(sql)
+    for n, (i, seq) in enumerate([("a", 1), ("a", 1), ("b", 2), ("a", 1)]):
+        con.execute("INSERT INTO outbox (id, seq, topic, payload, qos, retain, created,"
+                    " stored_at) VALUES (?, ?, 't', ?, 1, 0, 0, 0)", (i, seq, bytes([n])))
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    async with await open_ob(path) as ob:
+        rows = await ob.oldest(10)
+        assert [(r.id, r.payload) for r in rows] == [("a", b"\x00"), ("b", b"\x02")]
+        assert await ob.depth() == 2

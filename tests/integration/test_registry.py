@@ -18,7 +18,7 @@ import pytest
 from presence_gateway.adapters.identity_store import Registry
 from presence_gateway.adapters.offer_store import OfferLedgerStore
 from presence_gateway.adapters.outbox import Outbox
-from presence_gateway.cli.identities import main
+from presence_gateway.cli.main import main as gateway_cli
 from presence_gateway.core.envelope import Envelope, Topics
 from presence_gateway.core.identity.importer import parse_import
 from presence_gateway.core.identity.index import IdentityIndex
@@ -51,6 +51,10 @@ CSV = f"""customer_id,kind,value,consent,segments,expires
 {KEEP},wifi_mac,{MAC},personalization,,
 """
 T0 = 1_767_225_600.0
+
+
+def main(argv: list[str]) -> int:
+    return gateway_cli(["identities", *argv])
 
 
 @pytest.fixture
@@ -122,7 +126,7 @@ def test_import_refuses_random_secret_and_bad_files(setup: tuple[Path, Path, Pat
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     cfg, db, src = setup
     assert main(["import", str(src), "--db", str(db)]) == 2  # built-in config: random secret
-    assert "needs a stable privacy.secret" in capsys.readouterr().err
+    assert "needs a stable secret" in capsys.readouterr().err
     assert not db.exists()
     bad = tmp_path / "bad.csv"
     bad.write_text(CSV + "x,irk,nothex,offers,,\n")
@@ -274,7 +278,8 @@ async def test_runtime_sync_reload_and_visits_on_the_outbox_file(tmp_path: Path)
     settings = IdentitySettings(sync_key=key, app_uuid=UUID)
     async with await Outbox.open(db, max_rows=1000, max_age_s=86400) as outbox:
         rt = await IdentityRuntime.start(outbox, pseudo, settings, prefix="presence", store="s1")
-        rt.boundary = Boundary(pseudo, resolver=rt.index, opt_out=rt.opt_out)
+        # As the control plane does: the boundary takes the opt-out list after each change.
+        boundary = Boundary(pseudo, resolver=rt.index, opt_out=rt.opt_out)
         snap_topic, upd_topic = rt.topics
         assert snap_topic == "presence/v1/s1/identity/snapshot"
         snap = sync_payload("snapshot", 1, entries=[
@@ -282,13 +287,14 @@ async def test_runtime_sync_reload_and_visits_on_the_outbox_file(tmp_path: Path)
              "consent": "personalization offers"}], opt_out=[MAC])
         assert await rt.on_message(snap_topic, snap, T0) == []
         assert await rt.on_message(snap_topic, snap, T0) == []  # retained again: ignored
+        boundary.replace_opt_out(rt.opt_out)
         prand = bytes.fromhex("708194")
-        obs = rt.boundary.admit(Sighting(T0, Radio.BLE, prand + ah(bytes.fromhex(IRK), prand),
+        obs = boundary.admit(Sighting(T0, Radio.BLE, prand + ah(bytes.fromhex(IRK), prand),
                                          AddressKind.RESOLVABLE, -60, None, "apple"))
         assert obs is not None and obs.identity == "c1-irk"
         opted = Sighting(T0, Radio.WIFI, bytes.fromhex(MAC.replace(":", "")),
                          AddressKind.PUBLIC, -50, 6, "probe_request")
-        assert rt.boundary.admit(opted) is None
+        assert boundary.admit(opted) is None
         rt.linker.observe(obs)
         rt.linker.decorate([make("presence.visit.started", T0,
                                   {"visit_id": "v1", "device": obs.device})])
@@ -309,6 +315,7 @@ async def test_runtime_sync_reload_and_visits_on_the_outbox_file(tmp_path: Path)
         assert await rt.reload_if_changed() is False
         upd = sync_payload("update", 2, delete_customers=["c1"], opt_out_remove=[MAC])
         assert await rt.on_message(upd_topic, upd, T0 + 2) == []
-        assert rt.index.get("c1-irk") is None and rt.boundary.admit(opted) is not None
+        boundary.replace_opt_out(rt.opt_out)
+        assert rt.index.get("c1-irk") is None and boundary.admit(opted) is not None
         assert rt.linker.visits_in_last("c1", 30, T0) == 0
     assert "c1" not in " ".join(all_rows(Path(db))).split()

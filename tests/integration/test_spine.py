@@ -24,7 +24,8 @@ from presence_gateway.cli.demo import demo_captures
 from presence_gateway.core.config import GatewayConfig, parse_config
 from presence_gateway.core.model import OutboundMessage, Sighting
 from presence_gateway.drivers.registry import create, replay_settings
-from presence_gateway.runtime.service import RunOptions, RunSummary, Service
+from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.service import RunSummary, Service
 from tests.contract import validate_event, validate_status
 from tests.mqtt_helpers import Collector
 from tests.sinks import ListSink
@@ -71,8 +72,8 @@ def real_sightings(cfg: GatewayConfig) -> list[Sighting]:
 def run_service(cfg: GatewayConfig, drivers: list[Any] | None = None,
                 **opts: Any) -> tuple[RunSummary, list[OutboundMessage]]:
     published: list[OutboundMessage] = []
-    svc = Service(cfg, drivers if drivers is not None else [create(d) for d in cfg.drivers],
-                  RunOptions(replay=True, on_message=published.append, **opts))
+    svc = Service(cfg, RunOptions(mode=Mode.REPLAY, on_message=published.append, **opts),
+                  drivers)
     return asyncio.run(svc.run()), published
 
 
@@ -123,8 +124,8 @@ def test_broker_restart_mid_replay_loses_nothing(tmp_path: Path) -> None:
 
         async def scenario(sub: Collector) -> RunSummary:
             gate = asyncio.Event()
-            svc = Service(cfg, [GatedDriver(sightings, gate)],
-                          RunOptions(replay=True, on_message=published.append))
+            svc = Service(cfg, RunOptions(mode=Mode.REPLAY, on_message=published.append),
+                          [GatedDriver(sightings, gate)])
             task = asyncio.create_task(svc.run())
             for _ in range(200):
                 await asyncio.sleep(0.05)
@@ -163,14 +164,15 @@ def test_started_with_broker_down_queues_then_delivers(tmp_path: Path) -> None:
 
     async def scenario() -> RunSummary:
         gate = asyncio.Event()
-        svc = Service(cfg, [GatedDriver(sightings, gate)],
-                      RunOptions(replay=True, on_message=published.append))
+        svc = Service(cfg, RunOptions(mode=Mode.REPLAY, on_message=published.append),
+                      [GatedDriver(sightings, gate)])
         task = asyncio.create_task(svc.run())
         await asyncio.sleep(1.5)
         assert not task.done(), "the gateway must keep running without a broker"
-        depth = await svc.outbox.depth()
+        assert svc.runtime is not None
+        depth = await svc.runtime.outbox.depth()
         assert depth > 0 and depth == len(published), "events must wait in the outbox"
-        assert svc.publisher is not None and svc.publisher.last_error
+        assert svc.runtime.publisher is not None and svc.runtime.publisher.last_error
         broker.start()
         await asyncio.sleep(0.5)
         gate.set()

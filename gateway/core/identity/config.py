@@ -1,4 +1,4 @@
-"""The `identity` section of the gateway config (issue 6), read through the shared Reader.
+"""The `identity` section of the gateway config, read through the shared Reader.
 
 ```yaml
 identity:

@@ -1,4 +1,4 @@
-"""Identity registry entries and the resolver the privacy boundary calls (issue 6).
+"""Identity registry entries and the resolver the privacy boundary calls.
 
 An *entry* says "this identity material belongs to customer C, who consented to scopes S".
 The registry shell (gateway/registry.py) stores entries; this module holds them in memory as an

@@ -188,7 +188,7 @@ def eid(identity_key: bytes, rotation_exponent: int, time_s: int) -> bytes:
     return eid_from_temporary_key(tk, rotation_exponent, time_s)
 
 
-# --- rotating app token (issue 6; docs/app_token.md is the normative text) ----------------
+# --- rotating app token (docs/app_token.md is the normative text) ----------------
 
 
 def app_token_window(unix_time: float, window_s: int = APP_TOKEN_WINDOW_S) -> int:

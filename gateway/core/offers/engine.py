@@ -69,7 +69,7 @@ class CustomerView(Protocol):
 
 
 class OfferContext(Protocol):
-    """What the engine asks identity (issue 6; `identity_link.IdentityContext` fits).
+    """What the engine asks identity (`identity_link.IdentityContext` fits).
 
     Consent is read at every decision, so a withdrawal takes effect on the next state change.
     """

@@ -1,6 +1,6 @@
 """Offer rules: YAML -> a validated, frozen `RuleSet`, or every error at once.
 
-The file shape (issue 7; extended, never broken):
+The file shape (extended, never broken):
 
     version: "2025-06-spring"        # optional label, echoed in reload results
     limits: {max_per_visit: 2, per_customer: {day: 3}, global_per_hour: 500}  # all offers

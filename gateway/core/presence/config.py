@@ -46,7 +46,7 @@ class ZoneSettings:
 
 @dataclass(frozen=True, slots=True)
 class PresenceSettings:
-    # --- the two fields the gateway spine (issue 2) relies on -----------------------------
+    # --- the two fields the gateway spine relies on -----------------------------
     visit_timeout_s: float = 300.0
     stats_interval_s: float = 60.0
     # --- signal -------------------------------------------------------------------------

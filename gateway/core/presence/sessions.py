@@ -408,3 +408,9 @@ class PresenceEngine:
     @property
     def units(self) -> int:
         return len(self._units)
+
+    @property
+    def quiet_horizon_s(self) -> float:
+        """After this long without a sighting every unit has expired, its visit ended, and a
+        footfall summary has counted the exit."""
+        return self._horizon + self.s.footfall_interval_s
