@@ -23,7 +23,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,7 +223,7 @@ class Service:
 
 
 @contextlib.contextmanager
-def _signal(sig: signal.Signals, fn: Callable[[], None], *, enabled: bool) -> Any:
+def _signal(sig: signal.Signals, fn: Callable[[], None], *, enabled: bool) -> Iterator[None]:
     """A loop signal handler for the duration of the block (removed after, even on error)."""
     loop = asyncio.get_running_loop()
     added = False

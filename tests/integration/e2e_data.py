@@ -1,9 +1,9 @@
 """Scripted store visits with known truth, for the identity and offers end-to-end tests.
 
 Everything is built from the public formats with the project's reference encoders, never by
-calling the gateway's own decoders: app tokens with `firmware_tools.app_token`, resolvable
-private addresses with `gateway.core.resolve.ah` (Core spec), Eddystone-EID with
-`gateway.core.resolve.eid`, Wi-Fi probe requests with scapy (RadioTap + 802.11 bytes).
+calling the gateway's own decoders: app tokens with `firmware_tools/app_token.py`, resolvable
+private addresses with `core/identity/resolve.py` `ah` (Core spec), Eddystone-EID with
+`core/identity/resolve.py` `eid`, Wi-Fi probe requests with scapy (RadioTap + 802.11 bytes).
 
 Cast (customer ids are distinctive so a scan can look for them):
     alice  app_token       personalization analytics offers   tier=gold     (BLE, app token)

@@ -22,9 +22,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 
 from presence_gateway.core.ble import apple as ble_apple
 from presence_gateway.core.ble import beacons as ble_beacons
@@ -276,7 +275,3 @@ def memo_clear() -> None:
     _parse.cache_clear()
     _decode_items.cache_clear()
 
-
-def fields_of(decoded: Decoded) -> Mapping[str, Any]:
-    """The contract view of one decoded item: {"kind": ..., **fields} (CLI output shape)."""
-    return {"kind": decoded.kind, **decoded.fields}

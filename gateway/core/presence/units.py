@@ -4,8 +4,8 @@ Invariants:
 - `Unit` is a plain slotted object mutated in place on the hot path (no allocation per
   reading); everything a visit needs to be closed later is in it.
 - The grouper maps a Wi-Fi observation with a random address to a stable, pseudonymous group
-  key (gateway/core/fingerprint.py `DeviceGrouper`); `AddressGrouper` (each address its own
-  unit) and `FingerprintFieldGrouper` (one unit per IE fingerprint) are kept for comparison.
+  key (core/presence/grouping.py `DeviceGrouper`); any `Grouper` can stand in (tests,
+  benchmarks that compare groupings).
 """
 
 from __future__ import annotations
@@ -46,22 +46,6 @@ BURST_S = 5.0
 
 class Grouper(Protocol):
     def observe(self, obs: Observation) -> str: ...
-
-
-class AddressGrouper:
-    """Fallback: every address is its own unit (what address counters do: overcounts)."""
-
-    def observe(self, obs: Observation) -> str:
-        return obs.device
-
-
-class FingerprintFieldGrouper:
-    """Fallback: addresses with the same IE fingerprint are one unit. Merges two phones of the
-    same model and software (undercounts crowds), never splits one phone's rotating addresses."""
-
-    def observe(self, obs: Observation) -> str:
-        fp = obs.fingerprint
-        return obs.device if fp is None else "fp-" + fp
 
 
 def default_grouper() -> Grouper:
