@@ -51,6 +51,8 @@ class Collector:
     def events(self) -> list[dict[str, Any]]:
         out = []
         for _, payload, _ in self.snapshot():
+            if payload.startswith(b"PGS1"):  # a sealed inbound message (sync, command)
+                continue
             body = orjson.loads(payload)
             if isinstance(body, dict) and "specversion" in body:
                 out.append(body)

@@ -2,19 +2,17 @@
 
 Each command's own fields and effect live with its domain (offers: core/offers/reload.py).
 
-Wire format on `{prefix}/v1/{store}/{gateway}/commands/{name}` (QoS 1, not retained):
-
-    {"body": "<JSON text of the command>", "hmac": "<hex HMAC-SHA256(key, body as UTF-8)>"}
-
-The body is carried as a *string* so the HMAC covers exactly the bytes the sender signed (no
-JSON canonicalisation to agree on, any language can do it). The body is a JSON object:
+Wire format on `{prefix}/v1/{store}/{gateway}/commands/{name}` (QoS 1, not retained): the
+command's JSON text sealed with AES-256-GCM under a key derived from offers.command_key and
+bound to `{name}/{store}/{gateway}` (core/sealed.py: `PGS1 || nonce || ciphertext+tag`). The
+tag covers the raw bytes, so nothing is parsed before it verifies. The body is a JSON object:
 
     {"command": "offers.reload", "target": "<store>/<gateway>", "id": "<8..64 chars>",
      "issued_at": <Unix seconds, integer>, ...command fields (offers.reload: "version",
      "rules": the YAML text)}
 
 Invariants:
-- Nothing in a message is trusted before its HMAC verifies (constant-time compare); a gateway
+- Nothing in a message is parsed before its tag verifies (size cap first); a gateway
   without a configured key refuses every command.
 - A command is accepted once: for `command`/`target` matching the topic, `issued_at` within
   `max_age_s` in the past and `max_skew_s` in the future of the gateway's `now`, and an `id` not
@@ -26,16 +24,17 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from presence_gateway.core.events import CommandOutcome, CommandRefused, CommandResult
+import orjson
 
-_MAX_PAYLOAD = 1 << 20   # 1 MiB: a rules file is a few KB; refuse to parse anything huge
+from presence_gateway.core.events import CommandOutcome, CommandRefused, CommandResult
+from presence_gateway.core.sealed import Opened, seal
+
+_MAX_PAYLOAD = 1 << 20   # 1 MiB: a rules file is a few KB; refuse to open anything huge
+PURPOSE = "gateway-command/1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +53,17 @@ class CommandRejected:
 
 
 def sign(key: bytes, body: Mapping[str, Any]) -> bytes:
-    """The MQTT payload for a command body (what central, tests and tools send)."""
-    text = json.dumps(dict(body), separators=(",", ":"), ensure_ascii=False)
-    mac = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
-    return json.dumps({"body": text, "hmac": mac}).encode()
+    """The sealed MQTT payload for a command body (what central, tests and tools send); it is
+    bound to the body's own `command` and `target`."""
+    text = orjson.dumps(dict(body))
+    return seal(key, PURPOSE, f"{body.get('command')}/{body.get('target')}", text)
 
 
 class CommandGuard:
     def __init__(self, key: bytes, *, store_id: str, gateway_id: str, max_age_s: float = 300.0,
                  max_skew_s: float = 60.0) -> None:
-        self._key = key
+        self._opener = Opened(key, PURPOSE, max_size=_MAX_PAYLOAD)
+        self._key = bool(key)
         self.target = f"{store_id}/{gateway_id}"
         self.max_age_s = max_age_s
         self.max_skew_s = max_skew_s
@@ -75,15 +75,13 @@ class CommandGuard:
     def check(self, name: str, payload: bytes, now: float) -> Command | CommandRejected:
         if not self._key:
             return CommandRejected("not_configured", "no command key is configured")
-        outer = _json_object(payload)
-        if outer is None or not isinstance(outer.get("body"), str) or not isinstance(
-                outer.get("hmac"), str):
-            return CommandRejected("malformed", 'expected {"body": "<json>", "hmac": "<hex>"}')
-        text: str = outer["body"]
-        want = hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(want, outer["hmac"].lower()):
-            return CommandRejected("bad_signature", "HMAC does not match the body")
-        body = _json_object(text.encode())
+        opened = self._opener.open(payload, f"{name}/{self.target}")
+        if isinstance(opened, tuple):
+            reason, detail = opened
+            code = {"unauthenticated": "bad_signature", "too_large": "malformed"}.get(reason,
+                                                                                     reason)
+            return CommandRejected(code, detail)
+        body = _json_object(opened)
         if body is None:
             return CommandRejected("malformed", "the signed body is not a JSON object")
         return self._admit(name, body, now)
@@ -126,10 +124,8 @@ def result_event(name: str, now: float, *, command_id: str | None, ok: bool,
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
-    if len(raw) > _MAX_PAYLOAD:
-        return None
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        value = orjson.loads(raw)  # depth-limited: never a RecursionError
+    except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None

@@ -174,6 +174,7 @@ class Pipeline:
             "outbox_dropped": int(shell.get("outbox_dropped", 0)),
             "mqtt_rejected": int(shell.get("mqtt_rejected", 0)),
             "mqtt_connected": bool(shell.get("mqtt_connected", False)),
+            "inbound_suppressed": int(shell.get("inbound_suppressed", 0)),
         }
         self._window_obs = 0
         return GatewayStats(time=now, gateway=self.gateway_id, counts=data)

@@ -29,9 +29,10 @@ from presence_gateway.adapters.offer_store import OfferLedgerStore
 from presence_gateway.adapters.publisher import Publisher
 from presence_gateway.core.commands import CommandGuard, CommandRejected, result_event
 from presence_gateway.core.config import GatewayConfig
-from presence_gateway.core.events import Event
+from presence_gateway.core.events import CommandRefused, Event, InboundRejected
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.core.offers.reload import OFFERS_RELOAD, reload_offers, reload_request
+from presence_gateway.core.ratelimit import RateLimit
 from presence_gateway.runtime.clock import Clock
 from presence_gateway.runtime.core import Core
 from presence_gateway.runtime.identity import IdentityRuntime
@@ -63,6 +64,7 @@ class ControlPlane:
         self.reload_topic = f"{core.topics.commands}/{OFFERS_RELOAD}"
         self.sync_prefix = f"{core.topics.store}/sync/"
         self.dropped = 0
+        self.rejections = RateLimit()  # rejection events + warnings per inbound topic
         # Summaries applied, per peer gateway: what a test on a manual clock waits on.
         self.peers_heard: Counter[str] = Counter()
         self._last_purge = 0.0
@@ -94,8 +96,21 @@ class ControlPlane:
             except Exception:  # a bad message must never stop the control plane
                 log.exception("control message on %s failed", topic)
                 continue
+            events = self._limit(topic, events, self.clock.now())
             if events:
                 self.emit(self.core.pipeline.inject(events))
+
+    def _limit(self, topic: str, events: list[Event], now: float) -> list[Event]:
+        """Rejections (and their warnings) per source topic through a token bucket; the rest
+        are counted in `rejections.suppressed` (stats) so junk cannot fill outbox or log."""
+        rejected = [e for e in events if isinstance(e, (InboundRejected, CommandRefused))]
+        if not rejected:
+            return events
+        if not self.rejections.allow(topic, now):
+            return [e for e in events if e not in rejected]
+        for e in rejected:
+            log.warning("rejected on %s: %s", topic, e.reason)
+        return events
 
     async def _handle(self, topic: str, payload: bytes, now: float) -> list[Event]:
         if topic == "sighup":
@@ -127,7 +142,6 @@ class ControlPlane:
     def _reload_command(self, payload: bytes, now: float) -> list[Event]:
         cmd = self.guard.check(OFFERS_RELOAD, payload, now)
         if isinstance(cmd, CommandRejected):
-            log.warning("offers.reload rejected: %s", cmd.reason)
             return [result_event(OFFERS_RELOAD, now, command_id=cmd.id, ok=False,
                                  reason=cmd.reason)]
         req = reload_request(cmd)

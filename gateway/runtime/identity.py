@@ -92,8 +92,7 @@ class IdentityRuntime:
             result = check(payload, kind=kind, store=self.store, key=self.settings.sync_key,
                            current_version=self.version, hasher=self._hasher)
             if isinstance(result, SyncRejected):
-                log.warning("identity sync rejected on %s: %s (%s)", topic, result.reason,
-                            result.detail)
+                # Logged (rate-limited) by the control plane with the rejection event.
                 return [_rejection(result, now, topic)]
             if isinstance(result, SyncChange):
                 await self.registry.apply_sync(result, self._hasher, now)

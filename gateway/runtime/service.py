@@ -208,6 +208,7 @@ class Service:
             "outbox_depth": rt.outbox.size, "outbox_dropped": rt.outbox.dropped,
             "mqtt_rejected": pub.rejected if pub is not None else 0,
             "mqtt_connected": pub is not None and pub.connected,
+            "inbound_suppressed": sum(rt.control.rejections.suppressed.values()),
         }
 
     def _fill_summary(self, rt: Runtime) -> None:

@@ -1,4 +1,4 @@
-"""Authenticated commands: HMAC over the body, target, freshness, replay; offers.reload."""
+"""Sealed commands: AEAD over the raw bytes, target, freshness, replay; offers.reload."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from presence_gateway.core.commands import Command, CommandGuard, CommandRejected, sign
+from presence_gateway.core.commands import (
+    PURPOSE,
+    Command,
+    CommandGuard,
+    CommandRejected,
+    sign,
+)
 from presence_gateway.core.events import EventType
 from presence_gateway.core.offers.engine import OfferEngine
 from presence_gateway.core.offers.reload import (
@@ -17,6 +25,7 @@ from presence_gateway.core.offers.reload import (
     reload_request,
 )
 from presence_gateway.core.offers.rules import EMPTY_RULES
+from presence_gateway.core.sealed import seal
 
 RESULT_TYPE, REJECTED_TYPE = EventType.COMMAND_RESULT, EventType.COMMAND_REJECTED
 
@@ -49,27 +58,40 @@ def test_a_signed_reload_is_accepted_once() -> None:
 
 
 def tamper(payload: bytes) -> bytes:
-    outer = json.loads(payload)
-    outer["body"] = outer["body"].replace("cafe", "shoes")
-    return json.dumps(outer).encode()
+    return payload[:-20] + bytes([payload[-20] ^ 1]) + payload[-19:]
+
+
+def sealed_for_gw1(b: dict[str, Any]) -> bytes:
+    """Authentic for this gateway's topic, whatever the body says inside."""
+    return seal(KEY, PURPOSE, f"{OFFERS_RELOAD}/s1/gw1", json.dumps(b).encode())
 
 
 @pytest.mark.parametrize(("payload", "reason"), [
     (sign(b"another-key-0123456789", body()), "bad_signature"),
     (tamper(sign(KEY, body())), "bad_signature"),
+    (sign(KEY, body(target="s1/gw2")), "bad_signature"),  # sealed for another gateway
     (b"\xff\xfe not json", "malformed"),
-    (b'{"body": 1, "hmac": "00"}', "malformed"),
+    (b'{"body": 1, "hmac": "\xc3\xa9"}', "malformed"),
     (b"[]", "malformed"),
+    (b"x" * (1 << 21), "malformed"),
+    (seal(KEY, PURPOSE, f"{OFFERS_RELOAD}/s1/gw1", b"[" * 100_000), "malformed"),
     (sign(KEY, body(id="short")), "malformed"),
     (sign(KEY, body(issued_at=str(int(NOW)))), "malformed"),
-    (sign(KEY, body(command="identity.sync")), "wrong_command"),
-    (sign(KEY, body(target="s1/gw2")), "wrong_target"),
+    (sealed_for_gw1(body(command="identity.sync")), "wrong_command"),
+    (sealed_for_gw1(body(target="s1/gw2")), "wrong_target"),
     (sign(KEY, body(issued_at=int(NOW) - 301)), "stale"),
     (sign(KEY, body(issued_at=int(NOW) + 61)), "future"),
 ])
 def test_rejections(payload: bytes, reason: str) -> None:
     out = guard().check(OFFERS_RELOAD, payload, NOW)
     assert isinstance(out, CommandRejected) and out.reason == reason
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=300))
+def test_no_payload_raises(data: bytes) -> None:
+    assert isinstance(guard().check(OFFERS_RELOAD, data, NOW), CommandRejected)
+    assert isinstance(guard().check(OFFERS_RELOAD, b"PGS1" + data, NOW), CommandRejected)
 
 
 def test_without_a_key_every_command_is_refused() -> None:

@@ -1,13 +1,17 @@
-"""Identity sync messages: HMAC, versions (stale, duplicate, out of order), schema errors."""
+"""Identity sync messages: AEAD seal, versions (stale, duplicate, out of order), schema errors."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+import os
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from presence_gateway.core.identity.config import IdentitySettings, read
 from presence_gateway.core.identity.sync import (
@@ -59,18 +63,39 @@ def test_signed_snapshot_is_accepted_and_hashes_addresses() -> None:
     assert MAC not in repr(result) and "3c22fb123456" not in repr(result)
 
 
-def test_hmac_over_exact_body_bytes_matches_an_independent_computation() -> None:
-    text = json.dumps(body(), indent=2)  # any formatting: the MAC covers the bytes sent
-    mac = hmac.new(KEY, text.encode(), hashlib.sha256).hexdigest()
-    p = json.dumps({"body": text, "hmac": mac.upper()}).encode()
-    assert isinstance(run(p), SyncChange)
+def independent_seal(text: bytes, aad: bytes) -> bytes:
+    """The documented format built from the primitives, not from the gateway's code."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"presence-gateway/identity-sync/1").derive(KEY)
+    nonce = os.urandom(12)
+    return b"PGS1" + nonce + AESGCM(key).encrypt(nonce, text, aad)
+
+
+def test_seal_matches_an_independent_computation_and_hides_the_body() -> None:
+    text = json.dumps(body(), indent=2).encode()  # any formatting: the tag covers the bytes
+    assert isinstance(run(independent_seal(text, b"identity.snapshot/store-1")), SyncChange)
+    # bound to kind and store: the same seal is refused on the updates topic or another store
+    sealed = independent_seal(text, b"identity.snapshot/store-1")
+    assert run(sealed, "update").reason == "unauthenticated"
+    assert check(sealed, kind="snapshot", store="store-2", key=KEY, current_version=0,
+                 hasher=P.stable_hash).reason == "unauthenticated"
+    # a subscriber without the key sees no IRK, customer id or address
+    for secret in (IRK_HEX.encode(), b"c1-irk", MAC.encode(), b"gold", bytes.fromhex(IRK_HEX)):
+        assert secret not in sealed
+    assert len(sealed) == 4 + 12 + len(text) + 16  # only the size shows
+
+
+def flip(p: bytes, at: int) -> bytes:
+    return p[:at] + bytes([p[at] ^ 1]) + p[at + 1:]
 
 
 @pytest.mark.parametrize(("mutate", "reason"), [
-    (lambda p: p.replace(b'version\\": 5', b'version\\": 6'), "unauthenticated"),
+    (lambda p: flip(p, len(p) - 20), "unauthenticated"),
+    (lambda p: flip(p, 6), "unauthenticated"),  # the nonce
     (lambda p: payload(body(), key=b"another-key-0123456789"), "unauthenticated"),
-    (lambda p: json.dumps({"body": json.loads(p)["body"]}).encode(), "invalid"),
-    (lambda p: b"\xff\xfe garbage", "not_json"),
+    (lambda p: json.dumps({"body": "{}", "hmac": "00" * 32}).encode(), "invalid"),
+    (lambda p: b"\xff\xfe garbage", "invalid"),
+    (lambda p: b"[" * 100_000, "invalid"),
     (lambda p: b"x" * (16 * 1024 * 1024 + 1), "too_large"),
 ])
 def test_bad_or_unauthenticated_payloads_change_nothing(mutate: Any, reason: str) -> None:
@@ -79,6 +104,20 @@ def test_bad_or_unauthenticated_payloads_change_nothing(mutate: Any, reason: str
     assert changed != original
     result = run(changed)
     assert isinstance(result, SyncRejected) and result.reason == reason
+
+
+def test_a_deep_or_odd_body_is_rejected_after_authentication_without_raising() -> None:
+    sealed = independent_seal(b"[" * 100_000 + b"]" * 100_000, b"identity.snapshot/store-1")
+    assert run(sealed).reason == "not_json"  # orjson's depth limit, not a RecursionError
+    odd = independent_seal('{"format": "\u00e9"}'.encode(), b"identity.snapshot/store-1")
+    assert run(odd).reason == "invalid"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=300))
+def test_no_payload_raises(data: bytes) -> None:
+    assert isinstance(run(data), SyncRejected)
+    assert isinstance(run(b"PGS1" + data), SyncRejected)
 
 
 def test_no_key_configured_rejects_everything() -> None:
@@ -136,7 +175,9 @@ def test_update_with_every_field() -> None:
 ])
 def test_schema_errors_are_rejected_with_a_reason(b: dict[str, Any], kind: str, reason: str,
                                                   detail: str) -> None:
-    result = run(payload(b), kind, current=5)
+    # sealed for the topic it arrives on (authentic), whatever the body claims
+    sealed = independent_seal(json.dumps(b).encode(), f"identity.{kind}/store-1".encode())
+    result = run(sealed, kind, current=5)
     assert isinstance(result, SyncRejected)
     assert (result.reason, result.command) == (reason, f"identity.{kind}")
     assert detail in result.detail

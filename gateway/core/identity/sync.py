@@ -3,8 +3,9 @@
 Topics (store level, every gateway of the store subscribes):
   `{prefix}/v1/{store}/identity/snapshot`  retained: the full registry and opt-out list
   `{prefix}/v1/{store}/identity/updates`   incremental upserts and deletions
-The payload is `{"body": "<JSON text>", "hmac": "<hex HMAC-SHA256(sync key, body UTF-8)>"}`:
-the MAC covers the body's exact bytes, so no JSON canonicalisation is needed on either side.
+The payload is the body's JSON text sealed with AES-256-GCM under a key derived from
+identity.sync_key and bound to the topic's kind and store (core/sealed.py): IRKs and beacon
+keys never cross the broker in clear, and nothing is parsed before the tag verifies.
 docs/identity.md documents the body schema.
 
 Invariants:
@@ -13,30 +14,32 @@ Invariants:
   detail for logs) out. Never raises on a payload; nothing is applied unless all of it is valid.
 - Order: a snapshot is applied when its version is above the current one; an update only when
   its version is exactly current + 1. Lower versions are `stale`, gaps are `out_of_order`.
-- The MAC is checked before anything else of the body is looked at (constant time), and no
-  rejection detail quotes a value: secrets and addresses never reach a log or an event.
+- The size cap, then the AEAD tag over the raw bytes, are checked before anything is parsed;
+  the body is parsed depth-limited (orjson); no rejection detail quotes a value: secrets and
+  addresses never reach a log or an event.
 - Beacon ids, MACs and opt-out addresses are hashed here (same keyed domains as the import);
   a `SyncChange` holds no raw identifier.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from presence_gateway.core.events import InboundRejected
 from presence_gateway.core.identity.importer import entry_from_fields
 from presence_gateway.core.identity.index import Entry, Hasher
 from presence_gateway.core.privacy import parse_mac
+from presence_gateway.core.sealed import Opened, seal
 
 FORMAT = "presence-gateway/identity-sync/1"
 SNAPSHOT, UPDATE = "snapshot", "update"
 MAX_PAYLOAD = 16 * 1024 * 1024
+PURPOSE = "identity-sync/1"
 _HASH = re.compile(r"[0-9a-f]{32}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _CUSTOMER = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")
@@ -87,32 +90,28 @@ def topics(prefix: str, store: str) -> tuple[str, str]:
     return f"{base}/snapshot", f"{base}/updates"
 
 
+def aad(kind: str, store: str) -> str:
+    """What a sealed sync message is bound to: its kind and the store it is for."""
+    return f"identity.{kind}/{store}"
+
+
 def sign(body: bytes, key: bytes) -> bytes:
-    """The payload a central system publishes for `body` (also used by tests and tools)."""
-    mac = hmac.new(key, body, hashlib.sha256).hexdigest()
-    return json.dumps({"body": body.decode("utf-8"), "hmac": mac}).encode()
+    """The sealed payload central publishes for `body` (also used by tests and tools); the
+    kind and store it is bound to are read from the body itself."""
+    head = orjson.loads(body)
+    return seal(key, PURPOSE, aad(str(head["type"]), str(head["store"])), body)
 
 
-def open_signed(payload: bytes, key: bytes, command: str) -> dict[str, Any] | SyncRejected:
-    """Check the envelope and its MAC, then parse the body into a JSON object."""
-    if len(payload) > MAX_PAYLOAD:
-        return SyncRejected(command, "too_large", f"{len(payload)} bytes > {MAX_PAYLOAD}")
+def open_signed(payload: bytes, key: bytes, command: str, *, kind: str,
+                store: str) -> dict[str, Any] | SyncRejected:
+    """Verify the seal over the raw bytes (size first), then parse the authenticated body."""
+    opened = Opened(key, PURPOSE, max_size=MAX_PAYLOAD).open(payload, aad(kind, store))
+    if isinstance(opened, tuple):
+        reason, detail = opened
+        return SyncRejected(command, "invalid" if reason == "malformed" else reason, detail)
     try:
-        outer = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return SyncRejected(command, "not_json", "the payload is not a JSON object")
-    if not isinstance(outer, dict) or set(outer) != {"body", "hmac"} \
-            or not isinstance(outer["body"], str) or not isinstance(outer["hmac"], str):
-        return SyncRejected(command, "invalid", 'expected {"body": string, "hmac": string}')
-    if not key:
-        return SyncRejected(command, "no_key", "identity.sync_key is not configured")
-    body = outer["body"].encode("utf-8", "surrogatepass")
-    want = hmac.new(key, body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, outer["hmac"].lower()):
-        return SyncRejected(command, "unauthenticated", "the HMAC does not match the body")
-    try:
-        inner = json.loads(body)
-    except ValueError:
+        inner = orjson.loads(opened)  # depth-limited: never a RecursionError
+    except orjson.JSONDecodeError:
         return SyncRejected(command, "not_json", "the body is not JSON")
     if not isinstance(inner, dict):
         return SyncRejected(command, "invalid", "the body must be a JSON object")
@@ -123,7 +122,7 @@ def check(payload: bytes, *, kind: str, store: str, key: bytes, current_version:
           hasher: Hasher) -> SyncResult:
     """Authenticate and validate one message received on the `kind` topic (snapshot/update)."""
     command = f"identity.{kind}"
-    body = open_signed(payload, key, command)
+    body = open_signed(payload, key, command, kind=kind, store=store)
     if isinstance(body, SyncRejected):
         return body
     head = _header(body, kind, store, command)
