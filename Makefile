@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck unit
+
+# Every property test with its budget multiplied (>= 300k cases per parser; long: hours).
+PG_FUZZ_SCALE ?= 1000
+fuzz: $(STAMP)
+	PG_FUZZ_SCALE=$(PG_FUZZ_SCALE) $(BIN)/pytest -q -p no:cacheprovider -k 'fuzz or hostile or never_raise or garbage' tests
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'

@@ -35,12 +35,16 @@ class Subscriber(Collector):
             time.sleep(0.02)
         return self.snapshot()
 
-    async def until(self, n: int, within_s: float = 10.0) -> list[tuple[str, bytes, bool]]:
-        """`wait_for` for async tests: polls without blocking the event loop."""
+    async def until(self, n: int, within_s: float = 10.0, *,
+                    distinct: bool = False) -> list[tuple[str, bytes, bool]]:
+        """`wait_for` for async tests: polls without blocking the event loop.
+
+        `distinct`: count distinct payloads, for tests where QoS 1 redelivery after a broker
+        restart may repeat some (counting copies would return before the last ones arrive)."""
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             got = self.snapshot()
-            if len(got) >= n:
+            if (len({p for _, p, _ in got}) if distinct else len(got)) >= n:
                 return got
             await asyncio.sleep(0.02)
         return self.snapshot()

@@ -39,35 +39,86 @@ def parse_duration(value: object) -> float | None:
     return None
 
 
-def _to_plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for knode, vnode in node.value:
-            key = str(yaml.safe_load(yaml.serialize(knode)))
-            sub = f"{path}.{key}" if path else key
-            lines[sub] = knode.start_mark.line + 1
-            out[key] = _to_plain(vnode, sub, lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_plain(v, f"{path}[{i}]", lines) for i, v in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+# Plain data only: the tags YAML's core schema resolves by itself. An explicit other tag
+# (`!!python/object:...`, `!!binary`, `!!set`, `!custom`) is refused with its line, never
+# constructed.
+_TAGS = frozenset("tag:yaml.org,2002:" + t for t in
+                  ("str", "int", "float", "bool", "null", "map", "seq", "timestamp"))
+# Aliases let a few lines expand into billions of values ("billion laughs"); a real config or
+# rules file has a few thousand nodes at most.
+MAX_NODES = 200_000
+
+
+class _Refused(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+class _Plain:
+    """Turns a composed node tree into dicts, lists and scalars, recording each key's line."""
+
+    def __init__(self, lines: dict[str, int]) -> None:
+        self.lines = lines
+        self.budget = MAX_NODES
+        # The safe constructor resolves one scalar node (int, float, bool, null, timestamp,
+        # str) exactly as yaml.safe_load would, without re-serialising it.
+        self.scalars = yaml.constructor.SafeConstructor()
+
+    def value(self, node: yaml.Node, path: str) -> Any:
+        line = node.start_mark.line + 1
+        self.lines.setdefault(path, line)
+        self.budget -= 1
+        if self.budget < 0:
+            raise _Refused(line, f"more than {MAX_NODES} values (aliases expanding?)")
+        if node.tag not in _TAGS:
+            raise _Refused(line, f"the YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')!r}"
+                                 " is not allowed (plain values, lists and mappings only)")
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for knode, vnode in node.value:
+                if not isinstance(knode, yaml.ScalarNode) or knode.tag not in _TAGS:
+                    raise _Refused(knode.start_mark.line + 1,
+                                   "a key must be a plain value (not a list, mapping or tag)")
+                key = str(self.scalar(knode))
+                sub = f"{path}.{key}" if path else key
+                self.lines[sub] = knode.start_mark.line + 1
+                out[key] = self.value(vnode, sub)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.value(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self.scalars.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:
+            raise _Refused(node.start_mark.line + 1, f"cannot read this value: {exc}") from None
 
 
 def load_yaml(text: str, filename: str) -> tuple[Any, dict[str, int]]:
-    """Parse YAML text into plain values plus a map from key path to line number."""
+    """Parse YAML text into plain values plus a map from key path to line number.
+
+    Raises only ConfigError, whatever the text: a tag, a recursive alias or a value YAML cannot
+    construct names its line."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(filename, "", line, f"not valid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
         raise ConfigError(filename, "", None, f"not valid YAML: {exc}") from None
     lines: dict[str, int] = {}
     if node is None:
         return {}, lines
-    return _to_plain(node, "", lines), lines
+    try:
+        return _Plain(lines).value(node, ""), lines
+    except _Refused as exc:
+        raise ConfigError(filename, "", exc.line, exc.message) from None
+    except RecursionError:
+        raise ConfigError(filename, "", None, "not valid YAML: nested too deeply (a recursive"
+                          " alias?)") from None
 
 
 class Reader:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from presence_gateway.core.ble import apple as ble_apple
@@ -18,8 +18,9 @@ from presence_gateway.core.ble import vendors as ble_vendors
 from presence_gateway.core.ble.decode import Advert, Decoded, decode, parse_ad, to_sightings
 from presence_gateway.core.ble.types import uuid16
 from presence_gateway.core.model import Rejection
+from tests.fuzzing import budget
 
-FAST = settings(max_examples=400, deadline=None)
+FAST = budget(400)
 
 
 def _prefixed(*prefixes: bytes) -> st.SearchStrategy[bytes]:

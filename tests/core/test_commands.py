@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from presence_gateway.core.commands import (
@@ -26,6 +26,7 @@ from presence_gateway.core.offers.reload import (
 )
 from presence_gateway.core.offers.rules import EMPTY_RULES
 from presence_gateway.core.sealed import seal
+from tests.fuzzing import budget
 
 RESULT_TYPE, REJECTED_TYPE = EventType.COMMAND_RESULT, EventType.COMMAND_REJECTED
 
@@ -87,7 +88,7 @@ def test_rejections(payload: bytes, reason: str) -> None:
     assert isinstance(out, CommandRejected) and out.reason == reason
 
 
-@settings(max_examples=3000, deadline=None)
+@budget(3000)
 @given(st.binary(max_size=300))
 def test_no_payload_raises(data: bytes) -> None:
     assert isinstance(guard().check(OFFERS_RELOAD, data, NOW), CommandRejected)

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from presence_gateway.core.identity.config import IdentitySettings, read
@@ -27,6 +27,7 @@ from presence_gateway.core.identity.sync import (
 from presence_gateway.core.privacy import Pseudonymizer
 from presence_gateway.core.yamlread import Reader, load_yaml
 from presence_gateway.errors import ConfigError
+from tests.fuzzing import budget
 
 KEY = b"sync-key-for-tests-0123456789"
 P = Pseudonymizer(b"store-secret-0123456789abcdef")
@@ -113,7 +114,7 @@ def test_a_deep_or_odd_body_is_rejected_after_authentication_without_raising() -
     assert run(odd).reason == "invalid"
 
 
-@settings(max_examples=3000, deadline=None)
+@budget(3000)
 @given(st.binary(max_size=300))
 def test_no_payload_raises(data: bytes) -> None:
     assert isinstance(run(data), SyncRejected)

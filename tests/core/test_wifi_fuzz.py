@@ -15,9 +15,10 @@ from scapy.layers.dot11 import Dot11, Dot11Elt, Dot11ProbeReq, RadioTap
 from presence_gateway.core.model import Rejection, Sighting
 from presence_gateway.core.wifi.frames import parse_record
 from tests.core.wifi_oracle import our_fields, scapy_fields
+from tests.fuzzing import budget
 
 LINKTYPES = st.sampled_from([105, 119, 127, 163, 0x3000007F, 1, 0xFFFFFFFF])
-FAST = settings(max_examples=400, deadline=None)
+FAST = budget(400)
 SCAPY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

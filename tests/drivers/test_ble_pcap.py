@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from presence_gateway.core.ble.air import (
@@ -25,6 +25,7 @@ from presence_gateway.core.model import Radio, Rejection
 from presence_gateway.core.privacy import format_mac
 from presence_gateway.drivers.ble_pcap import BlePcapDriver, iter_capture, sightings_from_air
 from presence_gateway.errors import DriverError
+from tests.fuzzing import budget
 from tests.sinks import ListSink
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ble_air"
@@ -219,7 +220,7 @@ def test_ll_251_and_extended_header_fields() -> None:
         [37, 0, 10, 38, 11, 36, 39, None]
 
 
-@settings(max_examples=300)
+@budget(300)
 @given(st.binary(max_size=80), st.sampled_from([251, 256, 272, 1]))
 def test_fuzz_ll_never_raises(data: bytes, linktype: int) -> None:
     rec = parse_ll_record(data, linktype, 0.0)
@@ -227,7 +228,7 @@ def test_fuzz_ll_never_raises(data: bytes, linktype: int) -> None:
         assert len(rec.address) == 6 and len(rec.data) <= 255
 
 
-@settings(max_examples=300)
+@budget(300)
 @given(st.binary(max_size=120))
 def test_fuzz_hci_never_raises(data: bytes) -> None:
     list(hci_event_reports(b"\x3e" + data, 0.0))

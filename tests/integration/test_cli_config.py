@@ -23,6 +23,9 @@ BAD_CONFIGS = {
     "bad_timezone": ("store:\n  timezone: Nowhere/Land\n", "gateway.yaml:2 store.timezone"),
     "not_yaml": ("mqtt: [\n", "gateway.yaml:"),
     "not_mapping": ("- 1\n- 2\n", "top level must be a mapping"),
+    "bare_list_item": ("drivers:\n  -\n", "gateway.yaml:2 drivers[0]: expected a mapping"),
+    "python_tag": ("store:\n  id: !!python/object/apply:os.system [id]\n",
+                   "gateway.yaml:2: the YAML tag '!!python/object/apply:os.system'"),
 }
 
 
