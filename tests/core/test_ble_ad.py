@@ -61,6 +61,16 @@ def test_scan_response_overrides_advertising_data() -> None:
     assert result.manufacturer_data == {0x004C: b"\x03\x04"}
 
 
+def test_tx_power_longer_than_one_byte_is_ignored() -> None:
+    # bluetooth-data-tools skips a TX Power Level structure that is not exactly one octet; an
+    # earlier valid value (advertising data) is kept over a malformed one (scan response).
+    for bad in ("030af600", "040a7f0000"):
+        result = parse_ad(bytes.fromhex(bad))
+        assert isinstance(result, Advert) and result.tx_power is None, bad
+    kept = parse_ad(bytes.fromhex("020af6"), bytes.fromhex("030a0400"))
+    assert isinstance(kept, Advert) and kept.tx_power == -10
+
+
 def test_bytearray_and_memoryview_are_accepted() -> None:
     raw = bytes.fromhex("020ace")
     assert parse_ad(bytearray(raw)) == parse_ad(raw) == parse_ad(memoryview(raw))  # type: ignore[arg-type]

@@ -94,7 +94,10 @@ def _structure(acc: _Acc, t: int, body: bytes) -> None:
         acc.name = body.decode("utf-8", "replace")
         acc.name_complete = t == _COMPLETE_NAME
     elif t == _TX_POWER:
-        acc.tx = body[0] - 256 if body[0] > 127 else body[0]
+        # Exactly one signed octet (Core Supplement Part A 1.5). A longer body is malformed and
+        # skipped, as bluetooth-data-tools does; its first byte is not a trustworthy power.
+        if len(body) == 1:
+            acc.tx = body[0] - 256 if body[0] > 127 else body[0]
     elif t in _UUID16_TYPES or t in _UUID32_TYPES or t in _UUID128_TYPES:
         _uuid_list(acc, t, body)
     elif t == _SVC32:
