@@ -13,6 +13,8 @@ Invariants:
   missing or not ready, BlueZ not running, timeouts) are retried with exponential backoff, so a
   replugged dongle or a restarted bluetoothd is picked up; after `max_failures` consecutive
   failures, or at once for `dbus_permission`, `DriverError(name, reason)` goes to the supervisor.
+- Once `start()` was called the scanner is stopped on every path: normal restart, cancel or
+  timeout during the start, start failure (a half-started BlueZ discovery is never left on).
 - We never touch BlueZ's TemporaryTimeout: BlueZ and bleak drop stale Device1 objects (default
   30 s), which keeps memory bounded under resolvable-private-address churn.
 """
@@ -176,20 +178,30 @@ class BleakDriver:
             while True:
                 scanner = self.scanner_factory(self._on_advert, self.mode, self.adapter)
                 try:
-                    async with asyncio.timeout(self.start_timeout_s):
-                        await scanner.start()
-                except Exception as exc:  # foreign errors are translated right here
-                    failures = await self._failed(exc, failures)
-                    continue
-                failures = 0
-                log.info("ble scanner %s started on %s (%s)", self.name, self.adapter, self.mode)
-                try:
-                    await self._watch()
+                    error = await self._start(scanner)
+                    if error is None:
+                        failures = 0
+                        await self._watch()
                 finally:
+                    # Every path: a start that was cancelled, timed out or failed half-way may
+                    # have begun discovery in BlueZ (stop on a scanner never started is a no-op).
                     await self._stop(scanner)
+                if error is not None:
+                    failures = await self._failed(error, failures)
+                    continue
                 self.restarts += 1
         finally:
             self._sink = None
+
+    async def _start(self, scanner: Scanner) -> Exception | None:
+        """Start under the timeout; the foreign error (translated by the caller) or None."""
+        try:
+            async with asyncio.timeout(self.start_timeout_s):
+                await scanner.start()
+        except Exception as exc:
+            return exc
+        log.info("ble scanner %s started on %s (%s)", self.name, self.adapter, self.mode)
+        return None
 
     async def _failed(self, exc: Exception, failures: int) -> int:
         reason, detail = map_bleak_error(exc)

@@ -125,6 +125,44 @@ async def test_callback_reaches_sink_and_stop_on_cancel() -> None:
     assert made[0].stopped and drv.adverts == 2
 
 
+class HangingScanner(FakeScanner):
+    """A start() that never returns (BlueZ stuck half-way through StartDiscovery)."""
+
+    async def start(self) -> None:
+        self.started = True  # entered: discovery may already be running in BlueZ
+        await asyncio.Event().wait()
+
+
+async def test_cancel_during_start_still_stops_scanner() -> None:
+    made: list[FakeScanner] = []
+
+    def make(cb: DetectionCallback, mode: str, adapter: str) -> Scanner:
+        made.append(HangingScanner(cb, mode, adapter))
+        return made[-1]
+
+    task = asyncio.create_task(BleakDriver("ble", scanner_factory=make).run(ListSink()))
+    await _until(lambda: made and made[0].started)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert made[0].stopped
+
+
+async def test_start_timeout_stops_scanner_before_retry() -> None:
+    made: list[FakeScanner] = []
+
+    def make(cb: DetectionCallback, mode: str, adapter: str) -> Scanner:
+        made.append(HangingScanner(cb, mode, adapter))
+        return made[-1]
+
+    drv = BleakDriver("ble", scanner_factory=make, start_timeout_s=0.01, backoff_s=0.001,
+                      max_failures=2)
+    with pytest.raises(DriverError) as err:
+        await drv.run(ListSink())
+    assert err.value.reason == "start_timeout"
+    assert len(made) == 2 and all(s.stopped for s in made)
+
+
 async def test_watchdog_restarts_silent_scanner() -> None:
     made, make = _factory([])
     drv = BleakDriver("ble", watchdog_s=0.03, scanner_factory=make)
