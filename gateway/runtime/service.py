@@ -224,12 +224,17 @@ class Service:
 
 
 @contextlib.contextmanager
-def _signal(sig: signal.Signals, fn: Callable[[], None], *, enabled: bool) -> Iterator[None]:
-    """A loop signal handler for the duration of the block (removed after, even on error)."""
+def _signal(sig: signal.Signals, fn: Callable[[], None], *, enabled: bool = True
+            ) -> Iterator[None]:
+    """A loop signal handler for the duration of the block; after it (even on error) the
+    handler is removed and the one before it restored. asyncio's remove_signal_handler alone
+    resets to SIG_DFL: under `nohup` (SIGHUP ignored) a hang-up during the final flush, or
+    after the gateway returns to an embedding program, would then kill the process."""
     loop = asyncio.get_running_loop()
     added = False
     if enabled:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            previous = signal.getsignal(sig)
             loop.add_signal_handler(sig, fn)
             added = True
     try:
@@ -237,6 +242,8 @@ def _signal(sig: signal.Signals, fn: Callable[[], None], *, enabled: bool) -> It
     finally:
         if added:
             loop.remove_signal_handler(sig)
+            if previous is not None:  # None: set outside Python; SIG_DFL is all we can do
+                signal.signal(sig, previous)
 
 
 def _obs_line(o: Observation) -> bytes:
@@ -250,15 +257,9 @@ def _obs_line(o: Observation) -> bytes:
 
 async def run_with_signals(service: Service) -> RunSummary:
     """Run until done, stopping cleanly on SIGINT/SIGTERM."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, service.stop_event.set)
-    try:
-        return await service.run()
-    except* GatewayError as eg:
-        raise eg.exceptions[0] from None
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+    with _signal(signal.SIGINT, service.stop_event.set), \
+            _signal(signal.SIGTERM, service.stop_event.set):
+        try:
+            return await service.run()
+        except* GatewayError as eg:
+            raise eg.exceptions[0] from None
