@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import socket
+from itertools import pairwise
 
 import pytest
 from scapy.layers.dot11 import Dot11, Dot11Beacon, Dot11Elt, Dot11ProbeReq, RadioTap
@@ -73,6 +74,55 @@ async def test_socket_filter_and_parser_on_loopback() -> None:
     # on `lo` meanwhile may be counted too, but never the hundreds of ACKs sent here.
     assert driver.received >= 2 and driver.ignored >= 1
     assert driver.received < ACKS // 2, "control frames passed the kernel filter"
+
+
+class FloodSocket:
+    """A raw socket under a frame flood: `total` frames are waiting. Readiness is real (a
+    socketpair end holding one byte until the flood is read), so the loop's add_reader works."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self._r, self._w = socket.socketpair()
+        self._w.send(b"x")
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int, int, int, bytes]]:
+        if not self.left:
+            self._r.recv(1)  # drained: no longer readable
+            raise BlockingIOError
+        self.left -= 1
+        return b"\x00" * 8, ("mon0", ETH_P_ALL, 0, 803, b"")
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
+
+
+async def test_flood_does_not_starve_the_loop() -> None:
+    total, per_wake = 5000, 100
+    flood = FloodSocket(total)
+    driver = WifiMonitorDriver("wifi0", "mon0", channels=[], dwell_s=0.25,
+                               max_per_wake=per_wake)
+    driver.open = lambda: flood  # type: ignore[assignment,method-assign,return-value]
+    seen: list[int] = []  # frames read when another task got the loop
+
+    async def other_task() -> None:
+        while flood.left:
+            seen.append(driver.received)
+            await asyncio.sleep(0)
+
+    sink = ListSink()
+    task = asyncio.create_task(driver.run(sink))
+    await asyncio.wait_for(other_task(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert driver.received == total and sum(sink.rejections.values()) == total
+    mid_flood = [n for n in seen if 0 < n < total]
+    assert mid_flood, "one callback drained the whole flood"
+    assert all(b - a <= per_wake for a, b in pairwise(seen))
 
 
 async def test_missing_interface() -> None:
