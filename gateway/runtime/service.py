@@ -112,17 +112,28 @@ class Service:
                 pub.cancel()
 
     async def _drain_publisher(self, rt: Runtime) -> None:
-        assert rt.publisher is not None
-        if await rt.publisher.flush(self.options.flush_timeout_s):
+        """Flush the outbox and say what happened from the publisher's own record: a broker
+        is "unreachable" only when no connection to it succeeded in this run."""
+        pub = rt.publisher
+        assert pub is not None
+        flushed = await pub.flush(self.options.flush_timeout_s)
+        left = 0 if flushed else await rt.outbox.depth()  # acks may land after the timeout
+        where, delivered = f"{pub.settings.host}:{pub.settings.port}", pub.acked - pub.rejected
+        if left == 0:
+            log.info("delivered %d messages to %s; the outbox is empty", delivered, where)
             return
-        left = await rt.outbox.depth()
         self.summary.delivered = False
-        if rt.publisher.connected:
-            log.warning("the broker did not acknowledge %d messages within %.0f s: they stay in"
-                        " the outbox for the next start", left, self.options.flush_timeout_s)
+        stay = f"{left} messages stay in the outbox for the next start"
+        if pub.connected:
+            log.warning("%s did not acknowledge %d messages within %.0f s (%d delivered): they"
+                        " stay in the outbox for the next start", where, left,
+                        self.options.flush_timeout_s, delivered)
+        elif pub.connects == 0:
+            log.warning("broker %s unreachable (%s): %s", where,
+                        pub.last_error or "not connected yet", stay)
         else:
-            log.warning("broker unreachable: %d messages stay in the outbox for the next start",
-                        left)
+            log.warning("connection to %s lost (%s) after %d messages were delivered: %s",
+                        where, pub.last_error or "closed", delivered, stay)
 
     async def _supervise(self, rt: Runtime, driver: Driver) -> None:
         """Run a driver; restart a failed live driver with backoff, never crash the rest."""
