@@ -21,6 +21,7 @@ from presence_gateway.cli import (
     demo,
     doctor,
     identities,
+    init,
     monitor,
     offers,
     radio,
@@ -30,8 +31,8 @@ from presence_gateway.cli import (
 from presence_gateway.errors import ConfigError, ConfigErrors, GatewayError
 
 # In the order `--help` lists them. Each module has register(subparsers) and sets `func`.
-COMMANDS: tuple[ModuleType, ...] = (run, check_config, demo, doctor, monitor, decode, record,
-                                    identities, offers, radio, app_token)
+COMMANDS: tuple[ModuleType, ...] = (run, check_config, init, demo, doctor, monitor, decode,
+                                    record, identities, offers, radio, app_token)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -98,7 +98,9 @@ def load_config(path: str | None, *, env: dict[str, str] | None = None) -> Gatew
 def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None) -> GatewayConfig:
     env = dict(os.environ) if env is None else env
     data, lines = load_yaml(text, filename)
-    r = Reader(Path(filename).name if filename != "<defaults>" else filename, data, lines)
+    in_file = filename != "<defaults>"
+    r = Reader(Path(filename).name if in_file else filename, data, lines,
+               base_dir=str(Path(filename).absolute().parent) if in_file else None)
     if data is not None and not isinstance(data, dict):
         r.error("", "the top level must be a mapping of sections")
         r.check()
@@ -156,6 +158,7 @@ def _mqtt(r: Reader, env: dict[str, str], store_id: str, gateway_id: str) -> Mqt
     host = r.str_("mqtt.host", base.host)
     port = r.int_("mqtt.port", base.port, 1, 65535)
     tls_files = {k: r.opt_str(f"mqtt.tls.{k}") for k in ("ca_file", "cert_file", "key_file")}
+    tls_files = {k: None if v is None else r.file_path(v) for k, v in tls_files.items()}
     for k, v in tls_files.items():
         if v is not None and not Path(v).is_file():
             r.error(f"mqtt.tls.{k}", f"file not found: {v}")
@@ -202,7 +205,9 @@ def _storage(r: Reader) -> StorageSettings:
     r.known_keys("storage", {"path", "outbox_max_rows", "outbox_max_age", "batch_max",
                              "batch_interval"})
     return StorageSettings(
-        path=r.str_("storage.path", "var/presence-gateway.db"),
+        # Written in the file: beside the file; the built-in default stays relative to the cwd.
+        path=(r.file_path(r.str_("storage.path")) if r.has("storage.path")
+              else "var/presence-gateway.db"),
         outbox_max_rows=r.int_("storage.outbox_max_rows", 1_000_000, 100, 100_000_000),
         outbox_max_age_s=r.duration("storage.outbox_max_age", 7 * 86400.0, minimum=60),
         batch_max=r.int_("storage.batch_max", 1000, 1, 100_000),

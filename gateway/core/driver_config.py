@@ -115,7 +115,8 @@ def _read_one(r: Reader, path: str, dtype: DriverType, item: dict[str, Any],
             if not isinstance(p, str) or not p:
                 r.error(f"{path}.paths[{i}]", "expected a file path")
                 good = False
-        return RecordingSettings(paths=tuple(paths), **common) if paths and good else None
+        return (RecordingSettings(paths=tuple(r.file_path(p) for p in paths), **common)
+                if paths and good else None)
     if dtype is DriverType.WIFI_MONITOR:
         d = _defaults(WifiMonitorSettings)
         iface = r.str_(f"{path}.interface", "", required=True, pattern=r"[A-Za-z0-9_.:-]{1,15}")

@@ -124,11 +124,21 @@ def load_yaml(text: str, filename: str) -> tuple[Any, dict[str, int]]:
 class Reader:
     """Typed access to one YAML document; errors accumulate in `errors`."""
 
-    def __init__(self, filename: str, data: Any, lines: dict[str, int]) -> None:
+    def __init__(self, filename: str, data: Any, lines: dict[str, int], *,
+                 base_dir: str | None = None) -> None:
         self.filename = filename
         self.data = data
         self.lines = lines
+        # The folder of the file being read: relative paths in it mean "beside this file", so a
+        # config in /etc/presence-gateway works from any working directory (systemd's is /).
+        self.base_dir = base_dir
         self.errors: list[ConfigError] = []
+
+    def file_path(self, value: str) -> str:
+        """A path written in the file, resolved against the file's folder when relative."""
+        if self.base_dir is None or not value or Path(value).is_absolute():
+            return value
+        return str(Path(self.base_dir) / value)
 
     # -- plumbing -------------------------------------------------------------------------
     def line(self, path: str) -> int | None:
@@ -299,7 +309,7 @@ def read_secret(r: Reader, key: str, spec: str, env: Mapping[str, str]) -> str |
         return env[ref]
     if kind == "file":
         try:
-            return Path(ref).read_text(encoding="utf-8").strip()
+            return Path(r.file_path(ref)).read_text(encoding="utf-8").strip()
         except OSError as exc:
             r.error(key, f"cannot read {ref}: {exc.strerror}")
             return None

@@ -362,6 +362,7 @@ def read_settings(r: Reader, section: str, resolve_secret: SecretResolver) -> Of
         key = (text or "").encode()
         if text is not None and len(key) < 16:
             r.error(f"{section}.command_key", "the key must be at least 16 characters")
-    return OfferSettings(rules_path=r.opt_str(f"{section}.rules"), command_key=key,
+    rules = r.opt_str(f"{section}.rules")
+    return OfferSettings(rules_path=None if rules is None else r.file_path(rules), command_key=key,
                          command_max_age_s=r.duration(f"{section}.command_max_age", 300.0,
                                                       minimum=10.0))
