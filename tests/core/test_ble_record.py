@@ -82,6 +82,13 @@ def test_minimal_line_defaults() -> None:
     (_line(service_uuids=[1]), "record_bad_service_uuids"),
     (_line(local_name=1), "record_bad_local_name"),
     (_line(tx_power=200), "record_bad_tx_power"),
+    # Hostile values that used to raise (issue 12): unhashable types, non-ASCII digits, huge ts.
+    (_line(address_type=[]), "record_bad_address_type"),
+    (_line(address_type={"x": 1}), "record_bad_address_type"),
+    (_line(manufacturer_data={"\u00b2": "00"}), "record_bad_manufacturer_data"),
+    (_line(manufacturer_data={"\u0667\u0666": "00"}), "record_bad_manufacturer_data"),
+    (_line(ts=10**30), "record_bad_ts"),
+    (_line(ts=5e9), "record_bad_ts"),
 ])
 def test_rejections(line: str, reason: str) -> None:
     rec = parse_recording_line(line)

@@ -9,7 +9,10 @@
 
 Invariants:
 - `parse_recording_line` never raises on any input: it returns the parsed tuple or a
-  `Rejection(Radio.BLE, "record_<what>")` naming the first bad field.
+  `Rejection(Radio.BLE, "record_<what>")` naming the first bad field. Every field is type-checked
+  before it is used (a list where a string belongs is a rejection, not a TypeError), numbers are
+  range-checked (`ts` within MAX_TS, so no later datetime overflows) and only ASCII digits and hex
+  are accepted ("²".isdigit() is true, int("²") is not).
 - Only `ts` and `address` are required; every other key may be missing (empty / None), and
   unknown keys are ignored so the format can grow. A missing `address_type` is "unknown".
 - Company ids are decimal strings (bleak's dict keys as JSON); payloads are hex without the
@@ -32,6 +35,7 @@ from presence_gateway.core.privacy import format_mac, parse_mac
 
 RecordedAdvert = tuple[float, bytes, str, int | None, Advert, int | None]
 ADDRESS_TYPES = frozenset({"public", "random", "unknown"})
+MAX_TS = 4_102_444_800.0  # 2100-01-01 UTC: beyond any capture, far inside datetime's range
 _HEX = frozenset("0123456789abcdefABCDEF")
 _REJECT: dict[str, Rejection] = {}
 
@@ -91,7 +95,7 @@ def _manufacturer(raw: Any) -> dict[int, bytes] | None:
         return None
     out: dict[int, bytes] = {}
     for k, v in raw.items():
-        if not (k.isdigit() and len(k) <= 5) or int(k) > 0xFFFF:
+        if not (k.isascii() and k.isdigit() and len(k) <= 5) or int(k) > 0xFFFF:
             return None
         data = _hex(v)
         if data is None:
@@ -158,16 +162,16 @@ def parse_recording_line(line: str | bytes) -> RecordedAdvert | Rejection:
     raw_ts = d.get("ts")
     if not isinstance(raw_ts, int | float) or isinstance(raw_ts, bool):
         return _rej("bad_ts")
-    ts = float(raw_ts)
-    if not math.isfinite(ts) or ts < 0:
+    ts = float(raw_ts)  # orjson gives ints past 64 bits as floats and refuses infinities
+    if not math.isfinite(ts) or not 0 <= ts <= MAX_TS:
         return _rej("bad_ts")
     addr_text = d.get("address")
     address = parse_mac(addr_text) if isinstance(addr_text, str) else None
     if address is None:
         return _rej("bad_address")
     address_type = d.get("address_type", "unknown")
-    if address_type not in ADDRESS_TYPES:
-        return _rej("bad_address_type")
+    if not isinstance(address_type, str) or address_type not in ADDRESS_TYPES:
+        return _rej("bad_address_type")  # checked as str first: a list or dict is unhashable
     try:
         rssi = _opt_int(d, "rssi", -127, 127)
         channel = _opt_int(d, "channel", 0, 39)
