@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from presence_gateway.adapters.identity_store import EntryInfo, Registry
@@ -73,6 +73,11 @@ def identities_command(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, cfg: GatewayConfig, db: str) -> int:
     async with await Registry.open(db) as reg:
         if args.action == "list":
+            # A registry hashed under another secret lists fine but would never match: say so
+            # (exit 1) instead of listing entries the gateway cannot use. Without a stable
+            # secret (no -c) there is nothing to check against.
+            if cfg.privacy.secret_source != "random":
+                await reg.check_key(Pseudonymizer(cfg.privacy.secret).stable_hash)
             _print_list(await reg.list_entries(), as_json=args.json)
             return 0
         if args.action == "remove":
@@ -127,6 +132,17 @@ async def _store_import(entries: list[Entry], cfg: GatewayConfig, db: str) -> in
     return 0
 
 
+def _valid_through(expires: float | None) -> str:
+    """The last day an entry is valid, as imported: a date `2027-12-31` is stored as the end of
+    that day (2028-01-01T00:00Z, exclusive) and listed as 2027-12-31; other times in full."""
+    if expires is None:
+        return "-"
+    end = datetime.fromtimestamp(expires, UTC)
+    if (end.hour, end.minute, end.second, end.microsecond) == (0, 0, 0, 0):
+        return (end - timedelta(days=1)).strftime("%Y-%m-%d")
+    return end.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _print_list(rows: Sequence[EntryInfo], *, as_json: bool) -> None:
     if as_json:
         for e in rows:
@@ -135,11 +151,10 @@ def _print_list(rows: Sequence[EntryInfo], *, as_json: bool) -> None:
                               "segments": e.segments, "expires": e.expires,
                               "source": e.source}))
         return
-    print(f"{'ENTRY':<18} {'CUSTOMER':<20} {'KIND':<14} {'CONSENT':<32} {'EXPIRES':<10} "
+    print(f"{'ENTRY':<18} {'CUSTOMER':<20} {'KIND':<14} {'CONSENT':<32} {'VALID THRU':<10} "
           "SEGMENTS")
     for e in rows:
-        expires = (datetime.fromtimestamp(e.expires, UTC).strftime("%Y-%m-%d")
-                   if e.expires is not None else "-")
+        expires = _valid_through(e.expires)
         segments = ";".join(f"{k}={v}" for k, v in sorted(e.segments.items())) or "-"
         print(f"{e.entry_id:<18} {e.customer_id:<20} {e.kind:<14} {' '.join(e.consent):<32} "
               f"{expires:<10} {segments}")

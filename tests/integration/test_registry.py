@@ -319,3 +319,19 @@ async def test_runtime_sync_reload_and_visits_on_the_outbox_file(tmp_path: Path)
         assert rt.index.get("c1-irk") is None and boundary.admit(opted) is not None
         assert rt.linker.visits_in_last("c1", 30, T0) == 0
     assert "c1" not in " ".join(all_rows(Path(db))).split()
+
+
+def test_list_refuses_another_secret_and_shows_the_day_an_entry_is_valid_through(
+        setup: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, db, src = setup
+    assert main(["import", str(src), "-c", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["-c", str(cfg), "list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if KEEP in line
+               and "ibeacon" in line)
+    assert "2031-01-01" in row and "2031-01-02" not in row  # imported as `2031-01-01`
+    monkeypatch.setenv("PG_TEST_SECRET", "another-secret-0123456789abcdef")
+    assert main(["-c", str(cfg), "list"]) == 1
+    err = capsys.readouterr().err
+    assert "written under a different privacy.secret" in err

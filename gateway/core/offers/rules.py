@@ -183,7 +183,8 @@ def _rule(r: Reader, path: str, zones: Collection[str] | None) -> OfferRule | No
         return None
     r.known_keys(path, _RULE_KEYS)
     rid = r.str_(f"{path}.id", "", required=True, pattern=_ID)
-    desc = r.str_(f"{path}.description", "", required=True)
+    # Optional: a marketer's note for people; reports fall back to the id.
+    desc = r.str_(f"{path}.description", rid)
     r.mapping(f"{path}.when")
     return OfferRule(id=rid, description=desc, when=_when(r, f"{path}.when", zones),
                      limits=_limits(r, f"{path}.limits", _LIMIT_KEYS),
