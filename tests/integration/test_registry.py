@@ -324,7 +324,7 @@ async def test_runtime_sync_reload_and_visits_on_the_outbox_file(tmp_path: Path)
 def test_list_refuses_another_secret_and_shows_the_day_an_entry_is_valid_through(
         setup: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    cfg, db, src = setup
+    cfg, _db, src = setup
     assert main(["import", str(src), "-c", str(cfg)]) == 0
     capsys.readouterr()
     assert main(["-c", str(cfg), "list"]) == 0
