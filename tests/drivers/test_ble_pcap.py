@@ -275,8 +275,73 @@ async def test_driver_replays_and_counts(tmp_path: Path) -> None:
     with pytest.raises(DriverError) as err:
         await BlePcapDriver("air", [str(bad)]).run(ListSink())
     assert err.value.reason == "capture_unreadable"
-    truncated = tmp_path / "t.pcap"
-    truncated.write_bytes((DATA / "short_ble_sniff.pcap").read_bytes()[:5000])
-    drv = BlePcapDriver("air", [str(truncated)])
-    await drv.run(ListSink())  # a cut-off last record ends the file, it does not crash
-    assert drv.adverts > 0
+
+
+def _complete_pcap_records(data: bytes) -> tuple[int, int]:
+    """(complete records, offset where the first incomplete one starts) of a LE pcap."""
+    off, n = 24, 0
+    while off + 16 <= len(data):
+        end = off + 16 + int.from_bytes(data[off + 8:off + 12], "little")
+        if end > len(data):
+            break
+        off, n = end, n + 1
+    return n, off
+
+
+async def _replay_damaged(path: Path) -> tuple[BlePcapDriver, ListSink, DriverError]:
+    drv, sink = BlePcapDriver("air", [str(path)]), ListSink()
+    with pytest.raises(DriverError) as err:
+        await drv.run(sink)
+    assert err.value.reason == "capture_unreadable" and str(path) in err.value.detail
+    return drv, sink, err.value
+
+
+def _sightings_of(recs: list[AirAdvert | Rejection | None]) -> int:
+    out = [sightings_from_air(r) for r in recs if isinstance(r, AirAdvert)]
+    return sum(len(s) for s in out if not isinstance(s, Rejection))
+
+
+async def test_truncated_pcap_says_where_and_keeps_what_came_before(tmp_path: Path) -> None:
+    """A capture cut mid-record (a sniffer killed, a partial copy) used to end silently; now it
+    is reported with the byte offset, as the Wi-Fi replay does, after the records before it."""
+    data = (DATA / "short_ble_sniff.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:5000])
+    complete, at = _complete_pcap_records(data[:5000])
+    drv, sink, err = await _replay_damaged(cut)
+    assert f"truncated or corrupt pcap record at byte {at}" in err.detail
+    assert drv.adverts + drv.skipped + sum(drv.rejections.values()) == complete
+    before = list(iter_capture(str(DATA / "short_ble_sniff.pcap")))[:complete]
+    assert len(sink.sightings) == _sightings_of(before) > 0
+
+
+async def test_truncated_pcapng_says_where(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes((DATA / "odid_bt5_lr_sample.pcapng").read_bytes()[:50_000])
+    drv, sink, err = await _replay_damaged(cut)
+    assert "truncated or corrupt pcapng block at byte " in err.detail
+    assert drv.adverts > 100 and len(sink.sightings) >= drv.adverts
+
+
+@pytest.mark.skipif(not BTSNOOP.exists(), reason="AGPL btsnoop log lives only in ../shared")
+async def test_truncated_btsnoop_says_where(tmp_path: Path) -> None:
+    data = BTSNOOP.read_bytes()
+    cut = tmp_path / "cut.log"
+    cut.write_bytes(data[:40_000])
+    drv, sink, err = await _replay_damaged(cut)
+    assert "truncated or corrupt btsnoop record at byte " in err.detail
+    at = int(err.detail.rsplit(" ", 1)[1])
+    assert 16 < at <= 40_000
+    before = list(iter_btsnoop_reports(data[:at]))  # the complete records: a clean file
+    assert before and not any(isinstance(r, Rejection) for r in before)
+    assert drv.adverts == len(before) and len(sink.sightings) == _sightings_of([*before])
+    # The pure walk ends a cut file with one counted reason instead of an offset.
+    tail = list(iter_btsnoop_reports(data[:40_000]))
+    assert tail[-1] == Rejection(Radio.BLE, "btsnoop_truncated") and tail[:-1] == before
+
+
+async def test_unsupported_btsnoop_datalink_is_an_error(tmp_path: Path) -> None:
+    btmon = tmp_path / "btmon.log"  # BlueZ btmon -w writes datalink 2001 (monitor), not H4
+    btmon.write_bytes(b"btsnoop\0\0\0\0\x01\0\0\x07\xd1" + b"\0" * 40)
+    _, _, err = await _replay_damaged(btmon)
+    assert "btsnoop_unsupported_datalink" in err.detail

@@ -38,6 +38,7 @@ LINKTYPE_LE_LL = 251
 LINKTYPE_LE_LL_PHDR = 256
 LINKTYPE_NORDIC = 272
 BTSNOOP_MAGIC = b"btsnoop\0"
+BTSNOOP_HEADER_LEN = 16  # magic, version, datalink
 BTSNOOP_EPOCH_DELTA_US = 0x00DCDDB30F2F8000  # µs from 0000-01-01 to 1970-01-01
 
 PDU_NAMES = (
@@ -307,24 +308,42 @@ def hci_event_reports(event: bytes, ts: float) -> Iterator[AirAdvert | Rejection
         yield from _extended_reports(params[1:], ts)
 
 
-def iter_btsnoop_reports(data: bytes) -> Iterator[AirAdvert | Rejection]:
-    """A whole btsnoop v1 H4 file -> every LE (extended) advertising report, in order."""
-    if len(data) < 16 or not data.startswith(BTSNOOP_MAGIC):
-        yield _rej("btsnoop_bad_header")
-        return
+def btsnoop_header_error(data: bytes) -> Rejection | None:
+    """None for a btsnoop v1 H4 (datalink 1002) file header, else the reason it is not one."""
+    if len(data) < BTSNOOP_HEADER_LEN or not data.startswith(BTSNOOP_MAGIC):
+        return _rej("btsnoop_bad_header")
     version, datalink = struct.unpack_from(">II", data, 8)
     if version != 1 or datalink != 1002:
-        yield _rej("btsnoop_unsupported_datalink")
-        return
-    pos = 16
-    while pos + 24 <= len(data):
+        return _rej("btsnoop_unsupported_datalink")
+    return None
+
+
+def btsnoop_packets(data: bytes) -> Iterator[tuple[int, float, bytes]]:
+    """(offset after the record, capture ts, H4 packet) for every complete record after the
+    file header. Stops at a record that runs past the end: the caller compares the last offset
+    with len(data) to tell a clean end from a cut or damaged tail (and where it starts)."""
+    pos, size = BTSNOOP_HEADER_LEN, len(data)
+    while pos + 24 <= size:
         incl = int.from_bytes(data[pos + 4 : pos + 8], "big")
-        stamp = int.from_bytes(data[pos + 16 : pos + 24], "big")
-        rec = data[pos + 24 : pos + 24 + incl]
-        pos += 24 + incl
-        if len(rec) < incl:
-            yield _rej("btsnoop_truncated")
+        end = pos + 24 + incl
+        if end > size:
             return
-        if rec[:1] == b"\x04":
-            ts = (stamp - BTSNOOP_EPOCH_DELTA_US) / 1e6
-            yield from hci_event_reports(rec[1:], ts)
+        stamp = int.from_bytes(data[pos + 16 : pos + 24], "big")
+        yield end, (stamp - BTSNOOP_EPOCH_DELTA_US) / 1e6, data[pos + 24 : end]
+        pos = end
+
+
+def iter_btsnoop_reports(data: bytes) -> Iterator[AirAdvert | Rejection]:
+    """A whole btsnoop v1 H4 file -> every LE (extended) advertising report, in order; a cut
+    or damaged tail ends it with one `btsnoop_truncated` rejection."""
+    bad = btsnoop_header_error(data)
+    if bad is not None:
+        yield bad
+        return
+    reached = BTSNOOP_HEADER_LEN  # end of the last complete record
+    for end, ts, packet in btsnoop_packets(data):
+        reached = end
+        if packet[:1] == b"\x04":
+            yield from hci_event_reports(packet[1:], ts)
+    if reached != len(data):
+        yield _rej("btsnoop_truncated")
