@@ -4,8 +4,10 @@
   0 first to pick it) from a config generated in tmp_path, waits until the port accepts
   connections, and returns a `gateway.mosquitto.LocalBroker` with `.host .port .url .start()
   (restart on the SAME port) .stop() .kill() (SIGKILL) .pause()/.resume() (SIGSTOP/SIGCONT)`.
-  `mosquitto(persistent=True)` keeps subscribers' sessions across a clean stop. Every broker
-  is stopped at teardown. Skips with a reason when the binary is missing.
+  `mosquitto(persistent=True)` keeps subscribers' sessions across a clean stop;
+  `mosquitto(users={"name": "password"})` requires a password, `mosquitto(tls=BrokerTls(...))`
+  listens with TLS (see LocalBroker). Every broker is stopped at teardown. Skips with a
+  reason when the binary is missing.
 - `subscriber`: a factory; `subscriber(broker, "topic/#")` returns a connected, subscribed
   `Subscriber` (paho with its own thread: fine in tests) collecting (topic, payload, retain),
   with `wait_for(n, timeout)` (blocking) and `await until(n, timeout)` (async tests).
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from presence_gateway.adapters.mosquitto import LocalBroker, find_mosquitto
+from presence_gateway.adapters.mosquitto import BrokerTls, LocalBroker, find_mosquitto
 from tests.mqtt_helpers import Collector
 
 
@@ -60,10 +62,11 @@ def mosquitto(tmp_path: Path) -> Iterator[Callable[..., LocalBroker]]:
                     "(Debian: apt-get install mosquitto)")
     brokers: list[LocalBroker] = []
 
-    def start(*, persistent: bool = False) -> LocalBroker:
+    def start(*, persistent: bool = False, users: dict[str, str] | None = None,
+              tls: BrokerTls | None = None) -> LocalBroker:
         workdir = tmp_path / f"mosquitto-{len(brokers)}"
         workdir.mkdir()
-        broker = LocalBroker(workdir=str(workdir), persistent=persistent)
+        broker = LocalBroker(workdir=str(workdir), persistent=persistent, users=users, tls=tls)
         brokers.append(broker)
         broker.start()
         return broker

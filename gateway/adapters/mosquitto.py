@@ -2,7 +2,9 @@
 
 It runs the real `mosquitto` binary from a generated config (anonymous, no persistence,
 loopback only) and can be stopped, restarted on the same port, killed or paused, so fault
-behaviour (broker gone, broker hung) can be shown with the real thing.
+behaviour (broker gone, broker hung) can be shown with the real thing. Optionally it requires
+a password (`users`) or listens with TLS (`tls`, with or without client certificates), so
+credentials and certificate problems can be shown with the real thing too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from presence_gateway.errors import GatewayError
@@ -32,19 +36,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerTls:
+    """A TLS listener: the broker's certificate and key, the CA that client certificates must
+    chain to, and whether clients must present one (`require_certificate`)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+    require_certificate: bool = False
+
+
 class LocalBroker:
     """The real `mosquitto` binary on a free loopback port."""
 
     name = "mosquitto"
 
     def __init__(self, port: int | None = None, workdir: str | None = None, *,
-                 persistent: bool = False) -> None:
+                 persistent: bool = False, users: Mapping[str, str] | None = None,
+                 tls: BrokerTls | None = None) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="pg-broker-")
         self.dir = Path(workdir or (self._tmp.name if self._tmp else "."))
         self.log = self.dir / f"{self.name}.log"
         self.persistent = persistent
+        self.users = dict(users or {})
+        self.tls = tls
         self.command = self._configure()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -61,14 +79,35 @@ class LocalBroker:
         user = "user root\n" if os.geteuid() == 0 else ""
         # max_queued_messages 0: no silent drop of QoS 1 messages queued for a slow or offline
         # subscriber (the default caps them at 1000), which the demo's check relies on.
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\n{self._tls_lines()}"
+                             f"{self._auth_lines()}"
                              f"{user}{persistence}max_queued_messages 0\n"
                              f"set_tcp_nodelay true\nlog_dest file {self.log}\n")
         return [binary, "-c", str(self.conf)]
 
+    def _auth_lines(self) -> str:
+        if not self.users:
+            return "allow_anonymous true\n"
+        passwd = self.dir / "passwd"
+        passwd.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+        passwd.chmod(0o600)
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        # -U hashes the file in place: the passwords never appear on a command line.
+        done = subprocess.run([tool, "-U", str(passwd)], capture_output=True, check=False)
+        if done.returncode != 0:
+            raise GatewayError(f"mosquitto_passwd -U failed: {done.stderr.decode()[-300:]}")
+        return f"allow_anonymous false\npassword_file {passwd}\n"
+
+    def _tls_lines(self) -> str:
+        t = self.tls
+        if t is None:
+            return ""
+        return (f"cafile {t.ca_file}\ncertfile {t.cert_file}\nkeyfile {t.key_file}\n"
+                f"require_certificate {'true' if t.require_certificate else 'false'}\n")
+
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
         self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL,

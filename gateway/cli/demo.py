@@ -20,9 +20,9 @@ from collections import Counter
 from importlib import resources
 from pathlib import Path
 
-from presence_gateway.cli.common import Subparsers
+from presence_gateway.cli.common import Subparsers, add_broker_options, broker_overrides
 from presence_gateway.cli.monitor import EventSubscriber
-from presence_gateway.core.config import load_config, mqtt_from_url
+from presence_gateway.core.config import load_config
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.runtime.assembly import Mode, RunOptions
 from presence_gateway.runtime.service import RunSummary, Service, run_with_signals
@@ -35,8 +35,9 @@ def register(sub: Subparsers) -> None:
                        description="The whole pipeline on bundled real captures, into a"
                                    " private Mosquitto (or --mqtt), watched by a subscriber.")
     p.add_argument("--quiet", action="store_true", help="only the summary")
-    p.add_argument("--mqtt", metavar="URL", help="use this broker instead of starting one")
-    p.set_defaults(func=lambda args: run_demo(quiet=args.quiet, mqtt_url=args.mqtt))
+    add_broker_options(p, "use this broker instead of starting one: mqtt://[user@]host:port")
+    p.set_defaults(func=lambda args: run_demo(quiet=args.quiet, mqtt_url=args.mqtt,
+                                              password_from=args.mqtt_password_from))
 
 
 def demo_captures() -> list[str]:
@@ -45,7 +46,8 @@ def demo_captures() -> list[str]:
                   if p.suffix in (".pcap", ".pcapng", ".jsonl", ".log"))
 
 
-def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
+def run_demo(*, quiet: bool = False, mqtt_url: str | None = None,
+             password_from: str | None = None) -> int:
     from presence_gateway.adapters.mosquitto import local_broker
     from presence_gateway.drivers.registry import replay_settings
 
@@ -59,7 +61,7 @@ def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
             cfg = load_config(None)
             cfg = dataclasses.replace(
                 cfg, store_id=DEMO_STORE, gateway_id=DEMO_GATEWAY,
-                mqtt=mqtt_from_url(url, cfg.mqtt),
+                mqtt=broker_overrides(cfg.mqtt, url, password_from),
                 storage=dataclasses.replace(cfg.storage, path=str(Path(tmp) / "demo.db")),
                 drivers=replay_settings(captures))
             print(f"presence-gateway demo: broker {url}, {len(captures)} bundled captures:",
@@ -67,7 +69,8 @@ def run_demo(*, quiet: bool = False, mqtt_url: str | None = None) -> int:
             for c in captures:
                 print(f"  {Path(c).name}", file=sys.stderr)
             topic = f"{cfg.mqtt.topic_prefix}/v1/{DEMO_STORE}/{DEMO_GATEWAY}/#"
-            sub = EventSubscriber(cfg.mqtt.host, cfg.mqtt.port, topic, quiet=quiet)
+            sub = EventSubscriber(cfg.mqtt.host, cfg.mqtt.port, topic, quiet=quiet,
+                                  username=cfg.mqtt.username, password=cfg.mqtt.password)
             published: dict[str, str] = {}
 
             def on_message(m: OutboundMessage) -> None:

@@ -8,7 +8,6 @@ one per problem), never a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -22,6 +21,7 @@ from presence_gateway.cli import (
     doctor,
     identities,
     init,
+    logs,
     monitor,
     offers,
     radio,
@@ -40,7 +40,11 @@ def parser() -> argparse.ArgumentParser:
         prog="presence-gateway", description="In-store BLE + Wi-Fi presence gateway.",
         epilog="Run `presence-gateway COMMAND --help` for a command's options.")
     p.add_argument("--version", action="version", version=f"presence-gateway {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug logging of the gateway (libraries stay at INFO)")
+    p.add_argument("--debug-logger", metavar="NAME", action="append", default=[],
+                   help="debug lines of this library's logger too, e.g. aiosqlite (its lines"
+                        " show SQL values: secrets and customer ids); repeatable")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
@@ -52,9 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help exits 0, a usage error 2
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logs.configure(args.verbose, args.debug_logger)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from presence_gateway.cli.common import Subparsers, add_config, configure
+from presence_gateway.cli.common import Subparsers, add_broker_options, add_config, configure
 from presence_gateway.errors import GatewayError
 
 _SHOWN = ("device", "zone", "duration_s", "dwell_s", "observations", "present", "entries",
@@ -26,7 +26,7 @@ def register(sub: Subparsers) -> None:
     p = sub.add_parser("monitor", help="watch a store's events arrive",
                        description="Subscribe to a store's events and print one line each.")
     add_config(p, "YAML config (broker, store)")
-    p.add_argument("--mqtt", metavar="URL", help="mqtt://[user:pass@]host:port")
+    add_broker_options(p)
     p.add_argument("--gateway", default="+", help="one gateway id (default: all)")
     p.add_argument("--count", type=int, help="stop after this many events")
     p.add_argument("--seconds", type=float, help="stop after this long")

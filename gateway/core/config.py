@@ -180,12 +180,22 @@ def _mqtt(r: Reader, env: dict[str, str], store_id: str, gateway_id: str) -> Mqt
     )
 
 
+URL_PASSWORD = ("a password in the URL is refused (a command line shows in `ps` to every user,"
+                " a config file is copied and shared): give it with --mqtt-password-from"
+                " env:NAME or file:PATH, or the config key mqtt.password: env:NAME or file:PATH;"
+                " the URL may keep the user name (mqtts://user@host:port)")
+
+
 def mqtt_from_url(url: str, base: MqttSettings | None = None) -> MqttSettings:
-    """`mqtt://[user:pass@]host:port` or `mqtts://...` -> settings (ValueError when wrong)."""
+    """`mqtt://[user@]host:port` or `mqtts://...` -> settings (ValueError when wrong).
+
+    Never a password: it comes from env:/file: only (URL_PASSWORD says why and how)."""
     base = base or MqttSettings()
     parts = urlsplit(url)
+    if parts.password is not None:
+        raise ValueError(URL_PASSWORD)  # without the URL: the message must not repeat it
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f'expected mqtt://[user:pass@]host:port or mqtts://..., got "{url}"')
+        raise ValueError(f'expected mqtt://[user@]host:port or mqtts://..., got "{url}"')
     try:
         port = parts.port
     except ValueError:
@@ -195,7 +205,7 @@ def mqtt_from_url(url: str, base: MqttSettings | None = None) -> MqttSettings:
         host=parts.hostname, port=port or (8883 if tls else 1883), tls=tls,
         ca_file=base.ca_file, cert_file=base.cert_file, key_file=base.key_file,
         username=unquote(parts.username) if parts.username else base.username,
-        password=unquote(parts.password) if parts.password else base.password,
+        password=base.password,
         client_id=base.client_id, qos=base.qos, topic_prefix=base.topic_prefix,
         keepalive=base.keepalive, protocol=base.protocol, max_inflight=base.max_inflight,
     )

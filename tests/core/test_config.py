@@ -86,12 +86,17 @@ def test_secrets_come_from_env_or_file(tmp_path: object) -> None:
 
 
 def test_mqtt_url() -> None:
-    m = mqtt_from_url("mqtts://user:p%40ss@broker.local")
+    m = mqtt_from_url("mqtts://us%40er@broker.local")
     assert (m.host, m.port, m.tls, m.username, m.password) == (
-        "broker.local", 8883, True, "user", "p@ss")
+        "broker.local", 8883, True, "us@er", None)
     assert mqtt_from_url("mqtt://127.0.0.1:1999").port == 1999
     with pytest.raises(ValueError):
         mqtt_from_url("tcp://x:1")
+    # A password never comes from a URL (it would show in `ps`), nor is it repeated.
+    for url in ("mqtts://user:p%40ss@broker.local", "mqtt://user:@h", "tcp://u:p@", "mqtt://u:p@h:x"):
+        with pytest.raises(ValueError, match="password in the URL is refused") as err:
+            mqtt_from_url(url)
+        assert "p%40ss" not in str(err.value) and "u:p" not in str(err.value)
 
 
 def test_driver_options_become_typed_settings_once() -> None:
