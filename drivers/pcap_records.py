@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 MAX_RECORD = 1 << 18  # 256 KiB: larger than any snap length; bigger means a corrupt length
+# Smallest valid total length of the pcapng blocks whose fixed fields we read: header and
+# trailer (12) + EPB / obsolete PB fields (20), SPB original length (4). Shorter is corrupt (it
+# would make unpack_from read the next block, or past the end of the file).
+_MIN_BLOCK = {6: 32, 2: 32, 3: 16}
 
 Record = tuple[float, int, bytes]
 
@@ -114,7 +118,7 @@ def _pcapng(buf: bytes | mmap.mmap) -> Iterator[Record]:
             interfaces = []
         btype, blen = struct.unpack_from(e + "II", buf, off)
         end = off + blen
-        if blen < 12 or blen & 3 or end > size:
+        if blen < _MIN_BLOCK.get(btype, 12) or blen & 3 or end > size:
             raise PcapError("truncated or corrupt pcapng block", off)
         body = off + 8
         if btype == 1 and blen >= 20:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import struct
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from presence_gateway.core.ble.decode import parse_ad
 from presence_gateway.core.model import Radio, Rejection
 from presence_gateway.core.privacy import format_mac
 from presence_gateway.drivers.ble_pcap import BlePcapDriver, iter_capture, sightings_from_air
+from presence_gateway.drivers.pcap_records import PcapError, iter_records
 from presence_gateway.errors import DriverError
 from tests.fuzzing import budget
 from tests.sinks import ListSink
@@ -345,3 +349,39 @@ async def test_unsupported_btsnoop_datalink_is_an_error(tmp_path: Path) -> None:
     btmon.write_bytes(b"btsnoop\0\0\0\0\x01\0\0\x07\xd1" + b"\0" * 40)
     _, _, err = await _replay_damaged(btmon)
     assert "btsnoop_unsupported_datalink" in err.detail
+
+
+_REAL = [DATA / "short_ble_sniff.pcap", DATA / "odid_bt5_lr_sample.pcapng", BTSNOOP]
+
+
+@budget(60)
+@given(st.sampled_from([p for p in _REAL if p.exists()]), st.data())
+def test_fuzz_damaged_captures_only_driver_errors(path: Path, data: st.DataObject) -> None:
+    """Real captures cut anywhere and with bytes overwritten: the replay ends normally or with
+    DriverError(capture_unreadable), never another exception (a traceback for the installer)."""
+    raw = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(0, 6))):
+        at = data.draw(st.integers(0, len(raw) - 4))
+        raw[at:at + 4] = data.draw(st.binary(min_size=4, max_size=4))
+    raw = raw[:data.draw(st.integers(0, len(raw)))]
+    with tempfile.NamedTemporaryFile(suffix=path.suffix) as f:
+        f.write(raw)
+        f.flush()
+        try:
+            asyncio.run(BlePcapDriver("air", [f.name]).run(ListSink()))
+        except DriverError as err:
+            assert err.reason == "capture_unreadable"
+
+
+@pytest.mark.parametrize("btype", [6, 2, 3])
+def test_pcapng_packet_block_shorter_than_its_fields(tmp_path: Path, btype: int) -> None:
+    """A packet block whose total length cannot hold its fixed fields is damage at its offset
+    (it used to escape as struct.error, or yield a packet made of the next block's bytes)."""
+    shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
+    idb = struct.pack("<IIHHII", 1, 20, 272, 0, 0, 20)
+    short = struct.pack("<III", btype, 12, 12)
+    for tail in (b"", b"\0" * 40):
+        f = tmp_path / "short.pcapng"
+        f.write_bytes(shb + idb + short + tail)
+        with pytest.raises(PcapError, match="at byte 48"):
+            list(iter_records(f))
