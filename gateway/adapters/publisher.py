@@ -16,6 +16,9 @@ Invariants:
   published explicitly (a normal DISCONNECT discards the will).
 - Reconnects back off exponentially with jitter (0.5 s .. 30 s by default); each change of
   failure reason is logged once at WARNING with an actionable sentence, repeats at DEBUG.
+- Failover (`mqtt.servers`): every new session goes to the next node; the backoff grows per
+  full round of nodes. The client id is the same on every node (one gateway, one id, fleet
+  wide) and sessions are clean, so no node holds state we need: the outbox is the session.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from presence_gateway.adapters.mqttlink import Link, explain_oserror, tls_context
 from presence_gateway.adapters.outbox import Outbox, StoredMessage
-from presence_gateway.core.config import MqttSettings
+from presence_gateway.core.config import Endpoint, MqttSettings
 
 CONTENT_TYPE = "application/cloudevents+json"
 FETCH = 512  # rows read ahead per query
@@ -83,6 +86,11 @@ class Publisher:
         self._link: Link | None = None
         self._props: Properties | None = None
         self._window = max(1, settings.max_inflight)
+        # Failover: `mqtt.servers` are tried in turn; `server` is the node in use.
+        self._endpoints = settings.endpoints()
+        self._next_server = 0
+        self.server: Endpoint = self._endpoints[0]
+        self._reassert: asyncio.TimerHandle | None = None
         self._buffer: deque[StoredMessage] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox rowid
         self._acked: list[int] = []  # rowids acknowledged, not yet deleted
@@ -100,10 +108,16 @@ class Publisher:
         """Connect, drain, reconnect with backoff; until cancelled (then stop cleanly)."""
         tls = tls_context(self.settings)
         attempt = 0
+        n = len(self._endpoints)
         while True:
+            self.server = self._endpoints[self._next_server]
             ok = await self._session(tls)
+            # Whatever ended the session, the next try goes to the next node: a node that
+            # just failed is the least likely to answer. The backoff only grows once a whole
+            # round of nodes has failed, so one dead node costs a jittered ~0.5 s, not 30 s.
+            self._next_server = (self._next_server + 1) % n
             attempt = 0 if ok else attempt + 1
-            await asyncio.sleep(self._delay(attempt))
+            await asyncio.sleep(self._delay(attempt // n))
 
     async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 (the agreed API; polls)
         """Wait until the outbox is empty and nothing is in flight; False on timeout."""
@@ -157,22 +171,25 @@ class Publisher:
         finally:
             self.connected = False
             self._link = None
+            if self._reassert is not None:
+                self._reassert.cancel()
+                self._reassert = None
             link.detach()
             self._reset_flight()
 
     async def _open(self, link: Link) -> str | None:
         """Connect and wait for CONNACK; returns None when connected, else why not."""
-        s = self.settings
+        s, ep = self.settings, self.server
         try:
-            await link.connect(s.host, s.port, s.keepalive, self._connect_props())
+            await link.connect(ep.host, ep.port, s.keepalive, self._connect_props())
         except OSError as exc:
-            return explain_oserror(exc, s.host, s.port)
+            return explain_oserror(exc, ep.host, ep.port)
         waits: list[asyncio.Future[Any]] = [link.connack, link.closed]
         await asyncio.wait(waits, timeout=CONNACK_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
         if not link.connack.done():
             self._toggle_protocol()
             return (link.closed.result() if link.closed.done() else
-                    f"no CONNACK from {s.host}:{s.port} within {CONNACK_TIMEOUT_S:.0f} s"
+                    f"no CONNACK from {ep.host}:{ep.port} within {CONNACK_TIMEOUT_S:.0f} s"
                     " (is it an MQTT broker? is it hung?)")
         rc, props = link.connack.result()
         if not rc.is_failure:
@@ -180,6 +197,11 @@ class Publisher:
             self._window = max(1, min(s.max_inflight, limit or s.max_inflight))
             return None
         return self._refused(rc)
+
+    def _reassert_online(self, link: Link) -> None:
+        self._reassert = None
+        if link is self._link and self.connected and not link.closed.done():
+            self._publish_status(link, self.online_payload())
 
     def _toggle_protocol(self) -> None:
         """In `auto` mode, alternate v5 and 3.1.1 after a connect without CONNACK: some
@@ -207,11 +229,17 @@ class Publisher:
     def _up(self, link: Link) -> None:
         self.connected = True
         self.connects += 1
-        self.log.info("MQTT connected to %s:%d (%s)%s", self.settings.host, self.settings.port,
+        self.log.info("MQTT connected to %s:%d (%s)%s", self.server.host, self.server.port,
                       "v5" if self._protocol == MQTTProtocolVersion.MQTTv5 else "3.1.1",
                       f" after: {self.last_error}" if self.last_error else "")
         self.last_error = None
         self._publish_status(link, self.online_payload())
+        if len(self._endpoints) > 1 and self.connects > 1:
+            # After a failover, the node we left may still publish our will (`offline`,
+            # retained) once it notices we are gone: at the latest 1.5 keepalives from now.
+            # Say `online` again after that, so the retained status ends up right.
+            self._reassert = link.loop.call_later(1.5 * self.settings.keepalive + 1.0,
+                                                  self._reassert_online, link)
         for topic, (handler, qos) in self._subs.items():
             link.client.message_callback_add(topic, self._dispatcher(handler))
             link.client.subscribe(topic, qos)
@@ -361,12 +389,12 @@ class Publisher:
         self._more = True
 
     def _fail(self, reason: str) -> None:
+        ep = self.server
         if reason != self.last_error:
-            self.log.warning("MQTT %s:%d: %s; retrying with backoff", self.settings.host,
-                             self.settings.port, reason)
+            self.log.warning("MQTT %s:%d: %s; retrying with backoff%s", ep.host, ep.port,
+                             reason, " on the next server" if len(self._endpoints) > 1 else "")
         else:
-            self.log.debug("MQTT %s:%d: %s (again)", self.settings.host, self.settings.port,
-                           reason)
+            self.log.debug("MQTT %s:%d: %s (again)", ep.host, ep.port, reason)
         self.last_error = reason
 
     def _delay(self, attempt: int) -> float:

@@ -31,6 +31,15 @@ _TOP = frozenset({"store", "gateway", "drivers", "mqtt", "storage", "privacy", "
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One broker node of `mqtt.servers`."""
+
+    host: str
+    port: int
+    tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class MqttSettings:
     host: str = "127.0.0.1"
     port: int = 1883
@@ -46,6 +55,17 @@ class MqttSettings:
     keepalive: int = 30
     protocol: str = "auto"  # "auto" (v5, fall back to 3.1.1), "5" or "3.1.1"
     max_inflight: int = 20
+    # Nodes of one cluster, tried in turn on failure (`mqtt.servers`); empty: host/port only.
+    servers: tuple[Endpoint, ...] = ()
+    # "v1": one topic per event type (the store-broker default); "v2": one events topic per
+    # gateway under a store partition, for clustered brokers and ordered central consumers
+    # (docs/fleet.md). `partitions` must be the same for the whole fleet.
+    topic_layout: str = "v1"
+    partitions: int = 16
+
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return self.servers or (Endpoint(self.host, self.port, self.tls),)
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +166,8 @@ def _secret_from(r: Reader, key: str, spec: str, env: dict[str, str]) -> str | N
 
 def _mqtt(r: Reader, env: dict[str, str], store_id: str, gateway_id: str) -> MqttSettings:
     r.known_keys("mqtt", {"url", "host", "port", "tls", "username", "password", "client_id",
-                          "qos", "topic_prefix", "keepalive", "protocol", "max_inflight"})
+                          "qos", "topic_prefix", "keepalive", "protocol", "max_inflight",
+                          "servers", "topic_layout", "partitions"})
     r.known_keys("mqtt.tls", {"ca_file", "cert_file", "key_file"})
     base = MqttSettings()
     url = r.opt_str("mqtt.url")
@@ -167,8 +188,18 @@ def _mqtt(r: Reader, env: dict[str, str], store_id: str, gateway_id: str) -> Mqt
     if pw_spec is not None:
         password = _secret_from(r, "mqtt.password", pw_spec, env)
     prefix = r.str_("mqtt.topic_prefix", "presence", pattern=r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
+    servers = _servers(r)
+    if servers:
+        first = mqtt_from_url(r.list_("mqtt.servers")[0], base)
+        base = MqttSettings(host=first.host, port=first.port, tls=first.tls,
+                            username=first.username, password=first.password)
+        if r.has("mqtt.url") or r.has("mqtt.host") or r.has("mqtt.port"):
+            r.error("mqtt.servers", "give either mqtt.servers or mqtt.url/host/port, not both")
     return MqttSettings(
-        host=host, port=port, tls=base.tls or r.has("mqtt.tls"),
+        servers=servers, topic_layout=r.str_("mqtt.topic_layout", "v1", choices=("v1", "v2")),
+        partitions=r.int_("mqtt.partitions", 16, 1, 1000),
+        host=servers[0].host if servers else host, port=servers[0].port if servers else port,
+        tls=base.tls or r.has("mqtt.tls"),
         ca_file=tls_files["ca_file"], cert_file=tls_files["cert_file"],
         key_file=tls_files["key_file"],
         username=r.opt_str("mqtt.username") or base.username, password=password,
@@ -184,6 +215,21 @@ URL_PASSWORD = ("a password in the URL is refused (a command line shows in `ps` 
                 " a config file is copied and shared): give it with --mqtt-password-from"
                 " env:NAME or file:PATH, or the config key mqtt.password: env:NAME or file:PATH;"
                 " the URL may keep the user name (mqtts://user@host:port)")
+
+
+def _servers(r: Reader) -> tuple[Endpoint, ...]:
+    """`mqtt.servers`: URLs of one cluster's nodes; all mqtt:// or all mqtts://."""
+    out: list[Endpoint] = []
+    for i, url in enumerate(r.list_("mqtt.servers")):
+        try:
+            s = mqtt_from_url(str(url))
+        except ValueError as exc:
+            r.error(f"mqtt.servers[{i}]", str(exc))
+            continue
+        out.append(Endpoint(s.host, s.port, s.tls))
+    if len({e.tls for e in out}) > 1:
+        r.error("mqtt.servers", "mix of mqtt:// and mqtts:// URLs; use one scheme for a cluster")
+    return tuple(out)
 
 
 def mqtt_from_url(url: str, base: MqttSettings | None = None) -> MqttSettings:
@@ -208,6 +254,7 @@ def mqtt_from_url(url: str, base: MqttSettings | None = None) -> MqttSettings:
         password=base.password,
         client_id=base.client_id, qos=base.qos, topic_prefix=base.topic_prefix,
         keepalive=base.keepalive, protocol=base.protocol, max_inflight=base.max_inflight,
+        topic_layout=base.topic_layout, partitions=base.partitions,
     )
 
 

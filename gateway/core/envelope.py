@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -54,17 +55,32 @@ def _seeded_bits() -> Callable[[int], int]:
 _new_message: Callable[..., OutboundMessage] = fast_constructor(OutboundMessage)
 
 
-class Topics:
-    """The topic tree of one gateway (and its store)."""
+def partition_of(store_id: str, partitions: int) -> str:
+    """The v2 topic token of a store's partition, e.g. `p007`: crc32 is stable across
+    processes and languages (Python's hash() is salted per process)."""
+    return f"p{zlib.crc32(store_id.encode()) % max(1, partitions):03d}"
 
-    def __init__(self, prefix: str, store_id: str, gateway_id: str) -> None:
-        self.store = f"{prefix}/v1/{store_id}"
+
+class Topics:
+    """The topic tree of one gateway (and its store).
+
+    v1: `{prefix}/v1/{store}/{gateway}/events/{type}`, one topic per event type.
+    v2: `{prefix}/v2/{partition}/{store}/{gateway}/events`, one topic per gateway: MQTT orders
+    messages per topic, so a whole gateway's stream stays in order through a cluster, and a
+    consumer owning a partition sees every event of its stores (docs/fleet.md). v2 topics
+    also carry no `.`, which NATS 2.9's MQTT listener refuses in a topic."""
+
+    def __init__(self, prefix: str, store_id: str, gateway_id: str, *, layout: str = "v1",
+                 partitions: int = 16) -> None:
+        self.v2 = layout == "v2"
+        part = f"/{partition_of(store_id, partitions)}" if self.v2 else ""
+        self.store = f"{prefix}/{layout}{part}/{store_id}"
         self.base = f"{self.store}/{gateway_id}"
         self.status = f"{self.base}/status"
         self.commands = f"{self.base}/commands"
 
     def event(self, event_type: str) -> str:
-        return f"{self.base}/events/{event_type}"
+        return f"{self.base}/events" if self.v2 else f"{self.base}/events/{event_type}"
 
     def state(self, suffix: str) -> str:
         return f"{self.base}/state/{suffix}"

@@ -46,7 +46,8 @@ def build_core(cfg: GatewayConfig, identity: IdentityRuntime, pseudonymizer: Pse
     if rules.rules or cfg.offers.rules_path:
         offers = OfferEngine(rules, timezone=cfg.timezone, store_id=cfg.store_id,
                              context=identity.context, links=identity.linker.link_for)
-    topics = Topics(cfg.mqtt.topic_prefix, cfg.store_id, cfg.gateway_id)
+    topics = Topics(cfg.mqtt.topic_prefix, cfg.store_id, cfg.gateway_id,
+                    layout=cfg.mqtt.topic_layout, partitions=cfg.mqtt.partitions)
     envelope = Envelope(topics=topics, qos=cfg.mqtt.qos, next_seq=next_seq,
                         source=f"urn:presence-gateway:{cfg.store_id}:{cfg.gateway_id}")
     pipeline = Pipeline(engine=engine, envelope=envelope, gateway_id=cfg.gateway_id,
