@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from presence_gateway.core.driver_config import DriverSettings, read_drivers
+from presence_gateway.core.ha_discovery import DiscoverySettings
 from presence_gateway.core.identity import config as identity_config
 from presence_gateway.core.offers import rules
 from presence_gateway.core.presence import config as presence_config
@@ -27,7 +28,7 @@ from presence_gateway.errors import ConfigError
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _TOP = frozenset({"store", "gateway", "drivers", "mqtt", "storage", "privacy", "presence",
-                  "identity", "offers", "queue", "logging"})
+                  "identity", "offers", "queue", "logging", "http", "home_assistant"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,12 @@ class PrivacySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """`http.listen: HOST:PORT`: /metrics and /healthz; off (None) by default."""
+    listen: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     source: str
     store_id: str
@@ -102,6 +109,8 @@ class GatewayConfig:
     offers: rules.OfferSettings = field(default_factory=rules.OfferSettings)
     queue_max: int = 10000
     ble_repeat_interval_s: float = 1.0
+    http: HttpSettings = field(default_factory=HttpSettings)
+    home_assistant: DiscoverySettings = field(default_factory=DiscoverySettings)
 
 
 def load_config(path: str | None, *, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -145,10 +154,35 @@ def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None)
         offers=rules.read_settings(r, "offers", secret),
         queue_max=r.int_("queue.max", 10000, 16, 10_000_000),
         ble_repeat_interval_s=r.duration("queue.ble_repeat_interval", 1.0),
+        http=_http(r),
+        home_assistant=_home_assistant(r),
     )
     r.known_keys("queue", {"max", "ble_repeat_interval"})
     r.check()
     return cfg
+
+
+def _home_assistant(r: Reader) -> DiscoverySettings:
+    r.mapping("home_assistant")
+    r.known_keys("home_assistant", {"discovery", "prefix"})
+    return DiscoverySettings(
+        enabled=r.bool_("home_assistant.discovery", False),
+        prefix=r.str_("home_assistant.prefix", "homeassistant",
+                      pattern=r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*"))
+
+
+def _http(r: Reader) -> HttpSettings:
+    r.mapping("http")
+    r.known_keys("http", {"listen"})
+    spec = r.opt_str("http.listen")
+    if spec is None:
+        return HttpSettings()
+    host, sep, port = spec.rpartition(":")
+    host = host.strip("[]")  # [::1]:9108
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        r.error("http.listen", f'expected HOST:PORT such as 127.0.0.1:9108, got "{spec}"')
+        return HttpSettings()
+    return HttpSettings(listen=(host, int(port)))
 
 
 def _check_timezone(r: Reader, name: str) -> None:

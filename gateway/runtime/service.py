@@ -35,6 +35,8 @@ from presence_gateway.core.model import Observation
 from presence_gateway.drivers.base import Driver
 from presence_gateway.errors import DriverError, GatewayError
 from presence_gateway.runtime.assembly import Mode, RunOptions, Runtime, open_runtime
+from presence_gateway.runtime.discovery import announce
+from presence_gateway.runtime.observe import Health, serve_observability
 
 log = logging.getLogger("presence_gateway")
 TICK_S = 1.0
@@ -67,6 +69,7 @@ class Service:
         self.summary = RunSummary()
         self.notifier = Notifier()
         self.runtime: Runtime | None = None  # while running: what open_runtime built
+        self.health = Health()  # each driver's entry is written by its own supervisor only
 
     async def run(self) -> RunSummary:
         async with open_runtime(self.cfg, self.options, self._drivers) as rt:
@@ -91,6 +94,10 @@ class Service:
             if live:
                 side.append(tg.create_task(self._guard("ticker", lambda: self._ticker(rt))))
                 side.append(tg.create_task(self._guard("peers", rt.control.peers)))
+                side.append(tg.create_task(self._guard("discovery", lambda: announce(rt))))
+                if self.cfg.http.listen is not None:
+                    side.append(tg.create_task(self._guard(
+                        "http", lambda: serve_observability(rt, self.health))))
                 self.notifier.ready(f"{len(rt.drivers)} driver(s), store {self.cfg.store_id}")
             stop = tg.create_task(self.stop_event.wait(), name="stop")
             all_done: asyncio.Future[Any] = asyncio.gather(*drivers, return_exceptions=True)
@@ -140,6 +147,7 @@ class Service:
         replay = self.options.mode.capture_time
         delay = 1.0
         while True:
+            self.health.started(driver.name)
             try:
                 await driver.run(rt.channel)
                 if replay:
@@ -148,11 +156,13 @@ class Service:
             except DriverError as exc:
                 log.error("%s", exc)
                 self.summary.driver_errors.append(str(exc))
+                self.health.failed(driver.name, str(exc).removeprefix(f"driver {exc.driver}: "))
                 if replay:
                     return
             except Exception as exc:  # a driver bug must not take the gateway down
                 log.exception("driver %s failed: %s", driver.name, exc)
                 self.summary.driver_errors.append(f"driver {driver.name}: {exc!r}")
+                self.health.failed(driver.name, f"internal error: {exc!r}")
                 if replay:
                     return
             await asyncio.sleep(delay * (0.5 + random.random()))
