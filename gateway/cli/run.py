@@ -7,9 +7,9 @@
         the whole pipeline over captures in capture time; with --no-mqtt the same events are
         computed (identity, opt-out and caps from the database included) but not published
 
-Exit codes: 0 ok (live: stopped by SIGTERM/SIGINT, whatever the radios did); 1 when no
-observation of a recording could be read, or when a replay that publishes left messages
-undelivered in the outbox; 2 bad config or usage.
+Exit codes: 0 ok (live: stopped by SIGTERM/SIGINT, whatever the radios did); 1 when a
+recording could not be read whole (what could be read is still processed and published), or
+when a replay that publishes left messages undelivered in the outbox; 2 bad config or usage.
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ def run_command(args: argparse.Namespace) -> int:
             Path(cfg.storage.path).parent.mkdir(parents=True, exist_ok=True)
         summary = asyncio.run(run_with_signals(Service(cfg, options)))
     print_summary(summary, published=publish)
-    # A recording nobody could read is a failed replay; live drivers retry until SIGTERM, and
-    # a stop asked for is a clean exit (a missing radio is reported, not a failed service).
-    if mode is not Mode.LIVE and summary.driver_errors and summary.observations == 0:
+    # A recording that could not be read whole (missing, damaged, cut off) fails the replay,
+    # after what could be read was processed; live drivers retry until SIGTERM, and a stop
+    # asked for is a clean exit (a missing radio is reported, not a failed service).
+    if mode is not Mode.LIVE and summary.driver_errors:
         return 1
     return 0 if summary.delivered else 1
 
@@ -80,5 +81,7 @@ def print_summary(s: RunSummary, *, published: bool = True) -> None:
     if s.rejects:
         print("  rejected: " + ", ".join(f"{k}={v}" for k, v in sorted(s.rejects.items())),
               file=sys.stderr)
+    for err in s.driver_errors:
+        print(f"  {err}", file=sys.stderr)
     for err in s.task_errors:
         print(f"  internal error (logged): {err}", file=sys.stderr)

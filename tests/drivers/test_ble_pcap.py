@@ -385,3 +385,24 @@ def test_pcapng_packet_block_shorter_than_its_fields(tmp_path: Path, btype: int)
         f.write_bytes(shb + idb + short + tail)
         with pytest.raises(PcapError, match="at byte 48"):
             list(iter_records(f))
+
+
+def test_replay_of_a_cut_capture_processes_what_it_read_and_exits_1(tmp_path: Path) -> None:
+    """The CLI end: the records before the cut become observations, the damage is named in
+    the summary, and the exit status says the recording was not read whole."""
+    import subprocess
+    import sys
+
+    whole = (Path(__file__).resolve().parents[1] / "data" / "ble_air"
+             / "take_2__ble_all_adv.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    res = subprocess.run([sys.executable, "-m", "presence_gateway", "replay", str(cut),
+                          "--no-mqtt", "--db", str(tmp_path / "g.db")], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    import re
+    assert re.search(r"cut\.pcap: truncated .* at byte \d+", res.stderr), res.stderr
+    observations = int(res.stderr.split("observations: ", 1)[1].split()[0])
+    assert observations > 0
+    assert "Traceback" not in res.stderr
