@@ -39,12 +39,14 @@ def free_port() -> int:
 @dataclass(frozen=True, slots=True)
 class BrokerTls:
     """A TLS listener: the broker's certificate and key, the CA that client certificates must
-    chain to, and whether clients must present one (`require_certificate`)."""
+    chain to, whether clients must present one (`require_certificate`) and the only TLS
+    version to speak (e.g. "tlsv1.2"; default: what mosquitto allows)."""
 
     cert_file: str
     key_file: str
     ca_file: str
     require_certificate: bool = False
+    tls_version: str | None = None
 
 
 class LocalBroker:
@@ -103,7 +105,8 @@ class LocalBroker:
         if t is None:
             return ""
         return (f"cafile {t.ca_file}\ncertfile {t.cert_file}\nkeyfile {t.key_file}\n"
-                f"require_certificate {'true' if t.require_certificate else 'false'}\n")
+                f"require_certificate {'true' if t.require_certificate else 'false'}\n"
+                + (f"tls_version {t.tls_version}\n" if t.tls_version else ""))
 
     @property
     def url(self) -> str:

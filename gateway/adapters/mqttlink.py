@@ -13,12 +13,17 @@ Invariants:
 - `connack` resolves with the broker's reason code; `closed` resolves (with a short reason)
   once the connection is over; after `detach()` the loop holds no reader, writer or timer for
   this socket and the socket is closed.
+- Until CONNACK, the socket error that closed the connection is kept (`tls_failure`): paho
+  reports it only as "connection lost", and in TLS 1.3 a broker's refusal of the handshake
+  (no client certificate, an untrusted one) arrives as an alert on the first read, after
+  connect() returned, which would otherwise pass for an MQTT protocol problem.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 import threading
@@ -48,6 +53,9 @@ class Link:
         self._fd = -1
         self._timer: asyncio.TimerHandle | None = None
         self._connecting: asyncio.Future[Any] | None = None
+        self._where = ("", 0)
+        self._trap = SocketErrorTrap()
+        client.logger = self._trap  # until CONNACK only: paho logs every packet to it
         client.on_socket_open = self._sock_open
         client.on_socket_close = self._sock_close
         client.on_socket_register_write = self._want_write
@@ -58,6 +66,7 @@ class Link:
     async def connect(self, host: str, port: int, keepalive: int,
                       properties: Properties | None) -> None:
         """TCP (+TLS) connect and send CONNECT; raises OSError/ssl.SSLError on failure."""
+        self._where = (host, port)
         fut = self.loop.run_in_executor(None, self._connect_blocking, host, port, keepalive,
                                         properties)
         self._connecting = fut
@@ -121,8 +130,16 @@ class Link:
             self._timer = self.loop.call_later(MISC_INTERVAL_S, self._misc)
 
     # -- protocol callbacks -----------------------------------------------------------------
+    def tls_failure(self) -> str | None:
+        """Why TLS ended the connection before CONNACK (what to do), or None if it did not."""
+        err = self._trap.caught
+        if isinstance(err, ssl.SSLError) and not self.connack.done():
+            return explain_oserror(err, *self._where)
+        return None
+
     def _on_connect(self, client: Client, userdata: Any, flags: ConnectFlags, rc: ReasonCode,
                     props: Properties | None) -> None:
+        client.logger = None
         if not self.connack.done():
             self.connack.set_result((rc, props))
 
@@ -161,6 +178,21 @@ class Link:
                 sock.close()
 
 
+class SocketErrorTrap(logging.Logger):
+    """A logger for paho that keeps the latest socket error it reports and writes nothing:
+    paho swallows the OSError of a failed read or write, handing it only to its logger."""
+
+    def __init__(self) -> None:
+        super().__init__("presence_gateway.adapters.mqttlink.paho")
+        self.caught: OSError | None = None
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level >= logging.ERROR:
+            for arg in args:
+                if isinstance(arg, OSError):
+                    self.caught = arg
+
+
 def tls_context(s: MqttSettings) -> ssl.SSLContext | None:
     if not s.tls:
         return None
@@ -184,7 +216,32 @@ def explain_oserror(exc: OSError, host: str, port: int) -> str:
         return (f"TLS: certificate of {where} not trusted ({exc.verify_message}); check"
                 " mqtt.ca_file and that mqtt.host matches the certificate")
     if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake with {where} failed ({exc.reason}); is the port a TLS listener?"
+        return _explain_tls(exc, where)
     if isinstance(exc, TimeoutError):
         return f"timed out connecting to {where} (host down, firewall, or wrong address)"
     return f"cannot connect to {where}: {exc.strerror or exc}"
+
+
+# TLS alerts by what the broker means with them (OpenSSL's reason names).
+_NO_CLIENT_CERT = {"TLSV13_ALERT_CERTIFICATE_REQUIRED"}
+_CLIENT_CERT_REJECTED = {"SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA",
+                         "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+                         "SSLV3_ALERT_CERTIFICATE_REVOKED", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+                         "TLSV1_ALERT_ACCESS_DENIED"}
+
+
+def _explain_tls(exc: ssl.SSLError, where: str) -> str:
+    reason = exc.reason or type(exc).__name__
+    if reason in _NO_CLIENT_CERT:
+        return (f"TLS: {where} requires a client certificate and we sent none ({reason});"
+                " set mqtt.tls.cert_file and mqtt.tls.key_file to this gateway's certificate"
+                " and key")
+    if reason in _CLIENT_CERT_REJECTED:
+        return (f"TLS: {where} rejected our client certificate ({reason}); check that"
+                " mqtt.tls.cert_file is signed by a CA the broker trusts, is valid now and"
+                " matches mqtt.tls.key_file")
+    if reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":  # TLS 1.2's answer to a missing certificate
+        return (f"TLS handshake with {where} refused ({reason}): the broker may require a"
+                " client certificate (mqtt.tls.cert_file, mqtt.tls.key_file), or it shares no"
+                " TLS version or cipher with us")
+    return f"TLS handshake with {where} failed ({reason}); is the port a TLS listener?"

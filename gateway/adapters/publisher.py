@@ -187,6 +187,9 @@ class Publisher:
         waits: list[asyncio.Future[Any]] = [link.connack, link.closed]
         await asyncio.wait(waits, timeout=CONNACK_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
         if not link.connack.done():
+            tls_failure = link.tls_failure()
+            if tls_failure is not None:  # a TLS refusal: the MQTT version is not the problem
+                return tls_failure
             self._toggle_protocol()
             return (link.closed.result() if link.closed.done() else
                     f"no CONNACK from {ep.host}:{ep.port} within {CONNACK_TIMEOUT_S:.0f} s"

@@ -63,34 +63,47 @@ def check_broker(cfg: GatewayConfig, timeout: float = 5.0) -> Result:
         return FAIL, "broker", f"cannot resolve {m.host} (check mqtt.host and DNS)"
     except OSError as exc:
         return FAIL, "broker", f"{where}: {exc.strerror or exc} (broker down or wrong port?)"
-    if m.tls:
-        return OK, "broker", f"{where} accepts TCP (TLS handshake not checked here)"
     return _mqtt_connect(cfg, timeout)
 
 
 def _mqtt_connect(cfg: GatewayConfig, timeout: float) -> Result:
+    """A real CONNECT (over TLS when configured, with the gateway's certificate if any)."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
+
+    from presence_gateway.adapters.mqttlink import SocketErrorTrap, explain_oserror, tls_context
     m = cfg.mqtt
     result: list[str] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{m.client_id}-doctor",
                          protocol=mqtt.MQTTv311)
     if m.username:
         client.username_pw_set(m.username, m.password)
+    try:
+        tls = tls_context(m)
+    except GatewayError as exc:
+        return FAIL, "broker", str(exc)
+    if tls is not None:
+        client.tls_set_context(tls)
+    # paho reports a failed read only as "connection lost": the trap keeps the OSError, e.g.
+    # TLS 1.3's "certificate required" alert, which arrives after connect() returned.
+    trap = SocketErrorTrap()
+    client.logger = trap
     client.on_connect = lambda c, u, f, rc, p: result.append(str(rc))
     try:
         client.connect(m.host, m.port, keepalive=10)
         deadline = time.monotonic() + timeout
-        while not result and time.monotonic() < deadline:
+        while not result and trap.caught is None and time.monotonic() < deadline:
             client.loop(0.1)
         client.disconnect()
     except OSError as exc:
-        return FAIL, "broker", f"{m.host}:{m.port}: {exc}"
+        return FAIL, "broker", explain_oserror(exc, m.host, m.port)
     if not result:
+        if trap.caught is not None:
+            return FAIL, "broker", explain_oserror(trap.caught, m.host, m.port)
         return FAIL, "broker", f"{m.host}:{m.port} accepts TCP but sends no CONNACK"
     if result[0] != "Success":
         return FAIL, "broker", f"{m.host}:{m.port} refused: {result[0]} (credentials? ACL?)"
-    return OK, "broker", f"{m.host}:{m.port} answers MQTT"
+    return OK, "broker", f"{m.host}:{m.port} answers MQTT{' over TLS' if tls else ''}"
 
 
 def check_driver(d: DriverSettings) -> Result:
