@@ -125,7 +125,7 @@ class Service:
         assert pub is not None
         flushed = await pub.flush(self.options.flush_timeout_s)
         left = 0 if flushed else await rt.outbox.depth()  # acks may land after the timeout
-        where, delivered = f"{pub.settings.host}:{pub.settings.port}", pub.acked - pub.rejected
+        where, delivered = f"{pub.server.host}:{pub.server.port}", pub.acked - pub.rejected
         if left == 0:
             log.info("delivered %d messages to %s; the outbox is empty", delivered, where)
             return
