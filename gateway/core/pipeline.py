@@ -62,6 +62,25 @@ class Pipeline:
         self.max_ts = float("-inf")
         self.shell: Mapping[str, Any] = {}
 
+    # -- continuity (core/continuity.py) --------------------------------------------------
+    @property
+    def next_stats(self) -> float | None:
+        return self._next_stats
+
+    @property
+    def next_tick(self) -> float:
+        return self._next_tick
+
+    def resume_clock(self, *, last_ts: float | None, max_ts: float | None,
+                     next_stats: float | None, next_tick: float | None) -> None:
+        """Continue a frozen pipeline's clock: a replay's end and the stats cadence carry on
+        from where the previous gateway stopped."""
+        self.last_ts = last_ts
+        self.max_ts = max_ts if max_ts is not None else float("-inf")
+        if next_stats is not None:
+            self._next_stats = next_stats
+        self._next_tick = next_tick if next_tick is not None else float("-inf")
+
     # -- hot path -------------------------------------------------------------------------
     def feed(self, obs: Observation) -> list[OutboundMessage]:
         return self.feed_many((obs,))

@@ -34,6 +34,7 @@ from presence_gateway.core.config import GatewayConfig
 from presence_gateway.core.model import Observation
 from presence_gateway.drivers.base import Driver
 from presence_gateway.errors import DriverError, GatewayError
+from presence_gateway.runtime import continuity
 from presence_gateway.runtime.assembly import Mode, RunOptions, Runtime, open_runtime
 from presence_gateway.runtime.discovery import announce
 from presence_gateway.runtime.observe import Health, serve_observability
@@ -74,6 +75,7 @@ class Service:
     async def run(self) -> RunSummary:
         async with open_runtime(self.cfg, self.options, self._drivers) as rt:
             self.runtime = rt
+            await self._guard_once("continuity", continuity.restore(rt))
             rt.control.subscribe_all()
             await self._run(rt)
             self._fill_summary(rt)
@@ -95,6 +97,8 @@ class Service:
                 side.append(tg.create_task(self._guard("ticker", lambda: self._ticker(rt))))
                 side.append(tg.create_task(self._guard("peers", rt.control.peers)))
                 side.append(tg.create_task(self._guard("discovery", lambda: announce(rt))))
+                side.append(tg.create_task(self._guard("snapshots",
+                                                       lambda: self._snapshots(rt))))
                 if self.cfg.http.listen is not None:
                     side.append(tg.create_task(self._guard(
                         "http", lambda: serve_observability(rt, self.health))))
@@ -109,8 +113,13 @@ class Service:
             await asyncio.gather(*drivers, *side, return_exceptions=True)
             rt.channel.close()
             await consumer
-            if self.options.mode.capture_time:
+            # Asked to stop (a signal, live always): the day's state is frozen for the next
+            # start. A recording that reached its end closes its visits instead.
+            interrupted = self.stop_event.is_set()
+            if self.options.mode.capture_time and not interrupted:
                 rt.writer.add(rt.core.pipeline.finish(self._shell(rt)))
+            if interrupted:
+                await self._guard_once("snapshot", continuity.save(rt, self._now(rt)))
             await self._guard_once("tend", rt.control.tend(rt.control.retention_now()))
             rt.writer.close()
             await writer
@@ -181,7 +190,7 @@ class Service:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
 
-    async def _guard_once(self, name: str, step: Awaitable[None]) -> None:
+    async def _guard_once(self, name: str, step: Awaitable[object]) -> None:
         try:
             await step
         except GatewayError:
@@ -208,6 +217,19 @@ class Service:
             if obs_out is not None:
                 obs_out.write(b"".join(_obs_line(o) for o in batch))
             await writer.room()
+
+    async def _snapshots(self, rt: Runtime) -> None:
+        clock = self.options.clock
+        while True:
+            await clock.sleep(continuity.SNAPSHOT_S)
+            await continuity.save(rt, clock.now())
+
+    def _now(self, rt: Runtime) -> float:
+        """The runtime's time: wall (or a test's) clock live, the capture's in a replay."""
+        if self.options.mode.capture_time:
+            last = rt.core.pipeline.last_ts
+            return last if last is not None else 0.0
+        return self.options.clock.now()
 
     async def _ticker(self, rt: Runtime) -> None:
         clock = self.options.clock

@@ -84,6 +84,18 @@ class PresenceEngine:
         self.evicted = 0
 
     # -- hot path -------------------------------------------------------------------------
+    @property
+    def tracked(self) -> int:
+        """Devices (units) currently tracked."""
+        return len(self._units)
+
+    def adopt(self, frozen: PresenceEngine) -> None:
+        """Take over a frozen engine's state (core/continuity.py): units, open visits, zone
+        state, the day's counters. Its settings equal ours (checked by the caller)."""
+        state = dict(vars(frozen))
+        state.pop("s", None)
+        vars(self).update(state)
+
     def feed(self, obs: Observation) -> list[Event]:
         ts = obs.ts
         key = obs.device
