@@ -58,6 +58,7 @@ def replay(cfg: GatewayConfig, sightings: list[Sighting], *, interrupt: bool
             rt = svc.runtime
             assert rt is not None
             while rt.core.pipeline.observations < rt.channel.received:
+                assert not task.done()
                 await asyncio.sleep(0.01)  # the core has seen everything read: now the stop
             svc.stop_event.set()
         await task
