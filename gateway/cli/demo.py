@@ -49,6 +49,7 @@ def demo_captures() -> list[str]:
 def run_demo(*, quiet: bool = False, mqtt_url: str | None = None,
              password_from: str | None = None) -> int:
     from presence_gateway.adapters.mosquitto import local_broker
+    from presence_gateway.adapters.mqttlink import tls_context
     from presence_gateway.drivers.registry import replay_settings
 
     captures = demo_captures()
@@ -70,7 +71,8 @@ def run_demo(*, quiet: bool = False, mqtt_url: str | None = None,
                 print(f"  {Path(c).name}", file=sys.stderr)
             topic = f"{cfg.mqtt.topic_prefix}/v1/{DEMO_STORE}/{DEMO_GATEWAY}/#"
             sub = EventSubscriber(cfg.mqtt.host, cfg.mqtt.port, topic, quiet=quiet,
-                                  username=cfg.mqtt.username, password=cfg.mqtt.password)
+                                  username=cfg.mqtt.username, password=cfg.mqtt.password,
+                                  tls=tls_context(cfg.mqtt))
             published: dict[str, str] = {}
 
             def on_message(m: OutboundMessage) -> None:

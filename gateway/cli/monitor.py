@@ -8,6 +8,7 @@ client of the gateway, not part of it. MQTT 3.1.1, so it works with any broker.
 from __future__ import annotations
 
 import argparse
+import ssl
 import threading
 import time
 import uuid
@@ -34,11 +35,13 @@ def register(sub: Subparsers) -> None:
 
 
 def monitor_command(args: argparse.Namespace) -> int:
+    from presence_gateway.adapters.mqttlink import tls_context  # paho: only when monitoring
+
     cfg = configure(args)
     m = cfg.mqtt
     topic = f"{m.topic_prefix}/v1/{cfg.store_id}/{args.gateway}/#"
     return run_monitor(m.host, m.port, topic, count=args.count, seconds=args.seconds,
-                       username=m.username, password=m.password)
+                       username=m.username, password=m.password, tls=tls_context(m))
 
 
 def event_line(ev: dict[str, Any]) -> str:
@@ -52,7 +55,8 @@ class EventSubscriber:
     and prints them unless quiet."""
 
     def __init__(self, host: str, port: int, topic: str, *, quiet: bool = False,
-                 username: str | None = None, password: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
         self.quiet = quiet
@@ -64,6 +68,8 @@ class EventSubscriber:
                                   protocol=mqtt.MQTTv311)
         if username:
             self.client.username_pw_set(username, password)
+        if tls is not None:  # mqtts://, with the gateway's CA and client certificate if any
+            self.client.tls_set_context(tls)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self.ready.set()
         self.client.on_message = self._on_message
@@ -99,9 +105,9 @@ class EventSubscriber:
 
 def run_monitor(host: str, port: int, topic: str, *, count: int | None = None,
                 seconds: float | None = None, username: str | None = None,
-                password: str | None = None) -> int:
+                password: str | None = None, tls: ssl.SSLContext | None = None) -> int:
     """Print events until Ctrl-C, `count` events or `seconds`; exit 0."""
-    sub = EventSubscriber(host, port, topic, username=username, password=password)
+    sub = EventSubscriber(host, port, topic, username=username, password=password, tls=tls)
     print(f"watching {topic} on {host}:{port} (Ctrl-C to stop)", flush=True)
     deadline = None if seconds is None else time.monotonic() + seconds
     try:

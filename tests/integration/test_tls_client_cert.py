@@ -2,8 +2,8 @@
 
 In TLS 1.3 the broker's "certificate required" alert arrives on the first read, after the
 handshake returned on the client: paho saw only "connection lost", the publisher took the
-missing CONNACK for an MQTT version problem (toggling v5 / 3.1.1 forever) and doctor did not
-try TLS at all. Real Mosquitto TLS listeners (`require_certificate true`, TLS 1.3 and 1.2)
+missing CONNACK for an MQTT version problem (toggling v5 / 3.1.1 forever), doctor did not
+try TLS at all and monitor (and the demo's subscriber) spoke plain MQTT to a TLS port. Real Mosquitto TLS listeners (`require_certificate true`, TLS 1.3 and 1.2)
 with a CA and certificates made here with `cryptography`.
 """
 
@@ -27,6 +27,7 @@ from presence_gateway.adapters.mosquitto import BrokerTls, LocalBroker
 from presence_gateway.adapters.outbox import Outbox
 from presence_gateway.adapters.publisher import Publisher
 from presence_gateway.cli.doctor import run_doctor
+from presence_gateway.cli.main import main
 from presence_gateway.core.config import MqttSettings
 from presence_gateway.core.model import OutboundMessage
 
@@ -168,3 +169,14 @@ def test_doctor_checks_the_tls_handshake(tmp_path: Path, mosquitto: Any, pki: Pk
     assert "requires a client certificate" in line and "mqtt.tls.cert_file" in line, line
     rc, line = doctor(str(folder / "client"))
     assert line.startswith("ok    broker") and "answers MQTT over TLS" in line, line
+
+
+def test_monitor_subscribes_over_tls_with_the_client_certificate(
+        tmp_path: Path, mosquitto: Any, pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+    b = broker(mosquitto, pki)
+    cert, key = pki.client
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(f"mqtt: {{url: 'mqtts://{b.host}:{b.port}', tls: {{ca_file: '{pki.ca}',"
+                   f" cert_file: '{cert}', key_file: '{key}'}}}}\n")
+    assert main(["monitor", "-c", str(cfg), "--seconds", "0.3"]) == 0
+    assert f"on {b.host}:{b.port}" in capsys.readouterr().out
