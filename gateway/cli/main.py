@@ -15,6 +15,8 @@ from types import ModuleType
 from presence_gateway import __version__
 from presence_gateway.cli import (
     app_token,
+    calibrate,
+    central,
     check_config,
     decode,
     demo,
@@ -32,7 +34,8 @@ from presence_gateway.errors import ConfigError, ConfigErrors, GatewayError
 
 # In the order `--help` lists them. Each module has register(subparsers) and sets `func`.
 COMMANDS: tuple[ModuleType, ...] = (run, check_config, init, demo, doctor, monitor, decode,
-                                    record, identities, offers, radio, app_token)
+                                    record, identities, offers, radio, calibrate, app_token,
+                                    central)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -105,6 +105,9 @@ class PresenceSettings:
     summary_interval_s: float = 5.0
     # --- memory -------------------------------------------------------------------------------
     max_devices: int = 200_000
+    # Per-sensor RSSI correction in dB, added to every reading of that sensor before smoothing
+    # (from `presence-gateway calibrate`): radios of one model still differ by a few dB.
+    rssi_offsets: tuple[tuple[str, float], ...] = ()
 
 
 def _zone(r: Reader, path: str, i: int) -> ZoneSettings | None:
@@ -168,7 +171,7 @@ def _marks(r: Reader, path: str, default: tuple[float, ...]) -> tuple[float, ...
 _KEYS = frozenset({
     "visit_timeout", "stats_interval", "zones", "kalman", "reference_power", "outlier_db",
     "min_sightings", "sighting_window", "dwell_marks", "walk_in", "fixtures", "footfall",
-    "arbitration", "max_devices", "exit"})
+    "arbitration", "max_devices", "exit", "rssi_offsets"})
 
 
 def read(r: Reader, section: str) -> PresenceSettings:
@@ -218,4 +221,18 @@ def read(r: Reader, section: str) -> PresenceSettings:
         stickiness_margin_db=r.float_(f"{s}.arbitration.stickiness_margin_db", 4.0, 0.0, 50.0),
         summary_interval_s=r.duration(f"{s}.arbitration.summary_interval", 5.0, minimum=0.5),
         max_devices=r.int_(f"{s}.max_devices", 200_000, 100, 100_000_000),
+        rssi_offsets=_offsets(r, f"{s}.rssi_offsets"),
     )
+
+
+def _offsets(r: Reader, path: str) -> tuple[tuple[str, float], ...]:
+    """`{sensor: dB}`: each a correction between -30 and +30 dB."""
+    out: list[tuple[str, float]] = []
+    for name, value in r.mapping(path).items():
+        # Checked here, not through a key path: sensor names may contain dots.
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not -30.0 <= value <= 30.0:
+            r.error(path, f"{name}: expected a number of dB from -30 to 30, got {value!r}")
+            continue
+        out.append((str(name), float(value)))
+    return tuple(sorted(out))

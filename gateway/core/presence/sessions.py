@@ -69,6 +69,7 @@ class PresenceEngine:
         self._zones_ble = resolve_zones(s.zones, s.ref_power_ble)
         self._zones_wifi = resolve_zones(s.zones, s.ref_power_wifi)
         self._units: dict[str, Unit] = {}  # insertion order == last-sighting order
+        self._offsets = dict(s.rssi_offsets)  # empty (falsy) unless calibrated
         self._dormant: dict[str, float] = {}  # unit key -> presence seconds today (long stays)
         self._fixtures: set[str] = set()  # auto-detected today
         self._horizon = max(s.visit_timeout_s, s.sighting_window_s)
@@ -116,13 +117,15 @@ class PresenceEngine:
         units[key] = u
         if len(units) > self.s.max_devices:
             self._evict(out)
-        rssi = obs.rssi
+        rssi: float | None = obs.rssi
         if rssi is not None:
             # A driver without a `sensor` option is this gateway: zones may name gateway ids.
             sensor = obs.sensor or self.gateway_id
             if sensor != u.sensor:
                 u.sensor = sensor
                 u.lo, u.hi = INF, -INF  # zones are per sensor: decide again
+            if self._offsets:
+                rssi = rssi + self._offsets.get(sensor, 0.0)
             if not u.sig.update(rssi, ts, self._q, self._r, self._out):
                 return out
         u.heard(ts)
