@@ -41,3 +41,6 @@ class Notifier:
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1")
+
+    def status(self, text: str) -> bool:
+        return self.notify(f"STATUS={text}")

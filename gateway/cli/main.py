@@ -48,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--debug-logger", metavar="NAME", action="append", default=[],
                    help="debug lines of this library's logger too, e.g. aiosqlite (its lines"
                         " show SQL values: secrets and customer ids); repeatable")
+    p.add_argument("--log-format", choices=logs.FORMATS, default="auto",
+                   help="text, json (a JSON object per line) or journal (syslog priority"
+                        " prefixes); auto: journal under systemd, else text")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
@@ -59,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help exits 0, a usage error 2
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    logs.configure(args.verbose, args.debug_logger)
+    logs.configure(args.verbose, args.debug_logger, args.log_format)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -41,6 +41,7 @@ from presence_gateway.runtime.observe import Health, serve_observability
 
 log = logging.getLogger("presence_gateway")
 TICK_S = 1.0
+STATUS_S = 5.0  # how often `systemctl status` gets a fresh STATUS= line
 
 
 @dataclass(slots=True)
@@ -233,12 +234,18 @@ class Service:
 
     async def _ticker(self, rt: Runtime) -> None:
         clock = self.options.clock
+        last_status, last_obs = clock.now(), rt.core.pipeline.observations
         while True:
             await clock.sleep(TICK_S)
             # The watchdog is fed by the loop's own clock: a wedged loop stops feeding it and
             # systemd restarts the gateway (WatchdogSec in the unit).
             self.notifier.watchdog()
-            rt.writer.add(rt.core.pipeline.tick(clock.now(), self._shell(rt)))
+            now = clock.now()
+            rt.writer.add(rt.core.pipeline.tick(now, self._shell(rt)))
+            if self.notifier.enabled and now - last_status >= STATUS_S:
+                obs = rt.core.pipeline.observations
+                self.notifier.status(_status_line(rt, (obs - last_obs) / (now - last_status)))
+                last_status, last_obs = now, obs
 
     @staticmethod
     def _shell(rt: Runtime) -> dict[str, Any]:
@@ -287,6 +294,15 @@ def _signal(sig: signal.Signals, fn: Callable[[], None], *, enabled: bool = True
             loop.remove_signal_handler(sig)
             if previous is not None:  # None: set outside Python; SIG_DFL is all we can do
                 signal.signal(sig, previous)
+
+
+def _status_line(rt: Runtime, rate: float) -> str:
+    """One line for `systemctl status`: what an installer checks first."""
+    pub = rt.publisher
+    broker = ("no broker" if pub is None else "broker connected" if pub.connected
+              else f"broker down ({pub.last_error or 'connecting'})")
+    return (f"{rate:.0f} obs/s, {rt.core.engine.tracked} devices, outbox {rt.outbox.size},"
+            f" {broker}")
 
 
 def _obs_line(o: Observation) -> bytes:
