@@ -80,6 +80,19 @@ def test_adapters_never_import_runtime_or_cli() -> None:
     assert not offenders("gateway/adapters", {"runtime", "cli", "central", "drivers"})
 
 
+def test_central_sees_only_core_and_adapters() -> None:
+    """The fleet consumer reuses the core's vocabulary and the MQTT/SQLite shells, never the
+    gateway's runtime or its commands (cli/central.py wraps it, not the other way round)."""
+    assert not offenders("gateway/central", {"runtime", "cli", "drivers", "firmware_tools"})
+
+
+def test_central_model_is_pure() -> None:
+    path = ROOT / "gateway/central/model.py"
+    bad = [n for n in imports_of(path) if layer_of(n) not in (None, "core")
+           or any(n == f or n.startswith(f + ".") for f in IO_LIBS)]
+    assert path.exists() and not bad, bad
+
+
 def test_runtime_never_imports_cli() -> None:
     assert not offenders("gateway/runtime", {"cli"})
 
@@ -117,5 +130,6 @@ def test_no_thread_started_outside_allowed_places() -> None:
 def test_the_rules_see_the_tree() -> None:
     """A rule over an empty folder passes vacuously: make sure each one has files to judge."""
     for folder in ("gateway/core", "gateway/adapters", "gateway/runtime", "gateway/cli",
+                   "gateway/central",
                    "drivers", *(f"gateway/core/{d}" for d in DOMAINS)):
         assert len(sources(folder)) >= 2, folder

@@ -139,14 +139,16 @@ class NatsCluster:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until every running node answers /healthz with JetStream ok (a meta leader exists)."""
+        """Until every running node answers /healthz (JetStream current, meta leader known)
+        and then an MQTT round trip through each node works (the first MQTT session of an
+        account creates the MQTT streams: seconds, which must not count against a test)."""
         import urllib.request
         deadline = time.monotonic() + timeout
         pending = [n for n in self.nodes if n.running]
         while pending and time.monotonic() < deadline:
             node = pending[0]
             try:
-                url = f"http://127.0.0.1:{node.http_port}/healthz?js-enabled-only=true"
+                url = f"http://127.0.0.1:{node.http_port}/healthz"
                 with urllib.request.urlopen(url, timeout=1) as r:
                     if r.status == 200:
                         pending.pop(0)
@@ -156,6 +158,9 @@ class NatsCluster:
             time.sleep(0.1)
         if pending:
             raise RuntimeError(f"NATS nodes not healthy: {[n.name for n in pending]}")
+        for node in self.nodes:
+            if node.running:
+                mqtt_round_trip(node.mqtt_port, deadline)
 
     def close(self) -> None:
         for node in self.nodes:
@@ -221,3 +226,33 @@ class Postgres:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def mqtt_round_trip(port: int, deadline: float) -> None:
+    """Publish QoS 1 to a node and read it back through the same node, until it works."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    topic = f"warmup/{port}"
+    while time.monotonic() < deadline:
+        got: list[bytes] = []
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"warmup-{port}")
+        c.on_message = lambda _c, _u, m, got=got: got.append(m.payload)
+        try:
+            c.connect("127.0.0.1", port, keepalive=5)
+            c.loop_start()
+            c.subscribe(topic, 1)
+            time.sleep(0.2)
+            c.publish(topic, b"x", 1).wait_for_publish(3)
+            end = time.monotonic() + 3
+            while not got and time.monotonic() < end:
+                time.sleep(0.02)
+        except (OSError, RuntimeError, ValueError):
+            pass
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        if got:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"no MQTT round trip through port {port}")

@@ -1,0 +1,1 @@
+"""Central consumer: a whole fleet from a clustered broker into one database (docs/fleet.md)."""

@@ -1,0 +1,154 @@
+"""The central consumer against the real 3-node NATS cluster, into SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from presence_gateway.central.consumer import Coordinator, Options
+from presence_gateway.central.db import CentralDb, open_db
+from presence_gateway.core.config import Endpoint
+from tests.fleet.servers import NatsCluster
+from tests.fleet.sim import SimGateway, stream
+
+PARTS = 4
+
+
+def endpoints(nats: NatsCluster) -> list[Endpoint]:
+    return [Endpoint("127.0.0.1", n.mqtt_port) for n in nats.nodes]
+
+
+def opts(nats: NatsCluster, prefix: str, instance: str, **kw: float) -> Options:
+    return Options(brokers=tuple(endpoints(nats)), prefix=prefix, partitions=PARTS,
+                   instance=instance, lease_s=kw.get("lease_s", 2.0),
+                   gap_timeout_s=kw.get("gap_timeout_s", 8.0), keepalive=5)
+
+
+@contextlib.asynccontextmanager
+async def consumer(o: Options, db: CentralDb) -> AsyncIterator[Coordinator]:
+    c = Coordinator(o, db)
+    task = asyncio.create_task(c.run())
+    try:
+        yield c
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def wait_events(db: CentralDb, n: int, within_s: float) -> int:
+    got = 0
+    for _ in range(int(within_s / 0.2)):
+        got = int(await db.fetchval("SELECT count(*) FROM events") or 0)
+        if got >= n:
+            break
+        await asyncio.sleep(0.2)
+    return got
+
+
+async def wait_consuming(db_url: str, parts: int, within_s: float) -> None:
+    """Until every partition has a subscribed session: only then is nothing published lost
+    (a partition's session is created by its first consumer; see docs/fleet.md)."""
+    for _ in range(int(within_s / 0.2)):
+        with contextlib.suppress(Exception):
+            db = await open_db(db_url)
+            try:
+                report = await db.report()
+            finally:
+                await db.close()
+            if sum(p["consuming"] for p in report["partitions"].values()) >= parts:
+                return
+        await asyncio.sleep(0.2)
+    raise AssertionError("central did not subscribe every partition in time")
+
+
+async def ordered_per_gateway(db: CentralDb) -> dict[str, list[int]]:
+    seqs: dict[str, list[int]] = {}
+    for store, gw, seq in await db.fetch(
+            "SELECT store, gateway, seq FROM events ORDER BY applied"):
+        seqs.setdefault(f"{store}/{gw}", []).append(int(seq))
+    return seqs
+
+
+async def run_fleet(nats: NatsCluster, prefix: str, tmp_path: Path, db_url: str) -> None:
+    gws = [SimGateway(f"s{i}", "gw1", prefix=prefix, servers=endpoints(nats),
+                      workdir=tmp_path, partitions=PARTS) for i in range(4)]
+    db = await open_db(db_url)
+    try:
+        async with consumer(opts(nats, prefix, "a"), db) as a:
+            for p, (w, _) in a.workers.items():
+                assert await asyncio.wait_for(w.connected.wait(), 15), p
+            for g in gws:
+                await g.start()
+                await g.emit(stream(g.store, g.gateway, 20))
+            total = sum(len(g.committed) for g in gws)
+            if await wait_events(db, total, 30) != total:
+                stored = {str(r[0]) for r in await db.fetch("SELECT id FROM events")}
+                missing = [(g.store, g.committed.index(i) + 1) for g in gws
+                           for i in g.committed if i not in stored]
+                raise AssertionError(f"missing {missing}; held {a.held()}")
+            report = await db.report()
+            assert report["events"] == total and report["gaps"] == 0
+            assert report["duplicates"] >= 0
+            for g in gws:
+                entry = report["gateways"][f"{g.store}/{g.gateway}"]
+                assert entry["last_sequence"] == len(g.committed)
+                assert entry["status"] == "online" and entry["outbox_depth"] == 0, report
+            for key, seqs in (await ordered_per_gateway(db)).items():
+                assert seqs == list(range(1, len(seqs) + 1)), key
+            stored = {str(r[0]) for r in await db.fetch("SELECT id FROM events")}
+            assert stored == {i for g in gws for i in g.committed}
+            assert int(await db.fetchval("SELECT count(*) FROM visits") or 0) == 4 * 20 * 2
+            assert int(await db.fetchval("SELECT count(*) FROM links") or 0) == 4 * 5
+    finally:
+        for g in gws:
+            await g.stop()
+        await db.close()
+
+
+async def test_central_into_sqlite(nats: NatsCluster, fleet_prefix: str, tmp_path: Path) -> None:
+    await run_fleet(nats, fleet_prefix, tmp_path, f"sqlite:///{tmp_path}/central.db")
+
+
+async def test_central_into_postgres(nats: NatsCluster, fleet_prefix: str, tmp_path: Path,
+                                     pg_url: str) -> None:
+    await run_fleet(nats, fleet_prefix, tmp_path, pg_url)
+
+
+async def test_cli_run_until_sigterm_then_report(nats: NatsCluster, fleet_prefix: str,
+                                                 tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    db_url = f"sqlite:///{tmp_path}/cli.db"
+    args = [sys.executable, "-m", "presence_gateway.cli.main", "central", "run", "--db", db_url,
+            "--prefix", fleet_prefix, "--partitions", str(PARTS), "--lease", "2"]
+    for n in nats.nodes:
+        args += ["--broker", n.mqtt_url]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE)
+    await wait_consuming(db_url, PARTS, 30)
+    g = SimGateway("cli-store", "gw9", prefix=fleet_prefix, servers=endpoints(nats),
+                   workdir=tmp_path, partitions=PARTS)
+    try:
+        await g.start()
+        await g.emit(stream(g.store, g.gateway, 10))
+        db = await open_db(db_url)
+        try:
+            assert await wait_events(db, len(g.committed), 30) == len(g.committed)
+        finally:
+            await db.close()
+    finally:
+        await g.stop()
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=20)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    out = subprocess.run([sys.executable, "-m", "presence_gateway.cli.main", "central",
+                          "report", "--db", db_url, "--json"], capture_output=True, check=True)
+    report = json.loads(out.stdout)
+    assert report["events"] == len(g.committed) and report["gaps"] == 0
+    assert report["duplicates"] >= 0
+    entry = report["gateways"]["cli-store/gw9"]
+    assert entry["last_sequence"] == len(g.committed) and entry["status"] == "offline"
