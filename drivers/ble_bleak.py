@@ -8,7 +8,10 @@ Invariants:
   adverts without a Flags structure are not seen in passive mode. If BlueZ cannot do passive
   scanning the driver logs a warning and falls back to active scanning for good.
 - Watchdog: when no advert arrived for `watchdog_s` (default 90 s, as habluetooth) the scanner is
-  stopped and started again (BlueZ discovery can stall silently, bluez/bluez#1554).
+  stopped and the recovery ladder (`ble_recovery`) takes its next step before a new scan: scan
+  restart, adapter power-cycle, bluetoothd restart (BlueZ discovery can stall silently,
+  bluez/bluez#1554; some stalls only a bluetoothd restart cures, theengs/gateway#99). Adapter
+  faults at start (`ESCALATE_ON`) climb the same ladder; the first advert resets it.
 - Start failures are mapped to stable reasons (`map_bleak_error`). Transient ones (adapter
   missing or not ready, BlueZ not running, timeouts) are retried with exponential backoff, so a
   replugged dongle or a restarted bluetoothd is picked up; after `max_failures` consecutive
@@ -25,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from bleak import BleakScanner
@@ -40,6 +43,12 @@ from presence_gateway.core.ble.types import Advert
 from presence_gateway.core.model import Radio, Rejection, Sighting
 from presence_gateway.core.privacy import parse_mac
 from presence_gateway.drivers.base import Sink
+from presence_gateway.drivers.ble_recovery import (
+    DEFAULT_BLUETOOTHD_RESTART,
+    AdapterControl,
+    Escalation,
+    SystemControl,
+)
 from presence_gateway.errors import DriverError
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,13 @@ log = logging.getLogger(__name__)
 PASSIVE_OR_PATTERNS: list[OrPatternLike] = [OrPattern(0, AdvertisementDataType.FLAGS, bytes([v]))
                        for v in (0x02, 0x06, 0x1A)]
 FATAL_REASONS = frozenset({"dbus_permission"})
+# Start failures of an adapter that BlueZ has: a power-cycle or a bluetoothd restart may cure
+# them. Not `no_adapter` (nothing on the bus to power-cycle; a replugged dongle is picked up by
+# the retries), `adapter_powered_off` (someone turned it off: not ours to turn on) or
+# `bluez_not_running` (no bus socket, as in containers, or BlueZ not installed: the installer's
+# to fix, and restarting it from every test box without D-Bus would be a surprise).
+ESCALATE_ON = frozenset({"adapter_not_ready", "adapter_busy", "adapter_failed", "start_timeout",
+                         "scanner_failed"})
 _BAD_ADDRESS = Rejection(Radio.BLE, "bleak_bad_address")
 DetectionCallback = Callable[[BLEDevice, AdvertisementData], None]
 
@@ -100,6 +116,9 @@ _DBUS_REASONS = {
     "org.freedesktop.DBus.Error.AuthFailed": "dbus_permission",
     "org.bluez.Error.NotAuthorized": "dbus_permission",
     "org.freedesktop.DBus.Error.UnknownObject": "no_adapter",
+    # The adapter left between bleak's cache check and the call (libdbus answers a path that
+    # is gone with UnknownMethod); seen from D-Bus up in tests/drivers/test_ble_dbus.py.
+    "org.freedesktop.DBus.Error.UnknownMethod": "no_adapter",
     "org.bluez.Error.NotReady": "adapter_not_ready",
     "org.bluez.Error.InProgress": "adapter_busy",
     "org.bluez.Error.Failed": "adapter_failed",
@@ -142,7 +161,9 @@ class BleakDriver:
                  scanner_factory: ScannerFactory = bleak_scanner_factory,
                  clock: Callable[[], float] = time.time, start_timeout_s: float = 15.0,
                  backoff_s: float = 1.0, max_backoff_s: float = 60.0,
-                 max_failures: int = 6) -> None:
+                 max_failures: int = 6,
+                 bluetoothd_restart: Sequence[str] | None = DEFAULT_BLUETOOTHD_RESTART,
+                 control: AdapterControl | None = None) -> None:
         if mode not in ("active", "passive"):
             raise DriverError(name, "bad_mode", f"scanning mode {mode!r}: active or passive")
         self.name, self.adapter, self.mode, self.sensor = name, adapter, mode, sensor
@@ -156,8 +177,28 @@ class BleakDriver:
         self.adverts = 0
         self.restarts = 0
         self.last_error: str | None = None
+        self.recovery = Escalation(name, adapter, control if control is not None
+                                   else SystemControl(bluetoothd_restart))
         self._last_advert = 0.0
+        self._warned: str | None = None  # the start failure last logged as a warning
         self._sink: Sink | None = None
+
+    # The recovery counters, for /metrics and the status line (they only grow).
+    @property
+    def scan_restarts(self) -> int:
+        return self.recovery.scan_restarts
+
+    @property
+    def adapter_resets(self) -> int:
+        return self.recovery.adapter_resets
+
+    @property
+    def bluetoothd_restarts(self) -> int:
+        return self.recovery.bluetoothd_restarts
+
+    @property
+    def recovery_skips(self) -> int:
+        return self.recovery.skips
 
     def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
         sink = self._sink
@@ -165,6 +206,7 @@ class BleakDriver:
             return
         self._last_advert = time.monotonic()
         self.adverts += 1
+        self.recovery.adverts_flowing()
         out = sightings_from_bleak(device, adv, self.clock(), self.sensor)
         if not out:
             sink.reject(_BAD_ADDRESS)
@@ -180,7 +222,7 @@ class BleakDriver:
                 try:
                     error = await self._start(scanner)
                     if error is None:
-                        failures = 0
+                        failures, self._warned = 0, None
                         await self._watch()
                 finally:
                     # Every path: a start that was cancelled, timed out or failed half-way may
@@ -190,6 +232,7 @@ class BleakDriver:
                     failures = await self._failed(error, failures)
                     continue
                 self.restarts += 1
+                await self.recovery.escalate(f"no advert for {self.watchdog_s:g} s")
         finally:
             self._sink = None
 
@@ -215,8 +258,13 @@ class BleakDriver:
         if reason in FATAL_REASONS or failures >= self.max_failures:
             raise DriverError(self.name, reason, detail) from None
         delay = min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1))
-        log.warning("ble %s: scanner start failed: %s (%s); retry in %.0f s",
-                    self.name, reason, detail, delay)
+        # One warning per change of reason: an unplugged dongle must not fill the journal.
+        level = logging.WARNING if reason != self._warned else logging.DEBUG
+        self._warned = reason
+        log.log(level, "ble %s: scanner start failed: %s (%s); retry in %.3g s",
+                self.name, reason, detail, delay)
+        if reason in ESCALATE_ON:
+            await self.recovery.escalate(f"scanner start failed: {reason}")
         await asyncio.sleep(delay)
         return failures
 
@@ -226,8 +274,6 @@ class BleakDriver:
         while True:
             await asyncio.sleep(self.check_s)
             if time.monotonic() - self._last_advert > self.watchdog_s:
-                log.warning("ble %s: no advert for %.0f s; restarting the scanner",
-                            self.name, self.watchdog_s)
                 return
 
     async def _stop(self, scanner: Scanner) -> None:

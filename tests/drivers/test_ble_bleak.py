@@ -7,7 +7,10 @@ detection callback the driver hands it). Everything else is the real code path.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from bleak.backends.device import BLEDevice
@@ -21,6 +24,7 @@ from bleak.exc import (
 
 from presence_gateway.core.model import AddressKind, Radio
 from presence_gateway.drivers.ble_bleak import (
+    ESCALATE_ON,
     PASSIVE_OR_PATTERNS,
     BleakDriver,
     DetectionCallback,
@@ -30,6 +34,7 @@ from presence_gateway.drivers.ble_bleak import (
     map_bleak_error,
     sightings_from_bleak,
 )
+from presence_gateway.drivers.ble_recovery import RecoverySkipped, Step, SystemControl
 from presence_gateway.errors import DriverError
 from tests.sinks import ListSink
 
@@ -72,6 +77,25 @@ def test_sightings_field_by_field() -> None:
     assert sightings_from_bleak(_dev("7A1B2C3D-0000-4000-8000-000000000000"), adv2, 1.0) == []
 
 
+class FakeControl:
+    """The system side of the recovery ladder, recorded (a unit test never power-cycles or
+    restarts anything); `skip` makes a step report RecoverySkipped as the real one would."""
+
+    def __init__(self, skip: dict[str, RecoverySkipped] | None = None) -> None:
+        self.calls: list[str] = []
+        self.skip = skip or {}
+
+    async def power_cycle(self, adapter: str) -> None:
+        self.calls.append(f"power_cycle {adapter}")
+        if "power_cycle" in self.skip:
+            raise self.skip["power_cycle"]
+
+    async def restart_bluetoothd(self) -> None:
+        self.calls.append("restart_bluetoothd")
+        if "restart_bluetoothd" in self.skip:
+            raise self.skip["restart_bluetoothd"]
+
+
 class FakeScanner:
     """Test double for the radio: records starts/stops, raises bleak's real exceptions."""
 
@@ -109,7 +133,7 @@ async def _until(cond: Callable[[], object], limit: float = 3.0) -> None:
 async def test_callback_reaches_sink_and_stop_on_cancel() -> None:
     made, make = _factory([])
     sink = ListSink()
-    drv = BleakDriver("ble", adapter="hci1", scanner_factory=make,
+    drv = BleakDriver("ble", control=FakeControl(), adapter="hci1", scanner_factory=make,
                       clock=lambda: 42.0, sensor="s")
     task = asyncio.create_task(drv.run(sink))
     await _until(lambda: made and made[0].started)
@@ -140,7 +164,8 @@ async def test_cancel_during_start_still_stops_scanner() -> None:
         made.append(HangingScanner(cb, mode, adapter))
         return made[-1]
 
-    task = asyncio.create_task(BleakDriver("ble", scanner_factory=make).run(ListSink()))
+    drv = BleakDriver("ble", control=FakeControl(), scanner_factory=make)
+    task = asyncio.create_task(drv.run(ListSink()))
     await _until(lambda: made and made[0].started)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -155,8 +180,8 @@ async def test_start_timeout_stops_scanner_before_retry() -> None:
         made.append(HangingScanner(cb, mode, adapter))
         return made[-1]
 
-    drv = BleakDriver("ble", scanner_factory=make, start_timeout_s=0.01, backoff_s=0.001,
-                      max_failures=2)
+    drv = BleakDriver("ble", control=FakeControl(), scanner_factory=make, start_timeout_s=0.01,
+                      backoff_s=0.001, max_failures=2)
     with pytest.raises(DriverError) as err:
         await drv.run(ListSink())
     assert err.value.reason == "start_timeout"
@@ -165,7 +190,7 @@ async def test_start_timeout_stops_scanner_before_retry() -> None:
 
 async def test_watchdog_restarts_silent_scanner() -> None:
     made, make = _factory([])
-    drv = BleakDriver("ble", watchdog_s=0.03, scanner_factory=make)
+    drv = BleakDriver("ble", control=FakeControl(), watchdog_s=0.03, scanner_factory=make)
     task = asyncio.create_task(drv.run(ListSink()))
     await _until(lambda: len(made) >= 3)
     task.cancel()
@@ -175,11 +200,99 @@ async def test_watchdog_restarts_silent_scanner() -> None:
     assert all(s.stopped for s in made[:-1])  # each silent scanner was stopped before the next
 
 
+async def test_stall_climbs_the_ladder_holds_at_the_top_and_resets_on_adverts(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "presence_gateway.drivers.ble_recovery")
+    made, make = _factory([])
+    ctl = FakeControl()
+    drv = BleakDriver("ble", control=ctl, watchdog_s=0.03, scanner_factory=make)
+    task = asyncio.create_task(drv.run(ListSink()))
+    await _until(lambda: len(made) >= 6)
+    # One synchronous snapshot: scan restart, power-cycle, bluetoothd restart, then scan
+    # restarts only (a store with no advertisers must not restart bluetoothd every 90 s).
+    assert ctl.calls == ["power_cycle hci0", "restart_bluetoothd"]
+    assert (drv.adapter_resets, drv.bluetoothd_restarts, drv.recovery_skips) == (1, 1, 0)
+    assert drv.scan_restarts == drv.restarts - 2 and drv.scan_restarts >= 3
+    assert caplog.text.count("recovery ladder exhausted") == 1
+    made[-1].callback(_dev(), _adv())  # adverts flow: the next stall starts from the bottom
+    assert drv.recovery.level == 0 and "adverts flowing again" in caplog.text
+    await _until(lambda: len(ctl.calls) >= 3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ctl.calls[2] == "power_cycle hci0" and drv.adapter_resets == 2
+
+
+async def test_steps_not_permitted_are_counted_skips_never_errors() -> None:
+    made, make = _factory([])
+    ctl = FakeControl(skip={
+        "power_cycle": RecoverySkipped("dbus_permission", "org.bluez.Error.NotAuthorized"),
+        "restart_bluetoothd": RecoverySkipped("not_permitted", "Access denied")})
+    drv = BleakDriver("ble", control=ctl, watchdog_s=0.03, scanner_factory=make)
+    task = asyncio.create_task(drv.run(ListSink()))
+    await _until(lambda: len(made) >= 5)
+    assert not task.done()
+    assert (drv.adapter_resets, drv.bluetoothd_restarts, drv.recovery_skips) == (0, 0, 2)
+    assert drv.recovery.last_step == "scan_restart"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize(("error", "calls"), [
+    (BleakDBusError("org.bluez.Error.NotReady", []), ["power_cycle hci0", "restart_bluetoothd"]),
+    (BleakError("adapter 'hci0' not found"), []),  # nothing to power-cycle: retries only
+    (BleakDBusError("org.freedesktop.DBus.Error.ServiceUnknown", ["bluez"]), []),
+])
+async def test_start_failures_of_a_present_adapter_escalate(
+        error: BaseException, calls: list[str]) -> None:
+    made, make = _factory([error, error, error, None])
+    ctl = FakeControl()
+    drv = BleakDriver("ble", control=ctl, scanner_factory=make, backoff_s=0.001)
+    task = asyncio.create_task(drv.run(ListSink()))
+    await _until(lambda: len(made) == 4 and made[3].started)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert made[3].started and ctl.calls == calls
+    assert drv.recovery.level == (Step.BLUETOOTHD_RESTART if calls else 0)
+    assert map_bleak_error(error)[0] in ESCALATE_ON or not calls
+
+
+@pytest.mark.parametrize(("cmd", "reason"), [
+    (("/nonexistent/systemctl", "restart", "bluetooth"), "command_missing"),
+    ((sys.executable, "-c", "import sys; sys.stderr.write('Failed to restart "
+      "bluetooth.service: Access denied\\n'); sys.exit(4)"), "not_permitted"),
+    ((sys.executable, "-c", "import sys; sys.stderr.write('Failed to restart bluetooth.service: "
+      "Interactive authentication required.\\n'); sys.exit(1)"), "not_permitted"),
+    ((sys.executable, "-c", "raise SystemExit(3)"), "command_failed"),
+    ((), "disabled"),
+])
+async def test_bluetoothd_restart_outcomes_are_reasons(cmd: tuple[str, ...], reason: str) -> None:
+    with pytest.raises(RecoverySkipped) as skip:
+        await SystemControl(cmd).restart_bluetoothd()
+    assert skip.value.reason == reason
+
+
+async def test_bluetoothd_restart_runs_the_configured_command(tmp_path: Path) -> None:
+    mark = tmp_path / "restarted"
+    await SystemControl((sys.executable, "-c", f"open({str(mark)!r}, 'w')")).restart_bluetoothd()
+    assert mark.exists()
+
+
+async def test_power_cycle_without_a_system_bus_is_a_skip(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    with pytest.raises(RecoverySkipped) as skip:
+        await SystemControl(settle_s=0).power_cycle("hci0")
+    assert skip.value.reason == "no_system_bus"
+
+
 async def test_adapter_missing_then_back() -> None:
     gone = BleakError("adapter 'hci1' not found")
     made, make = _factory([gone, gone, None])
     sink = ListSink()
-    drv = BleakDriver("ble", adapter="hci1", scanner_factory=make,
+    drv = BleakDriver("ble", control=FakeControl(), adapter="hci1", scanner_factory=make,
                       backoff_s=0.001)
     task = asyncio.create_task(drv.run(sink))
     await _until(lambda: len(made) == 3 and made[2].started)
@@ -194,7 +307,7 @@ async def test_adapter_missing_for_good_raises_reason() -> None:
         BleakBluetoothNotAvailableError("No Bluetooth adapters found.",
                                         BleakBluetoothNotAvailableReason.NO_BLUETOOTH)] * 3
     _, make = _factory(errors)
-    drv = BleakDriver("ble", scanner_factory=make, backoff_s=0.001,
+    drv = BleakDriver("ble", control=FakeControl(), scanner_factory=make, backoff_s=0.001,
                       max_failures=3)
     with pytest.raises(DriverError) as err:
         await drv.run(ListSink())
@@ -204,7 +317,7 @@ async def test_adapter_missing_for_good_raises_reason() -> None:
 async def test_permission_is_fatal_at_once() -> None:
     made, make = _factory([BleakDBusError("org.freedesktop.DBus.Error.AccessDenied", [])])
     with pytest.raises(DriverError) as err:
-        await BleakDriver("ble", scanner_factory=make).run(ListSink())
+        await BleakDriver("ble", control=FakeControl(), scanner_factory=make).run(ListSink())
     assert err.value.reason == "dbus_permission" and len(made) == 1
 
 
@@ -212,7 +325,7 @@ async def test_passive_unsupported_falls_back_to_active(caplog: pytest.LogCaptur
     msg = ("passive scanning on Linux requires BlueZ >= 5.56 with --experimental enabled and "
            "Linux kernel >= 5.10")
     made, make = _factory([BleakError(msg)])
-    drv = BleakDriver("ble", mode="passive", scanner_factory=make)
+    drv = BleakDriver("ble", control=FakeControl(), mode="passive", scanner_factory=make)
     task = asyncio.create_task(drv.run(ListSink()))
     await _until(lambda: len(made) == 2 and made[1].started)
     task.cancel()
@@ -226,6 +339,7 @@ async def test_passive_unsupported_falls_back_to_active(caplog: pytest.LogCaptur
     (BleakDBusError("org.freedesktop.DBus.Error.ServiceUnknown", ["bluez"]), "bluez_not_running"),
     (BleakDBusError("org.bluez.Error.NotReady", []), "adapter_not_ready"),
     (BleakDBusError("org.bluez.Error.InProgress", []), "adapter_busy"),
+    (BleakDBusError("org.freedesktop.DBus.Error.UnknownMethod", []), "no_adapter"),
     (BleakBluetoothNotAvailableError("x", BleakBluetoothNotAvailableReason.DENIED_BY_SYSTEM),
      "dbus_permission"),
     (BleakBluetoothNotAvailableError("x", BleakBluetoothNotAvailableReason.POWERED_OFF),
