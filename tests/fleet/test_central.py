@@ -128,7 +128,7 @@ async def test_cli_run_until_sigterm_then_report(nats: NatsCluster, fleet_prefix
             "--prefix", fleet_prefix, "--partitions", str(PARTS), "--lease", "2"]
     for n in nats.nodes:
         args += ["--broker", n.mqtt_url]
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE)  # noqa: ASYNC220 (returns at once)
     await wait_consuming(db_url, PARTS, 30)
     g = SimGateway("cli-store", "gw9", prefix=fleet_prefix, servers=endpoints(nats),
                    workdir=tmp_path, partitions=PARTS)
@@ -145,8 +145,9 @@ async def test_cli_run_until_sigterm_then_report(nats: NatsCluster, fleet_prefix
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.to_thread(proc.communicate, timeout=20)
     assert proc.returncode == 0, err.decode()[-2000:]
-    out = subprocess.run([sys.executable, "-m", "presence_gateway.cli.main", "central",
-                          "report", "--db", db_url, "--json"], capture_output=True, check=True)
+    out = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "presence_gateway.cli.main", "central", "report",
+                         "--db", db_url, "--json"], capture_output=True, check=True)
     report = json.loads(out.stdout)
     assert report["events"] == len(g.committed) and report["gaps"] == 0
     assert report["duplicates"] >= 0

@@ -95,8 +95,9 @@ async def test_fleet_exactly_once_in_order_through_failures(
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
-    out = subprocess.run([sys.executable, "-m", "presence_gateway.cli.main", "central",
-                          "report", "--db", pg_url, "--json"], capture_output=True, check=True)
+    out = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "presence_gateway.cli.main", "central", "report",
+                         "--db", pg_url, "--json"], capture_output=True, check=True)
     report = json.loads(out.stdout)
     assert report["events"] == len(committed) and report["gaps"] == 0
     assert report["holes_skipped"] == 0
