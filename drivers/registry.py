@@ -43,7 +43,7 @@ def create(settings: DriverSettings) -> Driver:
     if isinstance(s, BleakSettings):
         from presence_gateway.drivers.ble_bleak import BleakDriver
         return BleakDriver(name, adapter=s.adapter, mode=s.mode, watchdog_s=s.watchdog_s,
-                           sensor=sensor)
+                           sensor=sensor, bluetoothd_restart=s.bluetoothd_restart)
     if s.type is DriverType.FAKE:
         from presence_gateway.drivers.fake import FakeDriver
         return FakeDriver(name)

@@ -11,6 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -60,6 +61,8 @@ class BleakSettings(DriverSettings):
     adapter: str = "hci0"
     mode: str = "active"
     watchdog_s: float = 90.0
+    # The last step of the recovery ladder (drivers/ble_recovery.py); () turns it off.
+    bluetoothd_restart: tuple[str, ...] = ("systemctl", "restart", "bluetooth")
 
 
 _KEYS: dict[DriverType, frozenset[str]] = {
@@ -67,7 +70,7 @@ _KEYS: dict[DriverType, frozenset[str]] = {
     DriverType.BLE_REPLAY: frozenset({"paths"}),
     DriverType.BLE_PCAP: frozenset({"paths"}),
     DriverType.WIFI_MONITOR: frozenset({"interface", "channels", "dwell"}),
-    DriverType.BLE_BLEAK: frozenset({"adapter", "mode", "watchdog"}),
+    DriverType.BLE_BLEAK: frozenset({"adapter", "mode", "watchdog", "bluetoothd_restart"}),
     DriverType.FAKE: frozenset(),
 }
 
@@ -134,8 +137,30 @@ def _read_one(r: Reader, path: str, dtype: DriverType, item: dict[str, Any],
             adapter=r.str_(f"{path}.adapter", d["adapter"],
                            pattern=r"hci\d+|([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}"),
             mode=r.str_(f"{path}.mode", d["mode"], choices=("active", "passive")),
-            watchdog_s=r.duration(f"{path}.watchdog", d["watchdog_s"], minimum=5.0), **common)
+            watchdog_s=r.duration(f"{path}.watchdog", d["watchdog_s"], minimum=5.0),
+            bluetoothd_restart=_command(r, f"{path}.bluetoothd_restart",
+                                        item.get("bluetoothd_restart", d["bluetoothd_restart"])),
+            **common)
     return DriverSettings(**common)
+
+
+def _command(r: Reader, path: str, raw: Any) -> tuple[str, ...]:
+    """A command line as a string (shell-style quoting, no shell) or a list; false or "" for
+    none."""
+    if raw is False or raw == "" or raw == []:
+        return ()
+    if isinstance(raw, tuple):
+        return raw
+    try:
+        if isinstance(raw, str):
+            return tuple(shlex.split(raw))
+    except ValueError as exc:
+        r.error(path, f"unreadable command: {exc}")
+        return ()
+    if isinstance(raw, list) and all(isinstance(a, str) and a for a in raw):
+        return tuple(raw)
+    r.error(path, 'expected a command ("sudo -n systemctl restart bluetooth"), a list, or false')
+    return ()
 
 
 def _defaults(cls: type[DriverSettings]) -> dict[str, Any]:

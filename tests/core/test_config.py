@@ -118,9 +118,24 @@ def test_driver_options_become_typed_settings_once() -> None:
     assert mon2.dwell_s == 0.25 and mon2.name == "w2"
     assert isinstance(ble, BleakSettings) and (ble.mode, ble.watchdog_s, ble.adapter) == (
         "passive", 120.0, "hci0")
+    assert ble.bluetoothd_restart == ("systemctl", "restart", "bluetooth")
     assert isinstance(rec, RecordingSettings) and rec.paths == (str(Path("a.jsonl").absolute()),)
     assert rec.type is DriverType.BLE_REPLAY and rec.type.is_recording
     assert not ble.type.is_recording
+
+
+@pytest.mark.parametrize(("value", "command"), [
+    ("'sudo -n systemctl restart bluetooth'", ("sudo", "-n", "systemctl", "restart", "bluetooth")),
+    ("[/usr/local/bin/bt-reset, \"hci 0\"]", ("/usr/local/bin/bt-reset", "hci 0")),
+    ("false", ()),
+    ("''", ()),
+])
+def test_bluetoothd_restart_command(value: str, command: tuple[str, ...]) -> None:
+    cfg = parse_config(f"drivers:\n  - {{type: ble_bleak, bluetoothd_restart: {value}}}\n",
+                       "t.yaml")
+    assert cfg.drivers[0].bluetoothd_restart == command  # type: ignore[attr-defined]
+    [err] = errors_of("drivers:\n  - {type: ble_bleak, bluetoothd_restart: 3}\n")
+    assert "drivers[0].bluetoothd_restart" in str(err)
 
 
 def test_driver_option_errors_name_the_key() -> None:
