@@ -13,7 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +24,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from presence_gateway.adapters.http import serve
+from presence_gateway.drivers.base import Driver
 from presence_gateway.runtime.assembly import Runtime
 
 # A driver that failed less than this long ago is unhealthy even if its supervisor has started
 # it again: the longest backoff between restarts is 60 s, so a driver failing on every start
 # never looks healthy between two failures.
 DRIVER_GRACE_S = 90.0
+# The live BLE driver's recovery ladder (drivers/ble_recovery.py): step label -> the driver's
+# counter. Read by attribute, as the runtime names no concrete driver.
+RECOVERY_STEPS = (("scan_restart", "scan_restarts"), ("adapter_reset", "adapter_resets"),
+                  ("bluetoothd_restart", "bluetoothd_restarts"), ("skipped", "recovery_skips"))
 
 
 @dataclass(slots=True)
@@ -158,6 +163,21 @@ class GatewayCollector(Collector):
             up.add_metric([d.name], 1.0 if h.healthy(now) else 0.0)
         yield restarts
         yield up
+        yield recovery_metric(rt.drivers)
+
+
+def recovery_metric(drivers: Iterable[Driver]) -> CounterMetricFamily:
+    """Recovery steps per driver that keeps the counters (the live BLE driver); a step that
+    was not permitted or not possible counts as `skipped`."""
+    family = CounterMetricFamily("presence_gateway_ble_recoveries",
+                                 "BLE recovery steps taken (scan restart, adapter power-cycle, "
+                                 "bluetoothd restart) and skipped", labels=["driver", "step"])
+    for d in drivers:
+        for step, attr in RECOVERY_STEPS:
+            n = getattr(d, attr, None)
+            if isinstance(n, int):
+                family.add_metric([d.name, step], n)
+    return family
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
