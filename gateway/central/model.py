@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from presence_gateway.core.envelope import Topics
+
 EVENT_TABLES = {
     "presence.visit.started": "visits", "presence.visit.ended": "visits",
     "presence.footfall": "footfall", "presence.occupancy": "occupancy",
@@ -94,8 +96,10 @@ class ResendRequest:
     from_sequence: int
     to_sequence: int
 
-    def topic(self, prefix: str) -> str:
-        return f"{prefix}/v1/{self.store}/{self.gateway}/commands/{RESEND_COMMAND}"
+    def topic(self, prefix: str, *, layout: str = "v2", partitions: int = 16) -> str:
+        """Where the gateway listens: its own commands subtree, in the fleet's layout."""
+        topics = Topics(prefix, self.store, self.gateway, layout=layout, partitions=partitions)
+        return f"{topics.commands}/{RESEND_COMMAND}"
 
     def args(self) -> dict[str, int]:
         return {"from_sequence": self.from_sequence, "to_sequence": self.to_sequence}

@@ -75,7 +75,10 @@ def test_a_hole_is_asked_for_then_skipped_after_the_timeout() -> None:
     p.tick(2.0, out)  # asked once per hole
     assert out.resend == [ResendRequest("s1", "gw1", 11, 13)]
     assert out.resend[0].args() == {"from_sequence": 11, "to_sequence": 13}
-    assert out.resend[0].topic("presence") == "presence/v1/s1/gw1/commands/events.resend"
+    assert out.resend[0].topic("presence", layout="v1") \
+        == "presence/v1/s1/gw1/commands/events.resend"
+    assert out.resend[0].topic("presence", partitions=16) \
+        == f"presence/v2/{partition_of('s1', 16)}/s1/gw1/commands/events.resend"
     p.tick(5.0, out)
     assert out.gaps == [Gap("s1", "gw1", 11, 13)] and [e.seq for e in out.events] == [14]
     late = Output()
@@ -116,3 +119,16 @@ def test_projection_rows() -> None:
                   {"visit_id": "v1", "device": "d", "duration_s": 12.5})
     row = projection(visit)
     assert row is not None and row[0] == "visits" and "ended" in row[2]
+
+
+def test_the_simulated_fleet_stream_keeps_the_event_contract() -> None:
+    from presence_gateway.core.envelope import Envelope
+    from tests.contract import validate_event
+    from tests.fleet.sim import stream
+
+    env = Envelope(topics=Topics("presence", "s1", "gw1", layout="v2"),
+                   source="urn:presence-gateway:s1:gw1")
+    msgs = [env.wrap(e) for e in stream("s1", "gw1", 10)]
+    for m in msgs:
+        validate_event(orjson.loads(m.payload))
+    assert {m.topic for m in msgs if not m.retain} == {f"{env.topics.base}/events"}

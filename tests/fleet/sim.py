@@ -41,8 +41,9 @@ def stream(store: str, gateway: str, visits: int, t0: float = 1_700_000_000.0) -
             out.append(E.FootfallCounted(time=t + 6, store=store, counts=counts))
             out.append(E.OccupancyChanged(time=t + 6, store=store, state_topic="occupancy",
                                           state={"present": 3}))
-            out.append(E.GatewayStats(time=t + 6, gateway=gateway,
-                                      counts={"observations": i, "outbox_depth": 0}))
+            out.append(E.GatewayStats(time=t + 6, gateway=gateway, counts={
+                "observations": i, "by_radio": {"ble": i}, "by_kind": {}, "rejects": {},
+                "queue_drops": 0, "outbox_depth": 0, "outbox_dropped": 0}))
     return out
 
 
