@@ -18,6 +18,7 @@ from presence_gateway.cli import (
     calibrate,
     central,
     check_config,
+    dashboard,
     decode,
     demo,
     doctor,
@@ -35,7 +36,7 @@ from presence_gateway.errors import ConfigError, ConfigErrors, GatewayError
 # In the order `--help` lists them. Each module has register(subparsers) and sets `func`.
 COMMANDS: tuple[ModuleType, ...] = (run, check_config, init, demo, doctor, monitor, decode,
                                     record, identities, offers, radio, calibrate, app_token,
-                                    central)
+                                    central, dashboard)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from presence_gateway.core import dashboard_config
 from presence_gateway.core.driver_config import DriverSettings, read_drivers
 from presence_gateway.core.ha_discovery import DiscoverySettings
 from presence_gateway.core.identity import config as identity_config
@@ -28,7 +29,8 @@ from presence_gateway.errors import ConfigError
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _TOP = frozenset({"store", "gateway", "drivers", "mqtt", "storage", "privacy", "presence",
-                  "identity", "offers", "queue", "logging", "http", "home_assistant"})
+                  "identity", "offers", "queue", "logging", "http", "home_assistant",
+                  "dashboard"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class GatewayConfig:
     ble_repeat_interval_s: float = 1.0
     http: HttpSettings = field(default_factory=HttpSettings)
     home_assistant: DiscoverySettings = field(default_factory=DiscoverySettings)
+    dashboard: dashboard_config.DashboardSettings = field(
+        default_factory=dashboard_config.DashboardSettings)
 
 
 def load_config(path: str | None, *, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -156,6 +160,7 @@ def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None)
         ble_repeat_interval_s=r.duration("queue.ble_repeat_interval", 1.0),
         http=_http(r),
         home_assistant=_home_assistant(r),
+        dashboard=dashboard_config.read(r, "dashboard", secret),
     )
     r.known_keys("queue", {"max", "ble_repeat_interval"})
     r.check()

@@ -1,0 +1,1 @@
+"""The web dashboard over the central database: aggregates (pure), queries, auth, HTTP."""
