@@ -14,9 +14,12 @@ Why not the template's AddDevice: it declares ManufacturerData and ServiceData a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +57,11 @@ class PrivateBus:
     daemon: subprocess.Popen[str]
     mock: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    pid_file: Path | None = None  # the mock's pid; bluez_restart.py replaces it
 
     def stop(self) -> None:
+        if self.mock is not None and self.pid_file is not None and self.pid_file.exists():
+            _end_foreign(int(self.pid_file.read_text()), self.mock.pid)
         for proc in (self.mock, self.daemon):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -66,6 +72,20 @@ class PrivateBus:
                     proc.wait()
         if self.daemon.stdout is not None:
             self.daemon.stdout.close()
+
+
+def _end_foreign(pid: int, ours: int) -> None:
+    """Ends a mock that a restart (not this process) started; it is not our child to wait."""
+    if pid == ours:
+        return
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return  # exited; reaping it is its new parent's business
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
 
 
 def start_bus(folder: Path, extra_policy: str = "") -> PrivateBus:
@@ -81,14 +101,19 @@ def start_bus(folder: Path, extra_policy: str = "") -> PrivateBus:
     return PrivateBus(address=address, daemon=daemon)
 
 
+def mock_command(log: Path) -> list[str]:
+    return [sys.executable, "-m", "dbusmock", "--system", "--template", "bluez5",
+            "--logfile", str(log)]
+
+
 def start_bluez_mock(bus: PrivateBus, folder: Path) -> None:
     """The bluez5 template on `bus` (its own process, as bluetoothd would be)."""
     bus.log = folder / "bluez-mock.log"
+    bus.pid_file = folder / "bluez-mock.pid"
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
-    bus.mock = subprocess.Popen(
-        [sys.executable, "-m", "dbusmock", "--system", "--template", "bluez5",
-         "--logfile", str(bus.log)], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+    bus.mock = subprocess.Popen(mock_command(bus.log), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    bus.pid_file.write_text(str(bus.mock.pid))
 
 
 @dataclass
