@@ -26,6 +26,8 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench.wifi_grouping", [], []),
     ("bench.presence_accuracy", [], []),
     ("bench.presence_memory", [], []),
+    # 3-node NATS + PostgreSQL + 3 consumers: needs nats-server and postgresql installed.
+    ("bench.fleet", ["--stores", "200", "--phase", "10"], ["--stores", "20", "--phase", "4"]),
 ]
 
 
