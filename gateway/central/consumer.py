@@ -106,7 +106,11 @@ class PartitionWorker:
         index = int(self.partition[1:]) % n  # spread partitions over the nodes
         attempt = 0
         while True:
-            ok = await self._session(self.opts.brokers[index % n])
+            try:
+                ok = await self._session(self.opts.brokers[index % n])
+            except Exception:  # a database error: drop the session, its deliveries come back
+                self.log.exception("partition %s: session failed; reconnecting", self.partition)
+                ok = False
             index += 1
             attempt = 0 if ok else attempt + 1
             d = min(5.0, 0.2 * 2 ** min(attempt // n, 5))
@@ -215,7 +219,11 @@ class PartitionWorker:
             for tag in out.tags:  # only now: the effect of each is committed
                 link.client.ack(tag, 1)
         for request in out.resend:
-            await self.on_resend(request)
+            try:
+                await self.on_resend(request)
+            except Exception:  # a resend is a courtesy: never stop consuming for it
+                self.log.exception("resend hook failed for %s/%s", request.store,
+                                   request.gateway)
 
     def _note(self, commit: Commit, ev: Event) -> None:
         nxt = self.state.next_sequence(ev.key)
@@ -241,9 +249,20 @@ class Coordinator:
     async def run(self) -> None:
         """Until cancelled; on cancellation stop every worker and hand the leases back."""
         o = self.opts
+        renewed = time.monotonic()
         try:
             while True:
-                await self._rebalance(time.time())
+                try:
+                    await self._rebalance(time.time())
+                    renewed = time.monotonic()
+                except Exception as exc:  # the database is away: keep trying
+                    self.log.warning("lease renewal failed: %s", exc)
+                    if time.monotonic() - renewed > 0.8 * o.lease_s and self.workers:
+                        # Our leases are about to expire: others will take the partitions.
+                        self.log.warning("leases expiring; stopping %d partitions",
+                                         len(self.workers))
+                        for p in list(self.workers):
+                            await self._stop(p)
                 await asyncio.sleep(o.lease_s / 4)
         finally:
             await asyncio.gather(*(self._stop(p) for p in list(self.workers)),
