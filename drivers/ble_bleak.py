@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -48,6 +49,7 @@ from presence_gateway.drivers.ble_recovery import (
     AdapterControl,
     Escalation,
     SystemControl,
+    adapter_by_address,
 )
 from presence_gateway.errors import DriverError
 
@@ -64,6 +66,7 @@ FATAL_REASONS = frozenset({"dbus_permission"})
 ESCALATE_ON = frozenset({"adapter_not_ready", "adapter_busy", "adapter_failed", "start_timeout",
                          "scanner_failed"})
 _BAD_ADDRESS = Rejection(Radio.BLE, "bleak_bad_address")
+_MAC = re.compile(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
 DetectionCallback = Callable[[BLEDevice, AdvertisementData], None]
 
 
@@ -218,7 +221,12 @@ class BleakDriver:
         failures = 0
         try:
             while True:
-                scanner = self.scanner_factory(self._on_advert, self.mode, self.adapter)
+                try:
+                    adapter = await self._adapter_name()
+                except Exception as exc:  # BlueZ unreachable, or no adapter with that MAC
+                    failures = await self._failed(exc, failures)
+                    continue
+                scanner = self.scanner_factory(self._on_advert, self.mode, adapter)
                 try:
                     error = await self._start(scanner)
                     if error is None:
@@ -235,6 +243,18 @@ class BleakDriver:
                 await self.recovery.escalate(f"no advert for {self.watchdog_s:g} s")
         finally:
             self._sink = None
+
+    async def _adapter_name(self) -> str:
+        """hciN for bleak and the power-cycle; a MAC in the config is looked up each time."""
+        if not _MAC.fullmatch(self.adapter):
+            return self.adapter
+        name = await adapter_by_address(self.adapter, self.start_timeout_s)
+        if name is None:
+            raise BleakError(f"adapter '{self.adapter}' not found")
+        if name != self.recovery.adapter:
+            log.info("ble %s: adapter %s is %s", self.name, self.adapter, name)
+            self.recovery.adapter = name
+        return name
 
     async def _start(self, scanner: Scanner) -> Exception | None:
         """Start under the timeout; the foreign error (translated by the caller) or None."""

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import Protocol
 
+from bleak.exc import BleakDBusError
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.auth import AuthExternal
@@ -154,6 +155,31 @@ class SystemControl:
             # "Interactive authentication required" (exit 1 or 4).
             denied = "denied" in low or "authentication" in low or "permission" in low
             raise RecoverySkipped("not_permitted" if denied else "command_failed", first)
+
+
+async def adapter_by_address(address: str, timeout_s: float = 15.0) -> str | None:
+    """BlueZ's name ("hci1") for the adapter with this MAC, or None. The config may name the
+    adapter by MAC because hciN numbering follows probe order and can change across reboots;
+    bleak and BlueZ's object paths only know hciN, so it is looked up before every start."""
+    async with asyncio.timeout(timeout_s):
+        bus = await MessageBus(bus_type=BusType.SYSTEM, auth=_auth()).connect()
+        try:
+            reply = await bus.call(Message(
+                destination=BLUEZ, path="/", interface="org.freedesktop.DBus.ObjectManager",
+                member="GetManagedObjects"))
+        finally:
+            bus.disconnect()
+    if reply is None or reply.message_type == MessageType.ERROR:
+        name = reply.error_name if reply is not None else "no reply"
+        # The same exception bleak raises, so the driver's error mapping gives the same reasons.
+        raise BleakDBusError(name or "org.freedesktop.DBus.Error.Failed",
+                             reply.body if reply is not None else [])
+    want = address.upper()
+    for path, interfaces in reply.body[0].items():
+        props = interfaces.get(ADAPTER_IFACE)
+        if props is not None and str(props["Address"].value).upper() == want:
+            return str(path).rsplit("/", 1)[-1]
+    return None
 
 
 async def _set_powered(bus: MessageBus, path: str, on: bool) -> None:

@@ -22,6 +22,7 @@ import pytest
 from presence_gateway.core.model import AddressKind, Radio
 from presence_gateway.drivers.ble_bleak import BleakDriver
 from presence_gateway.drivers.ble_recovery import RecoverySkipped, SystemControl
+from presence_gateway.errors import DriverError
 from tests.drivers.bluez_mock import (
     DENY_POWERED,
     BluezMock,
@@ -85,12 +86,13 @@ async def _until(cond: Callable[[], object], limit: float = 8.0,
         await asyncio.sleep(0.05)
 
 
-def _driver(tmp_path: Path, watchdog_s: float = 30.0, max_failures: int = 6) -> BleakDriver:
+def _driver(tmp_path: Path, watchdog_s: float = 30.0, max_failures: int = 6,
+            adapter: str = "hci0") -> BleakDriver:
     marker = tmp_path / "bluetoothd-restarted"
     # A command that leaves a mark instead of restarting the machine's bluetoothd.
     control = SystemControl((sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"),
                             settle_s=0.05, timeout_s=5.0)
-    return BleakDriver("ble", adapter="hci0", mode="active", watchdog_s=watchdog_s,
+    return BleakDriver("ble", adapter=adapter, mode="active", watchdog_s=watchdog_s,
                        sensor="door", clock=lambda: TS, start_timeout_s=5.0, control=control,
                        backoff_s=0.05, max_backoff_s=0.2, max_failures=max_failures)
 
@@ -226,3 +228,27 @@ async def test_cancel_while_powered_off_powers_the_adapter_back_on(bluez: BluezM
         await cycle
     await _until(lambda: bluez.powered == [False, True])
     assert await bluez.adapter_prop("hci0", "Powered") is True
+
+
+async def test_adapter_named_by_mac_is_found_and_power_cycled(bluez: BluezMock,
+                                                             tmp_path: Path) -> None:
+    """The example config offers the adapter's MAC (hciN numbering can change across reboots);
+    bleak and BlueZ's paths know only hciN, so the driver looks the MAC up on the bus."""
+    address = await bluez.adapter_prop("hci0", "Address")
+    sink = ListSink()
+    drv = _driver(tmp_path, watchdog_s=0.6, adapter=address.lower())
+    task = asyncio.create_task(drv.run(sink))
+    await _until(lambda: bluez.discovering[-1:] == [True])
+    dev = await bluez.add_device("hci0", "C0:DE:00:00:00:05", "random", "beacon")
+    await bluez.advert(dev, -60, manufacturer={0x004C: IBEACON})
+    await _until(lambda: sink.sightings)
+    await _until(lambda: bluez.powered == [False, True])  # step 2 found hci0 by its MAC
+    await _stop(task)
+    assert drv.adapter_resets == 1 and drv.recovery.adapter == "hci0"
+
+
+async def test_unknown_adapter_mac_is_no_adapter(bluez: BluezMock, tmp_path: Path) -> None:
+    drv = _driver(tmp_path, adapter="AA:BB:CC:DD:EE:FF", max_failures=2)
+    with pytest.raises(DriverError) as err:
+        await drv.run(ListSink())
+    assert err.value.reason == "no_adapter" and bluez.discovering == []
