@@ -53,3 +53,8 @@ class StoreError(GatewayError):
 
 class PublishError(GatewayError):
     """The MQTT broker cannot be reached or refused us (bad credentials, TLS)."""
+
+
+class DiskFull(StoreError):
+    """The storage device is full (SQLITE_FULL, ENOSPC): the outbox sheds and retries, the
+    gateway keeps running."""

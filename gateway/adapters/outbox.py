@@ -6,12 +6,18 @@ Invariants:
   batch that was being committed, never part of one.
 - Rows are read oldest first by an AUTOINCREMENT key (`n`), which never goes backwards even
   after the table empties, so a reader's cursor (`after=`) can never skip a newer row.
-- A row is deleted only by `delete` (after the broker's PUBACK) or by the bounds: more than
-  `max_rows` rows or stored longer than `max_age_s` (wall clock at append time, not the
-  event's capture time) -> the oldest are dropped and counted in `dropped` (since open) and
-  `dropped_total` (persisted).
-- `last_seq` (highest seq ever appended) and `dropped_total` live in the `meta` table, so they
-  survive deletion of every row and restarts.
+- A row stops waiting only by `delete` (after the broker's PUBACK; with a resend window the
+  row is kept, marked delivered, until `keep_delivered_s` or `keep_delivered_bytes` passes) or
+  by the bounds: more than `max_rows` waiting rows or stored longer than `max_age_s` (wall
+  clock at append time) -> the oldest are dropped and counted in `dropped` (since open).
+- The disk budget (outbox_budget.py) sheds delivered rows, then anonymous waiting rows, then
+  any waiting rows, counted in `shed`; a full device never ends the gateway: `append` sheds
+  and retries once, then raises `DiskFull` (the writer keeps the batch and retries), and a
+  delivery mark that cannot be written is kept in memory and retried.
+- `requeue` moves delivered rows back to the queue with their ORIGINAL id, seq and bytes (a
+  new key `n`, so a reader's cursor sees them); one row per event id throughout.
+- `last_seq` (highest seq ever appended) and `dropped_total` (bounds and budget drops) live in
+  the `meta` table, so they survive deletion of every row and restarts.
 - ONE writer connection per file. Other shells (identity registry, offers state, retention
   purge) share the file through their own tables via `outbox.connection`, and wrap every write
   in `async with outbox.transaction():` so their statements never interleave with an open
@@ -20,67 +26,43 @@ Invariants:
   CREATE TABLE IF NOT EXISTS.
 - The DB file and its -wal/-shm companions are created with mode 0600 (pseudonymous data is
   still personal data).
-- sqlite3/OS errors leave this module only as StoreError with an actionable message.
+- sqlite3/OS errors leave this module only as StoreError (DiskFull for a full device).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import aiosqlite
 
-from presence_gateway.core.model import OutboundMessage
-from presence_gateway.errors import StoreError
-
-SCHEMA_VERSION = 2
-
-# Migrations by target user_version; each runs in its own transaction with the version bump.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE outbox (
-               n INTEGER PRIMARY KEY AUTOINCREMENT,
-               id TEXT NOT NULL,
-               seq INTEGER NOT NULL,
-               topic TEXT NOT NULL,
-               payload BLOB NOT NULL,
-               qos INTEGER NOT NULL,
-               retain INTEGER NOT NULL,
-               created REAL NOT NULL,
-               stored_at REAL NOT NULL)""",
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-        "INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('dropped_total', 0)",
-    ),
-    # One row per event id: a message handed over twice is stored once (a duplicate can only
-    # come from a bug upstream, and a consumer would drop it anyway; the disk need not).
-    2: (
-        "DELETE FROM outbox WHERE n NOT IN (SELECT min(n) FROM outbox GROUP BY id)",
-        "CREATE UNIQUE INDEX outbox_id ON outbox (id)",
-    ),
-}
-
-_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    # FULL: each commit fsyncs the WAL; commits are batched, so this costs one fsync per batch.
-    "PRAGMA synchronous=FULL",
-    # Checkpoint every ~4 MB of WAL and truncate it back to 8 MB at most: bounded SD-card usage.
-    "PRAGMA wal_autocheckpoint=1000",
-    "PRAGMA journal_size_limit=8388608",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=5000",
+from presence_gateway.adapters import outbox_budget as budget_sql
+from presence_gateway.adapters.outbox_budget import COST_SQL, ROW_OVERHEAD, Budget, Shed
+from presence_gateway.adapters.outbox_schema import MIGRATIONS as _MIGRATIONS  # noqa: F401
+from presence_gateway.adapters.outbox_schema import (
+    PRAGMAS,
+    create_private,
+    migrate,
+    scalar,
+    store_error,
+    tighten,
 )
+from presence_gateway.core.model import OutboundMessage
+from presence_gateway.errors import DiskFull
+
+log = logging.getLogger("presence_gateway.adapters.outbox")
+NO_BUDGET = Budget()  # no byte limit, delete on PUBACK (tests and tools)
+SHED_LOG_S = 60.0  # at most one shedding summary a minute
 
 _INSERT = ("INSERT OR IGNORE INTO outbox (id, seq, topic, payload, qos, retain, created,"
-           " stored_at)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+           " stored_at, anon) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_WAITING = "delivered_at IS NULL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,62 +79,38 @@ class StoredMessage:
     created: float
 
 
-def _describe(exc: BaseException, path: str) -> str:
-    """An installer-actionable sentence for a sqlite3/OS error on `path`."""
-    name = getattr(exc, "sqlite_errorname", "")
-    text = str(exc)
-    if isinstance(exc, PermissionError) or name in ("SQLITE_READONLY", "SQLITE_PERM") \
-            or "readonly" in text:
-        return (f"{path}: permission denied; the service user needs write access to the file"
-                " and its directory")
-    if name == "SQLITE_FULL" or "disk is full" in text or getattr(exc, "errno", 0) == 28:
-        return f"{path}: disk full; free space on the storage device or lower storage limits"
-    if name == "SQLITE_CANTOPEN" or "unable to open" in text:
-        return (f"{path}: cannot open the database file; check the directory exists and is"
-                " writable")
-    if name == "SQLITE_NOTADB" or "not a database" in text:
-        return f"{path}: the file is not an SQLite database (wrong storage.path?)"
-    if name == "SQLITE_CORRUPT" or "malformed" in text:
-        return f"{path}: the database is corrupt; move it aside and restart (events are lost)"
-    if name == "SQLITE_BUSY" or "locked" in text:
-        return (f"{path}: the database is locked by another process; only one gateway may use"
-                " a database file")
-    return f"{path}: {text or type(exc).__name__}"
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """What `requeue` did for a sequence range."""
 
-
-def _create_private(path: str) -> None:
-    """Create the DB file (and parent dirs) with mode 0600 before SQLite opens it.
-
-    SQLite creates -wal/-shm with the main file's permissions, so they inherit 0600.
-    """
-    if path == ":memory:":
-        return
-    parent = Path(path).parent
-    parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-
-
-def _tighten(path: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(path + suffix, 0o600)
+    requeued: int                 # delivered rows put back in the queue
+    waiting: int                  # rows in the range that had not been delivered yet
+    held: tuple[int, ...]         # every sequence number of the range still in the file
 
 
 class Outbox:
     """The durable FIFO of outbound messages; see the module docstring for its invariants."""
 
     def __init__(self, conn: aiosqlite.Connection, path: str, *, max_rows: int,
-                 max_age_s: float, depth: int, last_seq: int, dropped_total: int) -> None:
+                 max_age_s: float, budget: Budget, depth: int, last_seq: int,
+                 dropped_total: int, delivered_bytes: int) -> None:
         self._conn = conn
         self.path = path
         self.max_rows = max_rows
         self.max_age_s = max_age_s
+        self.budget = budget
         self._depth = depth
         self._last_seq = last_seq
         self.dropped = 0
         self.dropped_total = dropped_total
         self.duplicates = 0  # appended messages whose id was already stored (not stored again)
+        self.shed = Shed()   # removed for the disk budget since open
+        self.delivered_bytes = delivered_bytes
+        self.disk_full = False
+        self.compactions = 0
+        self._unmarked: list[int] = []  # PUBACKed rows whose mark failed on a full disk
+        self._shed_logged = Shed()
+        self._shed_log_at = float("-inf")
         self.wakeup = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
         self._lock = asyncio.Lock()
@@ -162,28 +120,30 @@ class Outbox:
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
-    async def open(cls, path: str, *, max_rows: int, max_age_s: float) -> Outbox:
+    async def open(cls, path: str, *, max_rows: int, max_age_s: float,
+                   budget: Budget = NO_BUDGET) -> Outbox:
         """Open (creating and migrating if needed) the outbox at `path`."""
         if max_rows < 1 or max_age_s <= 0:
             raise ValueError("max_rows must be >= 1 and max_age_s > 0")
         conn: aiosqlite.Connection | None = None
         try:
-            _create_private(path)
+            create_private(path)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per batch.
             conn = await aiosqlite.connect(path, isolation_level=None)
-            for pragma in _PRAGMAS:
+            for pragma in PRAGMAS:
                 await conn.execute(pragma)
-            await _migrate(conn, path)
-            _tighten(path)
-            depth = await _scalar(conn, "SELECT count(*) FROM outbox")
-            last_seq = await _scalar(conn, "SELECT value FROM meta WHERE key='last_seq'")
-            dropped = await _scalar(conn, "SELECT value FROM meta WHERE key='dropped_total'")
+            await migrate(conn, path)
+            tighten(path)
+            depth = await scalar(conn, f"SELECT count(*) FROM outbox WHERE {_WAITING}")
+            last_seq = await scalar(conn, "SELECT value FROM meta WHERE key='last_seq'")
+            dropped = await scalar(conn, "SELECT value FROM meta WHERE key='dropped_total'")
+            kept = await budget_sql.delivered_bytes(conn)
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 await conn.close()
-            raise StoreError(_describe(exc, path)) from exc
-        return cls(conn, path, max_rows=max_rows, max_age_s=max_age_s, depth=depth,
-                   last_seq=last_seq, dropped_total=dropped)
+            raise store_error(exc, path) from exc
+        return cls(conn, path, max_rows=max_rows, max_age_s=max_age_s, budget=budget,
+                   depth=depth, last_seq=last_seq, dropped_total=dropped, delivered_bytes=kept)
 
     async def close(self) -> None:
         if self._closed:
@@ -193,7 +153,7 @@ class Outbox:
             try:
                 await self._conn.close()
             except (sqlite3.Error, OSError) as exc:
-                raise StoreError(_describe(exc, self.path)) from exc
+                raise store_error(exc, self.path) from exc
 
     async def __aenter__(self) -> Outbox:
         return self
@@ -215,42 +175,105 @@ class Outbox:
                 await self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._conn
+                    await self._conn.execute("COMMIT")
                 except BaseException:
-                    await self._conn.execute("ROLLBACK")
+                    # SQLite may already have rolled back (SQLITE_FULL at COMMIT does): a
+                    # second ROLLBACK would hide the real error behind "no transaction".
+                    if self._conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            await self._conn.execute("ROLLBACK")
                     raise
-                await self._conn.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
-                raise StoreError(_describe(exc, self.path)) from exc
+                raise store_error(exc, self.path) from exc
 
     # -- the outbox -----------------------------------------------------------------------
     async def append(self, messages: Sequence[OutboundMessage]) -> None:
         """Commit a batch in one transaction, then enforce the bounds; wakes the publisher.
 
         Shielded: once started, a batch is committed (and counted) even if the caller is
-        cancelled meanwhile, so the in-memory counters never drift from the file.
+        cancelled meanwhile, so the in-memory counters never drift from the file. Raises
+        DiskFull when the device is full even after shedding: nothing of the batch is stored.
         """
         if messages:
             await asyncio.shield(self._append(messages))
 
     async def _append(self, messages: Sequence[OutboundMessage]) -> None:
+        try:
+            await self._commit(messages)
+        except DiskFull:
+            if not self.disk_full:
+                log.warning("%s: disk full; dropping delivered and the oldest anonymous events"
+                            " to make room (capture goes on)", self.path)
+            self.disk_full = True
+            need = sum(len(m.payload) + len(m.topic) for m in messages) * 2 + (1 << 20)
+            await self._make_room(need)
+            await self._commit(messages)  # still full: DiskFull again, the caller keeps them
+        if self.disk_full:
+            self.disk_full = False
+            log.warning("%s: storage writable again", self.path)
+        await self._retry_marks()
+        self.wakeup.set()
+        for listener in self._listeners:
+            listener()
+
+    async def _commit(self, messages: Sequence[OutboundMessage]) -> None:
         now = time.time()
-        rows = [(m.id, m.seq, m.topic, m.payload, m.qos, int(m.retain), m.created, now)
-                for m in messages]
+        rows = [(m.id, m.seq, m.topic, m.payload, m.qos, int(m.retain), m.created, now,
+                 int(m.anonymous)) for m in messages]
         top = max(m.seq for m in messages)
+        shed = Shed()
         async with self.transaction() as conn:
+            if self.budget.active:
+                # Before the insert: the batch must fit without growing the file past the
+                # budget, and rows freed here are reused by it (the file does not grow).
+                usage = await budget_sql.measure(conn, self.path)
+                incoming = sum(len(m.payload) + len(m.topic) + ROW_OVERHEAD for m in messages)
+                over = budget_sql.excess(self.budget, usage, incoming)
+                if over > 0:
+                    shed = await budget_sql.shed(conn, over)
             cur = await conn.executemany(_INSERT, rows)
             stored = cur.rowcount if cur.rowcount >= 0 else len(rows)
             if top > self._last_seq:
                 await conn.execute("UPDATE meta SET value=? WHERE key='last_seq'", (top,))
             dropped = await self._enforce_bounds(conn, self._depth + stored, now)
+            if dropped or shed.waiting:
+                await conn.execute("UPDATE meta SET value = value + ? WHERE key='dropped_total'",
+                                   (dropped + shed.waiting,))
         self.duplicates += len(rows) - stored
-        self._depth += stored - dropped
+        self._depth += stored - dropped - shed.waiting
         self._last_seq = max(self._last_seq, top)
         self.dropped += dropped
-        self.dropped_total += dropped
-        self.wakeup.set()
-        for listener in self._listeners:
-            listener()
+        self.dropped_total += dropped + shed.waiting
+        self._count_shed(shed)
+
+    async def _make_room(self, need: int) -> None:
+        """On a full device: shed about `need` bytes in small transactions (each fits in the
+        WAL's existing space); a failure here is DiskFull for the caller."""
+        shed = Shed()
+        async with self.transaction() as conn:
+            shed = await budget_sql.shed(conn, need)
+            if shed.waiting:
+                await conn.execute("UPDATE meta SET value = value + ? WHERE key='dropped_total'",
+                                   (shed.waiting,))
+        self._depth -= shed.waiting
+        self.dropped_total += shed.waiting
+        self._count_shed(shed)
+
+    def _count_shed(self, shed: Shed) -> None:
+        if not (shed.delivered or shed.waiting):
+            return
+        self.shed.add(shed)
+        self.delivered_bytes = max(0, self.delivered_bytes - shed.delivered_bytes)
+        self._shed_logged.add(shed)
+        now = time.monotonic()
+        if now - self._shed_log_at >= SHED_LOG_S:
+            s, self._shed_logged = self._shed_logged, Shed()
+            self._shed_log_at = now
+            log.warning("%s: over the disk budget (storage.max_bytes %d, min_free_bytes %d):"
+                        " dropped %d delivered (kept for resend), %d anonymous and %d"
+                        " identified waiting events since the last report", self.path,
+                        self.budget.max_bytes, self.budget.min_free_bytes, s.delivered,
+                        s.anonymous, s.identified)
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call `listener()` (in the loop) after every committed append: the publisher's wake-up
@@ -258,53 +281,149 @@ class Outbox:
         self._listeners.append(listener)
 
     async def _enforce_bounds(self, conn: aiosqlite.Connection, depth: int, now: float) -> int:
-        """Drop the oldest rows beyond max_rows or older than max_age_s; returns the count."""
+        """Drop the oldest waiting rows beyond max_rows or older than max_age_s; the count."""
         dropped = 0
         if depth > self.max_rows:
             cur = await conn.execute(
-                "DELETE FROM outbox WHERE n IN (SELECT n FROM outbox ORDER BY n LIMIT ?)",
-                (depth - self.max_rows,))
+                f"DELETE FROM outbox WHERE n IN (SELECT n FROM outbox WHERE {_WAITING}"
+                " ORDER BY n LIMIT ?)", (depth - self.max_rows,))
             dropped += cur.rowcount
-        # The oldest row by key is (clock jumps aside) the oldest stored: O(1) check first, so
-        # the common case costs one indexed lookup and no scan.
+        # The oldest row by key is (clock jumps aside) the oldest stored: one check first, so
+        # the common case costs no delete.
         cutoff = now - self.max_age_s
-        oldest = await _scalar(conn, "SELECT stored_at FROM outbox ORDER BY n LIMIT 1", -1.0)
+        oldest = await scalar(conn, f"SELECT stored_at FROM outbox WHERE {_WAITING}"
+                                    " ORDER BY n LIMIT 1", -1.0)
         if 0 <= oldest < cutoff:
             cur = await conn.execute(
-                "DELETE FROM outbox WHERE n < COALESCE("
-                "(SELECT n FROM outbox WHERE stored_at >= ? ORDER BY n LIMIT 1),"
+                f"DELETE FROM outbox WHERE {_WAITING} AND n < COALESCE("
+                f"(SELECT n FROM outbox WHERE {_WAITING} AND stored_at >= ? ORDER BY n LIMIT 1),"
                 " (SELECT max(n) + 1 FROM outbox))", (cutoff,))
             dropped += cur.rowcount
-        if dropped:
-            await conn.execute("UPDATE meta SET value = value + ? WHERE key='dropped_total'",
-                               (dropped,))
         return dropped
 
     async def oldest(self, limit: int, *, after: int = 0) -> list[StoredMessage]:
-        """Up to `limit` rows with rowid > `after`, oldest first."""
+        """Up to `limit` waiting rows with rowid > `after`, oldest first."""
         try:
             # Under the lock: never read another task's uncommitted batch.
             async with self._lock, self._conn.execute(
                     "SELECT n, id, seq, topic, payload, qos, retain, created FROM outbox"
-                    " WHERE n > ? ORDER BY n LIMIT ?", (after, limit)) as cur:
+                    f" WHERE n > ? AND {_WAITING} ORDER BY n LIMIT ?", (after, limit)) as cur:
                 rows = await cur.fetchall()
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(_describe(exc, self.path)) from exc
+            raise store_error(exc, self.path) from exc
         return [StoredMessage(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7])
                 for r in rows]
 
     async def delete(self, rowids: Sequence[int]) -> None:
-        """Delete delivered rows in one transaction; consecutive keys become one range."""
+        """Rows the broker acknowledged stop waiting, in one transaction: deleted, or marked
+        delivered when a resend window is configured. Never raises DiskFull: the keys are
+        kept and written with the next append or delete."""
         if rowids:
             await asyncio.shield(self._delete(rowids))
 
     async def _delete(self, rowids: Sequence[int]) -> None:
-        ranges = _ranges(rowids)
-        async with self.transaction() as conn:
-            cur = await conn.executemany("DELETE FROM outbox WHERE n BETWEEN ? AND ?", ranges)
-            removed = cur.rowcount
-        self._depth = max(0, self._depth - max(removed, 0))
+        keys, self._unmarked = [*self._unmarked, *rowids], []
+        ranges = _ranges(keys)
+        keep = self.budget.keep_delivered_s > 0
+        removed = marked = pruned = 0
+        try:
+            async with self.transaction() as conn:
+                if keep:
+                    now = time.time()
+                    for lo, hi in ranges:
+                        async with conn.execute(
+                                f"UPDATE outbox SET delivered_at=? WHERE n BETWEEN ? AND ?"
+                                f" AND {_WAITING} RETURNING {COST_SQL}", (now, lo, hi)) as cur:
+                            costs = [r[0] for r in await cur.fetchall()]
+                        removed += len(costs)
+                        marked += sum(costs)
+                    cap = self.budget.keep_delivered_bytes
+                    if cap and self.delivered_bytes + marked > cap:
+                        _, pruned = await budget_sql.prune_delivered(
+                            conn, before=0.0, over_bytes=self.delivered_bytes + marked - cap)
+                else:
+                    cur = await conn.executemany("DELETE FROM outbox WHERE n BETWEEN ? AND ?",
+                                                 ranges)
+                    removed = max(cur.rowcount, 0)
+        except DiskFull:
+            self._unmarked = keys  # the rows stay waiting in the file; at worst sent again
+            self.disk_full = True
+            return
+        self._depth = max(0, self._depth - removed)
+        self.delivered_bytes = max(0, self.delivered_bytes + marked - pruned)
 
+    async def _retry_marks(self) -> None:
+        if self._unmarked:
+            await self._delete([])
+
+    async def tidy(self, now: float | None = None) -> None:
+        """Maintenance: forget delivered rows past the resend window; compact the file when
+        the queue is empty and the live data small. DiskFull is left for the next call."""
+        now = time.time() if now is None else now
+        with contextlib.suppress(DiskFull):
+            await self._retry_marks()
+            if self.budget.keep_delivered_s > 0 or self.delivered_bytes:
+                async with self.transaction() as conn:
+                    _, freed = await budget_sql.prune_delivered(
+                        conn, before=now - self.budget.keep_delivered_s, over_bytes=0)
+                self.delivered_bytes = max(0, self.delivered_bytes - freed)
+            if self._depth == 0:
+                await self.compact()
+
+    async def compact(self, *, force: bool = False) -> bool:
+        """VACUUM when worth it (outbox_budget.compactable) or `force`; True if it ran."""
+        async with self._lock:
+            try:
+                usage = await budget_sql.compactable(self._conn, self.path)
+                if usage is None and not force:
+                    return False
+                t0 = time.monotonic()
+                await budget_sql.vacuum(self._conn)
+                after = await budget_sql.measure(self._conn, self.path)
+            except (sqlite3.Error, OSError) as exc:
+                raise store_error(exc, self.path) from exc
+        self.compactions += 1
+        if usage is not None:
+            log.info("%s: compacted %.1f MB -> %.1f MB in %.2f s", self.path, usage.size / 1e6,
+                     after.size / 1e6, time.monotonic() - t0)
+        return True
+
+    # -- resend ---------------------------------------------------------------------------
+    async def requeue(self, first: int, last: int) -> Requeued:
+        """Put the delivered rows with seq in [first, last] back in the queue, unchanged."""
+        async with self.transaction() as conn:
+            async with conn.execute(
+                    "SELECT n, id, seq, topic, payload, qos, retain, created, anon,"
+                    f" delivered_at, {COST_SQL} FROM outbox WHERE seq BETWEEN ? AND ?"
+                    " ORDER BY seq", (first, last)) as cur:
+                rows = list(await cur.fetchall())
+            again = [r for r in rows if r[9] is not None]
+            now = time.time()
+            # A new key: the publisher's cursor is past the old one. Delete first: one row
+            # per event id.
+            await conn.executemany("DELETE FROM outbox WHERE n = ?", [(r[0],) for r in again])
+            await conn.executemany(_INSERT, [(*r[1:8], now, r[8]) for r in again])
+        self._depth += len(again)
+        self.delivered_bytes = max(0, self.delivered_bytes - sum(r[10] for r in again))
+        if again:
+            self.wakeup.set()
+            for listener in self._listeners:
+                listener()
+        return Requeued(len(again), len(rows) - len(again), tuple(r[2] for r in rows))
+
+    async def first_seq_since(self, created: float) -> int | None:
+        """The lowest seq still held whose event time is at or after `created`."""
+        async with self._lock:
+            value = await scalar(self._conn, "SELECT min(seq) FROM outbox WHERE created >= ?",
+                                 None, (created,))
+        return None if value is None else int(value)
+
+    async def oldest_seq(self) -> int | None:
+        async with self._lock:
+            value = await scalar(self._conn, "SELECT min(seq) FROM outbox", None)
+        return None if value is None else int(value)
+
+    # -- figures --------------------------------------------------------------------------
     async def depth(self) -> int:
         """Rows waiting (kept in memory: count(*) is a full scan in SQLite)."""
         return self._depth
@@ -322,6 +441,8 @@ def _ranges(rowids: Sequence[int]) -> list[tuple[int, int]]:
     """Sorted keys -> inclusive (lo, hi) runs; acks arrive nearly in order, so runs are long."""
     keys = sorted(rowids)
     out: list[tuple[int, int]] = []
+    if not keys:
+        return out
     lo = hi = keys[0]
     for k in keys[1:]:
         if k == hi + 1:
@@ -331,26 +452,3 @@ def _ranges(rowids: Sequence[int]) -> list[tuple[int, int]]:
             lo = hi = k
     out.append((lo, hi))
     return out
-
-
-async def _scalar(conn: aiosqlite.Connection, sql: str, default: Any = 0) -> Any:
-    async with conn.execute(sql) as cur:
-        row = await cur.fetchone()
-    return default if row is None or row[0] is None else row[0]
-
-
-async def _migrate(conn: aiosqlite.Connection, path: str) -> None:
-    version = await _scalar(conn, "PRAGMA user_version")
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"{path}: created by a newer presence-gateway (schema {version} >"
-                         f" {SCHEMA_VERSION}); upgrade the gateway or use another file")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql in _MIGRATIONS[target]:
-                await conn.execute(sql)
-            await conn.execute(f"PRAGMA user_version={target}")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")

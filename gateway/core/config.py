@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,10 @@ class StorageSettings:
     outbox_max_age_s: float = 7 * 86400.0
     batch_max: int = 1000
     batch_interval_s: float = 1.0
+    max_bytes: int = 1 << 30                 # live bytes of the database file at most
+    min_free_bytes: int = 64 << 20           # never grow the file into the device's last bytes
+    keep_delivered_s: float = 86400.0        # delivered events kept for `events.resend`
+    keep_delivered_bytes: int = 64 << 20     # ... and at most this many bytes of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +304,8 @@ def mqtt_from_url(url: str, base: MqttSettings | None = None) -> MqttSettings:
 
 def _storage(r: Reader) -> StorageSettings:
     r.known_keys("storage", {"path", "outbox_max_rows", "outbox_max_age", "batch_max",
-                             "batch_interval"})
+                             "batch_interval", "max_bytes", "min_free_bytes", "keep_delivered",
+                             "keep_delivered_bytes"})
     return StorageSettings(
         # Written in the file: beside the file; the built-in default stays relative to the cwd.
         path=(r.file_path(r.str_("storage.path")) if r.has("storage.path")
@@ -308,7 +314,32 @@ def _storage(r: Reader) -> StorageSettings:
         outbox_max_age_s=r.duration("storage.outbox_max_age", 7 * 86400.0, minimum=60),
         batch_max=r.int_("storage.batch_max", 1000, 1, 100_000),
         batch_interval_s=r.duration("storage.batch_interval", 1.0, minimum=0.01),
+        max_bytes=r.parsed("storage.max_bytes", 1 << 30, _size, _SIZE_HINT),
+        min_free_bytes=r.parsed("storage.min_free_bytes", 64 << 20, _size, _SIZE_HINT),
+        keep_delivered_s=(0.0 if r.raw("storage.keep_delivered", None) in (0, "0")
+                          else r.duration("storage.keep_delivered", 86400.0, minimum=60)),
+        keep_delivered_bytes=r.parsed("storage.keep_delivered_bytes", 64 << 20, _size,
+                                      _SIZE_HINT),
     )
+
+
+_SIZE_HINT = "a size such as 512MB, 64MiB, 1GB or a number of bytes"
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def _size(value: object) -> int | None:
+    """`512MB`, `64MiB`, `1 GB` or a plain integer -> bytes (None when not a size)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    if m is None or m.group(2).lower() not in _UNITS:
+        return None
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def _privacy(r: Reader, env: dict[str, str]) -> PrivacySettings:

@@ -134,4 +134,4 @@ class Envelope:
         else:
             topic = self.topics.event(etype)
         return _new_message(msg_id, seq, topic, orjson.dumps(body), self.qos, event.retained,
-                            event.time)
+                            event.time, event.anonymous)

@@ -9,6 +9,8 @@ Invariants:
   (`with_customer`); `payload()` omits it otherwise, so an unlinked visit never shows the key.
 - Retained state events (`OccupancyChanged`) name their state topic with `topic_suffix`;
   command results name theirs (`commands/{name}/result`).
+- `anonymous` is True only for events that name no customer and are not retained state or a
+  command's answer: the outbox drops those first when the disk budget runs out.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class Event:
     def topic_suffix(self) -> str | None:
         return None
 
+    @property
+    def anonymous(self) -> bool:
+        """Names no customer and is not retained state: the first to go on a full disk."""
+        return not self.retained
+
     def payload(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -74,6 +81,10 @@ class VisitEvent(Event):
     @property
     def customer(self) -> str | None:
         return None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.customer is None
 
     def with_customer(self, customer_id: str) -> VisitEvent:
         return self
@@ -269,6 +280,10 @@ class OfferTriggered(Event):
     def subject(self) -> str | None:
         return self.offer_id
 
+    @property
+    def anonymous(self) -> bool:
+        return False
+
     def payload(self) -> dict[str, Any]:
         return {"offer_id": self.offer_id, "customer_id": self.customer_id,
                 "visit_id": self.visit_id, "zone": self.zone, "store_id": self.store_id,
@@ -291,6 +306,10 @@ class CommandOutcome(Event):
     @property
     def subject(self) -> str | None:
         return self.command_id
+
+    @property
+    def anonymous(self) -> bool:
+        return False  # an answer someone waits for
 
     @property
     def topic_suffix(self) -> str | None:
@@ -318,6 +337,27 @@ class CommandResult(CommandOutcome):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ResendResult(CommandResult):
+    """`events.resend` carried out: how many held events were re-queued, how many of the range
+    were still waiting anyway, and which sequence numbers the gateway no longer holds."""
+
+    from_sequence: int | None
+    to_sequence: int | None
+    requeued: int
+    waiting: int
+    missing: tuple[tuple[int, int], ...]
+    oldest_held: int | None
+
+    def payload(self) -> dict[str, Any]:
+        return {"command": self.command, "id": self.command_id, "ok": self.ok,
+                "time": self.time, "from_sequence": self.from_sequence,
+                "to_sequence": self.to_sequence, "requeued": self.requeued,
+                "waiting": self.waiting, "missing": [list(r) for r in self.missing],
+                "missing_count": sum(hi - lo + 1 for lo, hi in self.missing),
+                "oldest_held_sequence": self.oldest_held}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CommandRefused(CommandOutcome):
     """The guard refused the command (`reason`: bad signature, stale, replay, ...)."""
 
@@ -338,6 +378,10 @@ class InboundRejected(Event):
     @property
     def subject(self) -> str | None:
         return self.command
+
+    @property
+    def anonymous(self) -> bool:
+        return False  # an answer someone waits for
 
     def payload(self) -> dict[str, Any]:
         return {"command": self.command, "reason": self.reason, "detail": self.detail,

@@ -149,7 +149,10 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
-    """A message ready for the outbox: unique id, per-gateway sequence, topic and bytes."""
+    """A message ready for the outbox: unique id, per-gateway sequence, topic and bytes.
+
+    `anonymous`: no customer in it and not retained state (`Event.anonymous`), so the outbox
+    drops it first when the disk budget runs out."""
 
     id: str
     seq: int
@@ -158,6 +161,7 @@ class OutboundMessage:
     qos: int = 1
     retain: bool = False
     created: float = 0.0
+    anonymous: bool = False
 
 
 def fast_constructor(cls: type[T]) -> Callable[..., T]:

@@ -31,6 +31,7 @@ from typing import IO
 
 from presence_gateway.adapters.offer_store import OfferLedgerStore
 from presence_gateway.adapters.outbox import Outbox
+from presence_gateway.adapters.outbox_budget import Budget
 from presence_gateway.adapters.publisher import Publisher
 from presence_gateway.adapters.scratch import copy_database
 from presence_gateway.core.config import GatewayConfig
@@ -123,8 +124,12 @@ async def open_runtime(cfg: GatewayConfig, options: RunOptions,
         if not options.publish and options.mode is not Mode.SIMULATE:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="presence-gateway-"))
             path = _scratch(cfg.storage.path, str(Path(tmp) / "gateway.db"))
+        st = cfg.storage
         outbox = await stack.enter_async_context(await Outbox.open(
-            path, max_rows=cfg.storage.outbox_max_rows, max_age_s=cfg.storage.outbox_max_age_s))
+            path, max_rows=st.outbox_max_rows, max_age_s=st.outbox_max_age_s,
+            budget=Budget(max_bytes=st.max_bytes, min_free_bytes=st.min_free_bytes,
+                          keep_delivered_s=st.keep_delivered_s,
+                          keep_delivered_bytes=st.keep_delivered_bytes)))
         yield await _assemble(cfg, options, outbox, rules, list(drivers))
 
 
@@ -169,6 +174,7 @@ async def _assemble(cfg: GatewayConfig, options: RunOptions, outbox: Outbox, rul
                               online_payload=lambda: status.payload("online"),
                               offline_payload=status.payload("offline"), logger=log)
     control = ControlPlane(cfg, core, writer.add, identity=identity, ledger=ledger,
-                           publisher=publisher, clock=clock, capture_time=not live)
+                           publisher=publisher, clock=clock, capture_time=not live,
+                           outbox=outbox)
     return Runtime(cfg, options, outbox, identity, ledger, rules, core, channel, writer,
                    publisher, control, drivers, status)

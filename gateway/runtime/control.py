@@ -1,11 +1,13 @@
 """The control plane of a running gateway: what arrives other than radio frames.
 
-- `offers.reload` commands on `{base}/commands/offers.reload` (HMAC-authenticated) and SIGHUP
+- `offers.reload` commands on `{base}/commands/offers.reload` (sealed) and SIGHUP
   reload the offer rules; the result is published on `.../commands/offers.reload/result`.
+- `events.resend` commands on `{base}/commands/events.resend` (sealed) put delivered events
+  back in the outbox (runtime/resend.py); the result goes to `.../events.resend/result`.
 - Identity registry and opt-out sync from central (`{store}/identity/snapshot|updates`).
 - Peer summaries between a store's gateways on `{store}/sync/{gateway}` (ephemeral, QoS 0).
 - Maintenance: visit history flush, registry reload after CLI edits, retention purge, offer
-  ledger persistence and pruning.
+  ledger persistence and pruning, the outbox's resend window and compaction (`Outbox.tidy`).
 
 Invariants: every input is validated before it changes anything; a rejected input changes
 nothing and yields a `presence.command.rejected` (or a failed result) event; handlers never
@@ -26,6 +28,7 @@ from pathlib import Path
 import orjson
 
 from presence_gateway.adapters.offer_store import OfferLedgerStore
+from presence_gateway.adapters.outbox import Outbox
 from presence_gateway.adapters.publisher import Publisher
 from presence_gateway.core.commands import CommandGuard, CommandRejected, result_event
 from presence_gateway.core.config import GatewayConfig
@@ -33,9 +36,11 @@ from presence_gateway.core.events import CommandRefused, Event, InboundRejected
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.core.offers.reload import OFFERS_RELOAD, reload_offers, reload_request
 from presence_gateway.core.ratelimit import RateLimit
+from presence_gateway.core.resend import EVENTS_RESEND
 from presence_gateway.runtime.clock import Clock
 from presence_gateway.runtime.core import Core
 from presence_gateway.runtime.identity import IdentityRuntime
+from presence_gateway.runtime.resend import resend
 
 log = logging.getLogger("presence_gateway")
 Emit = Callable[[list[OutboundMessage]], None]
@@ -46,7 +51,7 @@ PURGE_S = 3600.0
 class ControlPlane:
     def __init__(self, cfg: GatewayConfig, core: Core, emit: Emit, *, identity: IdentityRuntime,
                  ledger: OfferLedgerStore, publisher: Publisher | None, clock: Clock,
-                 capture_time: bool) -> None:
+                 capture_time: bool, outbox: Outbox | None = None) -> None:
         self.cfg = cfg
         self.clock = clock
         # Retention and caps run on capture time in a replay: a replay of last month must
@@ -57,11 +62,13 @@ class ControlPlane:
         self.identity = identity
         self.ledger = ledger
         self.publisher = publisher  # None when the run does not publish
+        self.outbox = outbox
         self.inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1000)
         self.guard = CommandGuard(cfg.offers.command_key, store_id=cfg.store_id,
                                   gateway_id=cfg.gateway_id,
                                   max_age_s=cfg.offers.command_max_age_s)
         self.reload_topic = f"{core.topics.commands}/{OFFERS_RELOAD}"
+        self.resend_topic = f"{core.topics.commands}/{EVENTS_RESEND}"
         self.sync_prefix = f"{core.topics.store}/sync/"
         self.dropped = 0
         self.rejections = RateLimit()  # rejection events + warnings per inbound topic
@@ -74,6 +81,7 @@ class ControlPlane:
         if self.publisher is None:
             return
         self.publisher.subscribe(self.reload_topic, self._enqueue)
+        self.publisher.subscribe(self.resend_topic, self._enqueue)
         for topic in self.identity.topics:
             self.publisher.subscribe(topic, self._enqueue)
         self.publisher.subscribe(self.sync_prefix + "+", self._on_peer, qos=0)
@@ -117,6 +125,8 @@ class ControlPlane:
             return self._reload_from_file(now)
         if topic == self.reload_topic:
             return self._reload_command(payload, now)
+        if topic == self.resend_topic and self.outbox is not None:
+            return await resend(self.guard, self.outbox, payload, now)
         if topic in self.identity.topics:
             events: list[Event] = await self.identity.on_message(topic, payload, now)
             self.core.boundary.replace_opt_out(self.identity.opt_out)
@@ -206,6 +216,8 @@ class ControlPlane:
             rows = self.core.offers.ledger_entries()
             if rows:
                 await self.ledger.append(rows)
+        if self.outbox is not None and self.publisher is not None:
+            await self.outbox.tidy()
         if now - self._last_purge >= PURGE_S:
             self._last_purge = now
             await self._purge(now)

@@ -11,12 +11,17 @@ Invariants:
 - Taps (`--events-out`, the demo's subscriber) see every message once, when it is added, in
   the order the pipeline produced them.
 - Without an outbox (a run that does not publish) messages go to the taps only.
+- A full disk never ends the run: a batch the outbox refuses with DiskFull goes back to the
+  front of the waiting list and is retried with backoff; meanwhile the list stays bounded by
+  `limit` by dropping the oldest anonymous messages first (then the oldest), counted in
+  `dropped`, and producers are not held (capture goes on). Logged once per episode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +30,10 @@ from typing import IO, Protocol
 import orjson
 
 from presence_gateway.core.model import OutboundMessage
+from presence_gateway.errors import DiskFull
+
+log = logging.getLogger("presence_gateway")
+RETRY_S = (0.5, 10.0)  # backoff between commits while the disk is full
 
 
 class Sink(Protocol):
@@ -56,6 +65,9 @@ class OutboxWriter:
         self._idle.set()
         self._closed = False
         self.committed = 0
+        self.dropped = 0          # messages dropped from memory while the disk was full
+        self.disk_full = False
+        self._retry = RETRY_S[0]
 
     # -- producers --------------------------------------------------------------------------
     def add(self, messages: Sequence[OutboundMessage]) -> None:
@@ -70,7 +82,10 @@ class OutboxWriter:
         if first or len(self._pending) >= self.batch_max:
             self._wake.set()  # the first starts the batch timer, a full batch commits now
         if len(self._pending) >= self.limit:
-            self._room.clear()
+            if self.disk_full:
+                self._bound()  # nothing is committed meanwhile: holding producers stops capture
+            else:
+                self._room.clear()
 
     async def room(self) -> None:
         """Wait while more than `limit` messages wait for a commit (back-pressure)."""
@@ -109,9 +124,56 @@ class OutboxWriter:
             # Swap before the await: what arrives during the commit is the next batch.
             batch, self._pending = self._pending, []
             self._room.set()
-            if self.outbox is not None:
-                await self.outbox.append(batch)
+            if self.outbox is not None and not await self._commit(batch):
+                continue
             self.committed += len(batch)
+
+    async def _commit(self, batch: list[OutboundMessage]) -> bool:
+        """Append `batch`; on DiskFull put it back (bounded) and wait before the next try."""
+        assert self.outbox is not None
+        try:
+            await self.outbox.append(batch)
+        except DiskFull as exc:
+            if not self.disk_full:
+                log.warning("%s; holding up to %d events in memory, the oldest anonymous are"
+                            " dropped beyond that; capture goes on", exc, self.limit)
+                self._retry = RETRY_S[0]
+            self.disk_full = True
+            self._pending = batch + self._pending
+            self._bound()
+            self._room.set()
+            if self._closed:  # stopping: what cannot be stored now is lost, and counted
+                self.dropped += len(self._pending)
+                log.warning("disk still full at stop: %d events not stored", len(self._pending))
+                self._pending = []
+                return False
+            await asyncio.sleep(self._retry)
+            self._retry = min(self._retry * 2, RETRY_S[1])
+            return False
+        if self.disk_full:
+            self.disk_full = False
+            log.warning("disk writable again: events are stored (%d dropped meanwhile)",
+                        self.dropped)
+        return True
+
+    def _bound(self) -> None:
+        """Keep at most `limit` waiting: drop the oldest anonymous first, then the oldest."""
+        over = len(self._pending) - self.limit
+        if over <= 0:
+            return
+        kept: list[OutboundMessage] = []
+        for i, m in enumerate(self._pending):
+            if over and m.anonymous:
+                over -= 1
+                continue
+            kept.append(m)
+            if not over:
+                kept.extend(self._pending[i + 1:])
+                break
+        if over:
+            kept = kept[over:]
+        self.dropped += len(self._pending) - len(kept)
+        self._pending = kept
 
     def _tap(self, messages: Sequence[OutboundMessage]) -> None:
         out, cb = self.taps.events_out, self.taps.on_message

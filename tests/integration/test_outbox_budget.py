@@ -1,0 +1,234 @@
+"""The outbox's disk budget on real files: bytes not rows, anonymous events dropped first, a
+full device that never stops capture, delivered events kept for resend, compaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.adapters.outbox import Outbox
+from presence_gateway.adapters.outbox_budget import Budget, file_size
+from presence_gateway.core.model import OutboundMessage
+from presence_gateway.runtime.writer import OutboxWriter
+from tests.conftest import Subscriber
+from tests.integration.test_publisher import make, running, until
+
+TOPIC = "presence/v1/s1/gw1/events/x"
+
+
+def identified(seq: int) -> bool:
+    return seq % 10 == 0
+
+
+def msgs(first: int, n: int, size: int = 700) -> list[OutboundMessage]:
+    pad = "x" * size
+    return [OutboundMessage(id=f"id-{s}", seq=s, topic=TOPIC,
+                            payload=orjson.dumps({"seq": s, "pad": pad}), created=float(s),
+                            anonymous=not identified(s))
+            for s in range(first, first + n)]
+
+
+def disk_bytes(path: Path) -> int:
+    return file_size(str(path)) + file_size(f"{path}-wal")
+
+
+async def open_ob(path: Path, budget: Budget) -> Outbox:
+    return await Outbox.open(str(path), max_rows=10**7, max_age_s=86400, budget=budget)
+
+
+async def seqs(ob: Outbox) -> list[int]:
+    return [r.seq for r in await ob.oldest(10**6)]
+
+
+async def test_over_max_bytes_the_oldest_anonymous_events_go_first(tmp_path: Path) -> None:
+    """The bound is bytes (not rows); identified events survive while anonymous ones remain."""
+    limit = 2_000_000
+    async with await open_ob(tmp_path / "o.db", Budget(max_bytes=limit)) as ob:
+        for first in range(1, 10_001, 500):
+            await ob.append(msgs(first, 500))
+        held = await seqs(ob)
+        pages = next(iter(await ob.connection.execute_fetchall("PRAGMA page_count")))[0]
+        free = next(iter(await ob.connection.execute_fetchall("PRAGMA freelist_count")))[0]
+        live = (pages - free) * 4096
+    assert live <= limit
+    assert {s for s in range(1, 10_001) if identified(s)} <= set(held), "an identified event"
+    anon = [s for s in held if not identified(s)]
+    newest = [s for s in range(1, 10_001) if not identified(s)][-len(anon):]
+    assert anon == newest, "the anonymous events kept are the newest"
+    assert ob.shed.identified == 0 and ob.shed.anonymous == 10_000 - len(held)
+    assert ob.dropped_total == ob.shed.anonymous and ob.size == len(held)
+
+
+async def test_delivered_events_are_kept_and_requeued_with_their_original_bytes(
+        tmp_path: Path) -> None:
+    budget = Budget(keep_delivered_s=3600)
+    async with await open_ob(tmp_path / "o.db", budget) as ob:
+        sent = msgs(1, 10)
+        await ob.append(sent)
+        rows = await ob.oldest(5)
+        await ob.delete([r.rowid for r in rows])
+        assert await seqs(ob) == [6, 7, 8, 9, 10] and ob.size == 5
+        assert ob.delivered_bytes > 5 * 700
+        done = await ob.requeue(3, 12)
+        assert (done.requeued, done.waiting, done.held) == (3, 5, (3, 4, 5, 6, 7, 8, 9, 10))
+        again = await ob.oldest(100)
+        assert [r.seq for r in again] == [6, 7, 8, 9, 10, 3, 4, 5] and ob.size == 8
+        by_seq = {m.seq: m for m in sent}
+        assert all((r.id, r.payload, r.topic) == (by_seq[r.seq].id, by_seq[r.seq].payload,
+                                                  by_seq[r.seq].topic) for r in again)
+        # the requeued rows come after the cursor of a reader that had read everything
+        assert [r.seq for r in await ob.oldest(100, after=rows[-1].rowid + 5)] == [3, 4, 5]
+    async with await open_ob(tmp_path / "o.db", budget) as ob:  # the marks persist
+        assert ob.size == 8 and 2 * 700 < ob.delivered_bytes < 2 * 900
+        assert (await ob.requeue(1, 2)).requeued == 2 and ob.delivered_bytes == 0
+
+
+async def test_delivered_events_are_bounded_by_age_and_bytes(tmp_path: Path) -> None:
+    budget = Budget(keep_delivered_s=3600, keep_delivered_bytes=20 * 800)
+    async with await open_ob(tmp_path / "o.db", budget) as ob:
+        await ob.append(msgs(1, 100))
+        await ob.delete([r.rowid for r in await ob.oldest(100)])
+        assert ob.size == 0
+        assert 0 < ob.delivered_bytes <= budget.keep_delivered_bytes
+        kept = (await ob.requeue(1, 100)).held
+        assert kept == tuple(range(101 - len(kept), 101)) and 10 <= len(kept) <= 20
+        await ob.delete([r.rowid for r in await ob.oldest(100)])
+        await ob.tidy(now=10**12)  # far past the window: every delivered row goes
+        assert (await ob.requeue(1, 100)).held == () and ob.delivered_bytes == 0
+
+
+async def test_the_file_shrinks_after_a_backlog_drains(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    async with await open_ob(path, Budget()) as ob:
+        for first in range(1, 30_001, 1000):
+            await ob.append(msgs(first, 1000))
+        await ob.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        before = file_size(str(path))
+        while rows := await ob.oldest(5000):
+            await ob.delete([r.rowid for r in rows])
+        await ob.append(msgs(30_001, 10))
+        await ob.tidy()
+        assert ob.compactions == 0, "not while events wait"
+        await ob.delete([r.rowid for r in await ob.oldest(100)])
+        await ob.tidy()
+        after = file_size(str(path))
+        print(f"\noutbox file: {before / 1e6:.1f} MB with 30,000 waiting events,"
+              f" {after / 1e6:.2f} MB after the drain and compaction")
+    assert ob.compactions == 1 and after < before / 20
+
+
+# -- a full device ----------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 32 MB tmpfs (root only; skipped where mount is not permitted)."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(where)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(path: Path, leave: int = 0) -> int:
+    """Write `path` until the device has `leave` bytes free (or is full); the bytes written."""
+    written = 0
+    with open(path, "ab") as f:
+        while True:
+            st = os.statvfs(path.parent)
+            room = st.f_bavail * st.f_frsize - leave
+            if room <= 0:
+                break
+            try:
+                f.write(b"\0" * min(room, 65536))
+                f.flush()
+                written += min(room, 65536)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                break
+    return written
+
+
+async def test_a_full_disk_never_stops_capture_and_delivery_resumes(
+        small_disk: Path, mosquitto: Callable[..., LocalBroker],
+        subscriber: Callable[..., Subscriber]) -> None:
+    """With a free-space floor the outbox sheds inside its own file when another writer fills
+    the device; capture goes on, identified events survive, delivery resumes, the file
+    shrinks after the drain."""
+    path = small_disk / "gateway.db"
+    async with await open_ob(path, Budget(min_free_bytes=8 << 20)) as ob:
+        writer = OutboxWriter(ob, batch_max=100, interval=0.02, limit=3000)
+        task = asyncio.create_task(writer.run())
+        produced: list[OutboundMessage] = []
+
+        async def produce(first: int, n: int) -> None:
+            for start in range(first, first + n, 100):
+                chunk = msgs(start, 100)
+                produced.extend(chunk)
+                writer.add(chunk)
+                await writer.room()
+                await asyncio.sleep(0.005)
+
+        await produce(1, 6000)          # broker away: ~5 MB waits in the outbox
+        await writer.drained()
+        # Another writer takes the device down to 7 MB, below the 8 MB floor: the outbox sheds
+        # anonymous events inside its own file (the WAL still has room), nothing is dropped.
+        ballast = fill(small_disk / "ballast", leave=7 << 20)
+        await produce(6001, 4000)
+        await asyncio.wait_for(writer.drained(), 20)
+        assert not task.done() and ob.shed.anonymous > 0 and writer.dropped == 0
+        in_file = (ob.shed.anonymous, ob.shed.identified)
+        # Then the device fills up entirely: whatever SQLite cannot write waits in memory
+        # (bounded, the oldest anonymous dropped first) and capture still goes on.
+        ballast += fill(small_disk / "ballast")
+        full_at = len(produced)
+        await produce(10_001, 4000)
+        await asyncio.sleep(0.3)
+        assert not task.done(), "the writer must keep running on a full disk"
+        print(f"\nbelow the floor: {in_file[0]} anonymous, {in_file[1]} identified events"
+              f" dropped in the file; then full ({ballast / 1e6:.1f} MB ballast):"
+              f" {len(produced) - full_at} captured meanwhile, {ob.shed.anonymous - in_file[0]}"
+              f" more dropped in the file, {writer.dropped} from memory;"
+              f" file {disk_bytes(path) / 1e6:.1f} MB")
+        (small_disk / "ballast").unlink()  # space comes back
+        await produce(14_001, 500)
+        broker = mosquitto()
+        sub = subscriber(broker, "presence/#")
+        async with running(make(broker.port, ob)) as pub_task:
+            await asyncio.wait_for(writer.drained(), 20)
+            assert await until(lambda: ob.size == 0, 60), \
+                (ob.size, list(await ob.connection.execute_fetchall(
+                    "SELECT count(*) FROM outbox")), pub_task.done(), ob.disk_full)
+            lost = ob.shed.waiting + writer.dropped + ob.dropped
+            await sub.until(len(produced) - lost + 1, 20, distinct=True)  # + the status
+            assert not pub_task.done()
+        writer.close()
+        await task
+        got = {orjson.loads(p)["seq"] for p in sub.payloads() if p.startswith(b"{")}
+        assert len(got) == len(produced) - lost, "every event stored was delivered"
+        # Anonymous events went first; identified ones only once no anonymous one was left.
+        assert ob.shed.anonymous > 5 * ob.shed.identified
+        missing_identified = {m.seq for m in produced if identified(m.seq)} - got
+        assert len(missing_identified) <= ob.shed.identified + writer.dropped
+        assert set(range(14_001, 14_501)) <= got, "events after space returned"
+        before = disk_bytes(path)
+        await ob.tidy()
+        after = disk_bytes(path)
+        print(f"after the drain: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB (main + WAL)")
+        assert ob.compactions == 1 and file_size(str(path)) < 1_000_000
+        with contextlib.suppress(FileNotFoundError):
+            (small_disk / "ballast").unlink()
