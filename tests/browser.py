@@ -11,7 +11,9 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -82,10 +84,12 @@ async def browser() -> AsyncIterator[Page]:
     exe = chromium()
     assert exe is not None
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="pg-chromium-") as profile:
+    # Chromium's helper processes may still write the profile for a moment after the kill.
+    with tempfile.TemporaryDirectory(prefix="pg-chromium-", ignore_cleanup_errors=True) as profile:
         proc = await asyncio.create_subprocess_exec(
             exe, *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
-            "about:blank", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            "about:blank", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True)
         try:
             async with aiohttp.ClientSession(trust_env=False) as http:
                 targets: list[dict[str, Any]] = []
@@ -103,5 +107,6 @@ async def browser() -> AsyncIterator[Page]:
                     await page.call("Page.enable")
                     yield page
         finally:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the browser and all its helpers
             await proc.wait()

@@ -73,6 +73,12 @@ def recording() -> str:
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
+    return write_files(tmp_path)
+
+
+def write_files(tmp_path: Path) -> dict[str, Path]:
+    """The scripted visit, rules, registry import and config (also used by the dashboard's
+    campaign test, which shows this simulation's report)."""
     secret = tmp_path / "secret"
     secret.write_text(SECRET)
     out = {
@@ -154,3 +160,21 @@ def test_check_ok_and_the_shipped_example(files: dict[str, Path],
     assert main(["check", str(ROOT / "config" / "offers.example.yaml")]) == 0
     assert "zone names not checked" in capsys.readouterr().err
     assert main(["check"]) == 2
+
+
+def test_simulate_report_says_why_each_rule_did_not_fire(
+        files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "sim.json"
+    rc = main(["simulate", str(files["rules"]), str(files["capture"]), "-c",
+               str(files["config"]), "--identities", str(files["identities"]),
+               "--report", str(report)])
+    assert rc == 0, capsys.readouterr().err
+    import orjson
+    body = orjson.loads(report.read_bytes())
+    rules = {r["id"]: r for r in body["rules"]}
+    assert rules["store-gold-3m"]["fired"] == 1
+    assert rules["store-gold-3m"]["not_fired_because"] == {"no_consent": 1}
+    assert rules["evening-only"]["fired"] == 0
+    assert "outside_hours" in rules["evening-only"]["not_fired_because"]
+    assert body["day"] and body["store"] and body["visits_linked"] >= 1
+    assert "c1:11:22:33:44:55" not in report.read_text()

@@ -73,7 +73,8 @@ async def serve(cfg: GatewayConfig, auth: object, url: str, host: str, port: int
     try:
         await queries.prepare(db)
         app = Dashboard(db, auth, timezones=dict(cfg.dashboard.timezones),
-                        default_tz=cfg.timezone, rules=rules).app()
+                        default_tz=cfg.timezone, rules=rules,
+                        simulations=cfg.dashboard.simulations).app()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:

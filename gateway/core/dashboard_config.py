@@ -9,6 +9,8 @@ dashboard:
   session_key: env:PG_DASHBOARD_KEY       # optional: sessions survive a restart
   secure_cookies: false                   # true behind TLS (a reverse proxy)
   timezones: {store-042: Europe/Berlin}   # default: store.timezone
+  simulations: simulations/               # `offers simulate --report` files: why rules did
+                                          # not fire, shown in the campaign view
 ```
 
 Pure: passwords are read through the secret resolver (`env:` / `file:`, never written in the
@@ -42,11 +44,13 @@ class DashboardSettings:
     session_key: bytes | None = field(default=None, repr=False)
     secure_cookies: bool = False
     timezones: tuple[tuple[str, str], ...] = ()
+    simulations: str | None = None
 
 
 def read(r: Reader, section: str, resolve: SecretResolver) -> DashboardSettings:
     r.mapping(section)
-    r.known_keys(section, {"admin", "users", "session_key", "secure_cookies", "timezones"})
+    r.known_keys(section, {"admin", "users", "session_key", "secure_cookies", "timezones",
+                           "simulations"})
     users: list[DashboardUser] = []
     if r.has(f"{section}.admin"):
         users.append(_user(r, f"{section}.admin", resolve, role="admin"))
@@ -69,9 +73,11 @@ def read(r: Reader, section: str, resolve: SecretResolver) -> DashboardSettings:
             r.error(f"{section}.timezones", f'{store}: unknown time zone "{tz}"')
             continue
         zones.append((str(store), str(tz)))
+    sims = r.opt_str(f"{section}.simulations")
     return DashboardSettings(users=tuple(users), session_key=key,
                              secure_cookies=r.bool_(f"{section}.secure_cookies", False),
-                             timezones=tuple(sorted(zones)))
+                             timezones=tuple(sorted(zones)),
+                             simulations=None if sims is None else r.file_path(sims))
 
 
 def _user(r: Reader, path: str, resolve: SecretResolver, role: str | None) -> DashboardUser:

@@ -53,13 +53,30 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield path
 
 
+@pytest.fixture(scope="module")
+def simulations(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real `offers simulate --report` of the scripted visit (tests/test_offers_cli.py):
+    Alice's offer fires once, Bob's is stopped by consent, the evening rule by its hours."""
+    from presence_gateway.cli.main import main
+    from tests.test_offers_cli import write_files
+    tmp = tmp_path_factory.mktemp("sim")
+    f = write_files(tmp)
+    folder = tmp / "reports"
+    folder.mkdir()
+    assert main(["offers", "simulate", str(f["rules"]), str(f["capture"]), "-c", str(f["config"]),
+                 "--identities", str(f["identities"]), "--report",
+                 str(folder / "s1-2025-06-02.json")]) == 0
+    return folder
+
+
 @pytest.fixture
-async def site(central: Path) -> AsyncIterator[tuple[str, Dashboard]]:
+async def site(central: Path, simulations: Path) -> AsyncIterator[tuple[str, Dashboard]]:
     db = await open_db(f"sqlite:///{central}")
     await queries.prepare(db)
     clock = [NOW]
     dash = Dashboard(db, Auth(USERS), timezones={STORE: TZ}, default_tz=TZ,
-                     rules=["welcome-gold", "never-fires"], clock=lambda: clock[0])
+                     rules=["welcome-gold", "never-fires"], simulations=str(simulations),
+                     clock=lambda: clock[0])
     runner = web.AppRunner(dash.app(), shutdown_timeout=0.5)
     await runner.setup()
     port = free_port()
@@ -206,6 +223,11 @@ async def test_pages_in_chromium(site: tuple[str, Dashboard], central: Path) -> 
             await page.goto(base + path)
             await page.wait("document.body.dataset.ready === '1'")
             await page.screenshot(ARTIFACTS / shot)
+            if path == "/campaigns":
+                why = await page.js("[...document.querySelectorAll('#whynot tbody tr')].map("
+                                    "tr => [...tr.cells].map(td => td.textContent))")
+                assert ["store-gold-3m", "1", "1 × customer did not consent to offers"] in why
+                assert any(r[0] == "evening-only" and "outside its hours" in r[2] for r in why)
         assert await page.js("document.querySelectorAll('#gateways tbody tr').length") == 2
         await page.js("document.querySelector('form.logout').submit()")
         await page.wait("location.pathname === '/login'")

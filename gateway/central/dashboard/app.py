@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,10 +63,12 @@ def _json(body: Any, status: int = 200) -> web.Response:
 class Dashboard:
     def __init__(self, db: CentralDb, auth: Auth, *, timezones: Mapping[str, str],
                  default_tz: str, rules: list[str] | None = None,
+                 simulations: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.db, self.auth = db, auth
         self.timezones, self.default_tz = dict(timezones), default_tz
         self.rules = rules or []
+        self.simulations = simulations
         self.clock = clock
 
     def tz(self, store: str) -> str:
@@ -228,8 +231,10 @@ class Dashboard:
         _, end = day_window(end_day, self.default_tz)
         fired = await queries.offers_by_rule(self.db, None, start, end)
         names = sorted(set(self.rules) | set(fired))
+        sims = await asyncio.to_thread(read_simulations, self.simulations)
         return {"days": days, "rules": [{"offer_id": n, "fired": fired.get(n, 0),
-                                         "configured": n in self.rules} for n in names]}
+                                         "configured": n in self.rules} for n in names],
+                "simulations": sims}
 
     async def api_campaigns(self, request: web.Request) -> web.Response:
         if not request[SESSION_KEY].may("campaigns"):
@@ -268,3 +273,21 @@ class Dashboard:
             w.writerows(rows)
         return web.Response(text=buf.getvalue(), content_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+def read_simulations(folder: str | None) -> list[dict[str, Any]]:
+    """The `offers simulate --report` files in `folder`, newest day first; unreadable ones are
+    skipped (a half-written file must not break the page)."""
+    if folder is None:
+        return []
+    out = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            body = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if isinstance(body, dict) and isinstance(body.get("rules"), list):
+            out.append({k: body.get(k) for k in ("store", "day", "timezone", "rules_version",
+                                                 "captures", "visits", "visits_linked",
+                                                 "rules")} | {"file": path.name})
+    return sorted(out, key=lambda b: str(b.get("day") or ""), reverse=True)

@@ -144,10 +144,38 @@ function live(store, day) {
   });
 }
 
+const WHY = {
+  outside_dates: "outside its start/end dates", outside_days: "not on one of its days",
+  outside_hours: "outside its hours (store time)", not_registered: "visitor not a registered customer",
+  no_consent: "customer did not consent to offers", segment: "customer not in its segment",
+  visits: "too few earlier visits", max_per_visit: "already fired in this visit (rule cap)",
+  store_max_per_visit: "store cap per visit reached", cooldown: "cooldown since the last offer",
+  per_customer_day: "daily cap per customer", per_customer_week: "weekly cap per customer",
+  global_per_hour: "hourly cap of the rule", store_per_customer_day: "store daily cap per customer",
+  store_per_customer_week: "store weekly cap per customer", store_global_per_hour: "store hourly cap",
+};
+
+function showSimulation(sim) {
+  $("#simnote").textContent = sim ? sim.store + ", " + sim.day + ": " + sim.visits + " visits, " +
+    sim.visits_linked + " linked to a consenting customer; rules version " + sim.rules_version : "No simulation reports yet.";
+  rows($("#whynot tbody"), sim ? sim.rules : [], (r) => {
+    const why = Object.entries(r.not_fired_because).map(([k, n]) => n + " × " + (WHY[k] || k));
+    return [r.id + (r.enabled ? "" : " (disabled)"), fmt.int(r.fired),
+      why.length ? why.join("; ") : r.fired ? "–" : "never reached (no consenting customer stayed long enough in its zone)"];
+  });
+}
+
 async function campaignsPage() {
   await nav();
   const c = await api("/api/campaigns");
   rows($("#rules tbody"), c.rules, (r) => [r.offer_id, fmt.int(r.fired), r.configured ? "yes" : "no"]);
+  const pick = $("#sim");
+  c.simulations.forEach((s, i) => {
+    const o = document.createElement("option"); o.value = String(i);
+    o.textContent = s.day + " — " + s.store + " (" + s.file + ")"; pick.append(o);
+  });
+  pick.addEventListener("change", () => showSimulation(c.simulations[Number(pick.value)]));
+  showSimulation(c.simulations[0]);
   document.body.dataset.ready = "1";
 }
 
