@@ -101,18 +101,17 @@ def start_bus(folder: Path, extra_policy: str = "") -> PrivateBus:
     return PrivateBus(address=address, daemon=daemon)
 
 
-def mock_command(log: Path) -> list[str]:
-    return [sys.executable, "-m", "dbusmock", "--system", "--template", "bluez5",
-            "--logfile", str(log)]
-
-
-def start_bluez_mock(bus: PrivateBus, folder: Path) -> None:
-    """The bluez5 template on `bus` (its own process, as bluetoothd would be)."""
+def start_bluez_mock(bus: PrivateBus, folder: Path, parameters: str = "{}") -> None:
+    """The bluez5 template on `bus` (its own process, as bluetoothd would be); `parameters`
+    is the template's JSON, e.g. {"enable_monitor_api": false} for a BlueZ without
+    --experimental (no passive scanning)."""
     bus.log = folder / "bluez-mock.log"
     bus.pid_file = folder / "bluez-mock.pid"
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.address)
-    bus.mock = subprocess.Popen(mock_command(bus.log), env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    bus.mock = subprocess.Popen(
+        [sys.executable, "-m", "dbusmock", "--system", "--template", "bluez5", "--logfile",
+         str(bus.log), "--parameters", parameters], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     bus.pid_file.write_text(str(bus.mock.pid))
 
 
@@ -205,6 +204,23 @@ class BluezMock:
         await self._call("org.bluez", path, MOCK, "EmitSignal", "sssav",
                          [PROPS, "PropertiesChanged", "sa{sv}as",
                           [Variant("s", DEVICE), Variant("a{sv}", changed), Variant("as", [])]])
+
+    async def exported_by_us(self, path: str, iface: str) -> dict[str, Any]:
+        """Properties of an object this test process exports on another connection (bleak's
+        advertisement monitor), as BlueZ would read them."""
+        names = await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                 "org.freedesktop.DBus", "ListNames", "", [])
+        for name in names.body[0]:
+            if not name.startswith(":") or name == self.bus.unique_name:
+                continue
+            pid = await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                   "org.freedesktop.DBus", "GetConnectionUnixProcessID", "s",
+                                   [name])
+            if pid.body[0] != os.getpid():
+                continue
+            reply = await self._call(name, path, PROPS, "GetAll", "s", [iface])
+            return {k: v.value for k, v in reply.body[0].items()}
+        raise LookupError(f"no connection of this process exports {path}")
 
     def close(self) -> None:
         self.bus.disconnect()

@@ -44,13 +44,14 @@ EDDYSTONE = "0000feaa-0000-1000-8000-00805f9b34fb"
 TS = 1767225600.25
 
 
-def _bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str = "") -> Iterator[PrivateBus]:
+def _bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str = "",
+         parameters: str = "{}") -> Iterator[PrivateBus]:
     bus = start_bus(tmp_path, policy)
     try:
         # bleak (through dbus-fast) reads the system bus address from here on each connect;
         # every test has its own event loop, so bleak's per-loop BlueZManager is new too.
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address)
-        start_bluez_mock(bus, tmp_path)
+        start_bluez_mock(bus, tmp_path, parameters)
         yield bus
     finally:
         bus.stop()
@@ -64,6 +65,12 @@ def bluez_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Priva
 @pytest.fixture
 def denying_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBus]:
     yield from _bus(tmp_path, monkeypatch, DENY_POWERED)
+
+
+@pytest.fixture
+def old_bluez_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBus]:
+    """BlueZ without --experimental: no AdvertisementMonitorManager1 on the adapter."""
+    yield from _bus(tmp_path, monkeypatch, parameters='{"enable_monitor_api": false}')
 
 
 @pytest.fixture
@@ -87,12 +94,12 @@ async def _until(cond: Callable[[], object], limit: float = 8.0,
 
 
 def _driver(tmp_path: Path, watchdog_s: float = 30.0, max_failures: int = 6,
-            adapter: str = "hci0") -> BleakDriver:
+            adapter: str = "hci0", mode: str = "active") -> BleakDriver:
     marker = tmp_path / "bluetoothd-restarted"
     # A command that leaves a mark instead of restarting the machine's bluetoothd.
     control = SystemControl((sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"),
                             settle_s=0.05, timeout_s=5.0)
-    return BleakDriver("ble", adapter=adapter, mode="active", watchdog_s=watchdog_s,
+    return BleakDriver("ble", adapter=adapter, mode=mode, watchdog_s=watchdog_s,
                        sensor="door", clock=lambda: TS, start_timeout_s=5.0, control=control,
                        backoff_s=0.05, max_backoff_s=0.2, max_failures=max_failures)
 
@@ -252,3 +259,45 @@ async def test_unknown_adapter_mac_is_no_adapter(bluez: BluezMock, tmp_path: Pat
     with pytest.raises(DriverError) as err:
         await drv.run(ListSink())
     assert err.value.reason == "no_adapter" and bluez.discovering == []
+
+
+async def test_passive_scan_registers_the_flags_or_patterns_with_bluez(
+        bluez: BluezMock, bluez_bus: PrivateBus, tmp_path: Path) -> None:
+    sink = ListSink()
+    drv = _driver(tmp_path, mode="passive")
+    task = asyncio.create_task(drv.run(sink))
+    assert bluez_bus.log is not None
+    log = bluez_bus.log
+    await _until(lambda: "RegisterMonitor" in log.read_text())
+    monitor = log.read_text().split("RegisterMonitor", 1)[1].split()[0].strip("\"'")
+    props = await bluez.exported_by_us(monitor, "org.bluez.AdvertisementMonitor1")
+    dev = await bluez.add_device("hci0", "C0:DE:00:00:00:06", "random", "beacon")
+    await bluez.advert(dev, -64, manufacturer={0x004C: IBEACON})
+    await _until(lambda: sink.sightings)
+    await _stop(task)
+    # What BlueZ reads from bleak's monitor: Home Assistant's match-everything patterns on AD
+    # type Flags (0x01) = 0x02, 0x06, 0x1a.
+    assert props["Type"] == "or_patterns"
+    assert [(o, t, bytes(v)) for o, t, v in props["Patterns"]] == [
+        (0, 0x01, b"\x02"), (0, 0x01, b"\x06"), (0, 0x01, b"\x1a")]
+    assert drv.mode == "passive" and bluez.discovering == []  # no active discovery on air
+    assert "UnregisterMonitor" in log.read_text()  # the driver's stop reached BlueZ
+
+
+async def test_passive_without_the_monitor_api_falls_back_to_active(
+        old_bluez_bus: PrivateBus, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bluez = await BluezMock.connect()
+    try:
+        await bluez.add_adapter("hci0")
+        sink = ListSink()
+        drv = _driver(tmp_path, mode="passive")
+        task = asyncio.create_task(drv.run(sink))
+        await _until(lambda: bluez.discovering[-1:] == [True])  # active discovery instead
+        dev = await bluez.add_device("hci0", "C0:DE:00:00:00:07", "random", "beacon")
+        await bluez.advert(dev, -64, manufacturer={0x004C: IBEACON})
+        await _until(lambda: sink.sightings)
+        await _stop(task)
+    finally:
+        bluez.close()
+    assert drv.mode == "active" and drv.last_error == "passive_unsupported"
+    assert "falling back to active" in caplog.text
