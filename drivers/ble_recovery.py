@@ -125,7 +125,16 @@ class SystemControl:
             with contextlib.suppress(Exception):
                 await _set_powered(bus, path, True)
             raise
-        await _set_powered(bus, path, True)
+        try:
+            await _set_powered(bus, path, True)
+        except RecoverySkipped as first:
+            # Off worked and on did not: an adapter left off is worse than the stall, so once
+            # more after the settle; then say so plainly (the ladder's next step still runs).
+            await asyncio.sleep(self.settle_s)
+            try:
+                await _set_powered(bus, path, True)
+            except RecoverySkipped:
+                raise RecoverySkipped("power_on_failed", first.detail) from None
 
     async def restart_bluetoothd(self) -> None:
         cmd = self.bluetoothd_restart
