@@ -256,6 +256,12 @@ class Service:
             "opted_out": rt.core.boundary.stats.opted_out,
             "throttled": rt.channel.throttle.stats.dropped,
             "outbox_depth": rt.outbox.size, "outbox_dropped": rt.outbox.dropped,
+            # Disk budget: waiting events dropped from the file and from the writer's memory,
+            # identified ones among them, delivered ones dropped before their resend window.
+            "outbox_shed": rt.outbox.shed.waiting + rt.writer.dropped,
+            "outbox_shed_identified": rt.outbox.shed.identified,
+            "outbox_delivered_dropped": rt.outbox.shed.delivered,
+            "disk_full": rt.outbox.disk_full or rt.writer.disk_full,
             "mqtt_rejected": pub.rejected if pub is not None else 0,
             "mqtt_connected": pub is not None and pub.connected,
             "inbound_suppressed": sum(rt.control.rejections.suppressed.values()),
