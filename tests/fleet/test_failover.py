@@ -99,3 +99,48 @@ async def retained(port: int, topic: str) -> bytes | None:
                     return late.snapshot()[-1][1]
                 await asyncio.sleep(0.05)
     return None
+
+
+async def test_status_is_online_again_after_a_stale_will(nats: NatsCluster, fleet_prefix: str,
+                                                         tmp_path: Path) -> None:
+    """The gateway leaves a HUNG node (SIGSTOP) for another one and says `online` there; when
+    the hung node wakes up it finds the old connection dead and publishes its will, `offline`,
+    over the fresh status. The re-assert after 1.5 keepalives puts `online` back."""
+    import signal
+
+    topics = Topics(fleet_prefix, "s2", "gw1", layout="v2")
+    settings = replace(MqttSettings(), protocol="3.1.1", keepalive=5,
+                       client_id=f"{fleet_prefix}-gw1",
+                       servers=tuple(Endpoint("127.0.0.1", n.mqtt_port) for n in nats.nodes))
+    outbox = await Outbox.open(str(tmp_path / "o.db"), max_rows=1000, max_age_s=3600)
+    pub = Publisher(settings, outbox, status_topic=topics.status,
+                    online_payload=lambda: ONLINE, offline_payload=OFFLINE, backoff=(0.1, 0.5))
+    task = asyncio.create_task(pub.run())
+    hung = nats.nodes[0]
+    watcher = nats.nodes[2]
+    try:
+        with Collector("127.0.0.1", watcher.mqtt_port, topics.status) as sub:
+            for _ in range(200):
+                if pub.connected:
+                    break
+                await asyncio.sleep(0.05)
+            assert pub.connected and pub.server.port == hung.mqtt_port
+            assert hung.proc is not None
+            hung.proc.send_signal(signal.SIGSTOP)
+            try:
+                for _ in range(400):  # keepalive timeout, then the next node
+                    if pub.connected and pub.server.port != hung.mqtt_port:
+                        break
+                    await asyncio.sleep(0.05)
+                assert pub.connected and pub.server.port != hung.mqtt_port
+            finally:
+                hung.proc.send_signal(signal.SIGCONT)
+            await asyncio.sleep(1.5 * settings.keepalive + 3)
+            states = [p for _, p, _ in sub.snapshot()]
+        # Observed: online, online (the new node), offline (the woken node's will), online.
+        assert states and states[-1] == ONLINE, states
+        assert await retained(watcher.mqtt_port, topics.status) == ONLINE
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await outbox.close()
