@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from presence_gateway.central.consumer import Coordinator, Options
 from presence_gateway.central.db import CentralDb, open_db
@@ -153,3 +155,33 @@ async def test_cli_run_until_sigterm_then_report(nats: NatsCluster, fleet_prefix
     assert report["duplicates"] >= 0
     entry = report["gateways"]["cli-store/gw9"]
     assert entry["last_sequence"] == len(g.committed) and entry["status"] == "offline"
+
+
+async def test_central_on_a_single_mosquitto(mosquitto: Any, fleet_prefix: str,
+                                             tmp_path: Path) -> None:
+    """The store-broker default works too: partition sessions persist in Mosquitto."""
+    broker = mosquitto(persistent=True)
+    ep = Endpoint(broker.host, broker.port)
+    o = Options(brokers=(ep,), prefix=fleet_prefix, partitions=PARTS, instance="m",
+                lease_s=2.0, gap_timeout_s=5.0, keepalive=5)
+    db = await open_db(f"sqlite:///{tmp_path}/m.db")
+    g = SimGateway("m1", "gw1", prefix=fleet_prefix, servers=[ep], workdir=tmp_path,
+                   partitions=PARTS)
+    try:
+        async with consumer(o, db) as a:
+            for w, _ in a.workers.values():
+                await asyncio.wait_for(w.connected.wait(), 15)
+            await g.start()
+            await g.emit(stream(g.store, g.gateway, 15))
+            assert await wait_events(db, len(g.committed), 20) == len(g.committed)
+        # Consumers gone: the sessions keep queueing; the next consumer gets it all.
+        more = stream(g.store, g.gateway, 30)[len(g.committed):]
+        await g.emit(more)
+        assert g.publisher is not None and await g.publisher.flush(10)
+        async with consumer(replace(o, instance="m2"), db):
+            assert await wait_events(db, len(g.committed), 20) == len(g.committed)
+        report = await db.report()
+        assert report["gaps"] == 0 and report["events"] == len(g.committed)
+    finally:
+        await g.stop()
+        await db.close()
