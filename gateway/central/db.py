@@ -212,7 +212,8 @@ class CentralDb:
         dups = int(await self.fetchval("SELECT value FROM counters WHERE name = 'duplicates'")
                    or 0)
         missing = {f"{r[0]}/{r[1]}": int(r[2]) for r in await self.fetch(
-            "SELECT store, gateway, max(seq) - min(seq) + 1 - count(*) FROM events"
+            # DISTINCT: a gateway whose database was reset starts again at 1 (new ids).
+            "SELECT store, gateway, max(seq) - min(seq) + 1 - count(DISTINCT seq) FROM events"
             " GROUP BY store, gateway")}
         skipped = int(await self.fetchval("SELECT count(*) FROM gaps") or 0)
         gateways: dict[str, Any] = {}
