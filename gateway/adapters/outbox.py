@@ -43,7 +43,9 @@ from types import TracebackType
 import aiosqlite
 
 from presence_gateway.adapters import outbox_budget as budget_sql
-from presence_gateway.adapters.outbox_budget import COST_SQL, ROW_OVERHEAD, Budget, Shed
+from presence_gateway.adapters import outbox_delivered as delivered
+from presence_gateway.adapters.outbox_budget import ROW_OVERHEAD, Budget, Shed
+from presence_gateway.adapters.outbox_delivered import Requeued
 from presence_gateway.adapters.outbox_schema import MIGRATIONS as _MIGRATIONS  # noqa: F401
 from presence_gateway.adapters.outbox_schema import (
     PRAGMAS,
@@ -60,9 +62,7 @@ log = logging.getLogger("presence_gateway.adapters.outbox")
 NO_BUDGET = Budget()  # no byte limit, delete on PUBACK (tests and tools)
 SHED_LOG_S = 60.0  # at most one shedding summary a minute
 
-_INSERT = ("INSERT OR IGNORE INTO outbox (id, seq, topic, payload, qos, retain, created,"
-           " stored_at, anon) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_WAITING = "delivered_at IS NULL"
+_INSERT, _WAITING = delivered.INSERT, delivered.WAITING
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +77,6 @@ class StoredMessage:
     qos: int
     retain: bool
     created: float
-
-
-@dataclass(frozen=True, slots=True)
-class Requeued:
-    """What `requeue` did for a sequence range."""
-
-    requeued: int                 # delivered rows put back in the queue
-    waiting: int                  # rows in the range that had not been delivered yet
-    held: tuple[int, ...]         # every sequence number of the range still in the file
 
 
 class Outbox:
@@ -323,20 +314,13 @@ class Outbox:
 
     async def _delete(self, rowids: Sequence[int]) -> None:
         keys, self._unmarked = [*self._unmarked, *rowids], []
-        ranges = _ranges(keys)
+        ranges = delivered.ranges(keys)
         keep = self.budget.keep_delivered_s > 0
         removed = marked = pruned = 0
         try:
             async with self.transaction() as conn:
                 if keep:
-                    now = time.time()
-                    for lo, hi in ranges:
-                        async with conn.execute(
-                                f"UPDATE outbox SET delivered_at=? WHERE n BETWEEN ? AND ?"
-                                f" AND {_WAITING} RETURNING {COST_SQL}", (now, lo, hi)) as cur:
-                            costs = [r[0] for r in await cur.fetchall()]
-                        removed += len(costs)
-                        marked += sum(costs)
+                    removed, marked = await delivered.mark(conn, ranges, time.time())
                     cap = self.budget.keep_delivered_bytes
                     if cap and self.delivered_bytes + marked > cap:
                         _, pruned = await budget_sql.prune_delivered(
@@ -392,24 +376,14 @@ class Outbox:
     async def requeue(self, first: int, last: int) -> Requeued:
         """Put the delivered rows with seq in [first, last] back in the queue, unchanged."""
         async with self.transaction() as conn:
-            async with conn.execute(
-                    "SELECT n, id, seq, topic, payload, qos, retain, created, anon,"
-                    f" delivered_at, {COST_SQL} FROM outbox WHERE seq BETWEEN ? AND ?"
-                    " ORDER BY seq", (first, last)) as cur:
-                rows = list(await cur.fetchall())
-            again = [r for r in rows if r[9] is not None]
-            now = time.time()
-            # A new key: the publisher's cursor is past the old one. Delete first: one row
-            # per event id.
-            await conn.executemany("DELETE FROM outbox WHERE n = ?", [(r[0],) for r in again])
-            await conn.executemany(_INSERT, [(*r[1:8], now, r[8]) for r in again])
-        self._depth += len(again)
-        self.delivered_bytes = max(0, self.delivered_bytes - sum(r[10] for r in again))
-        if again:
+            done = await delivered.requeue(conn, first, last, time.time())
+        self._depth += done.requeued
+        self.delivered_bytes = max(0, self.delivered_bytes - done.freed)
+        if done.requeued:
             self.wakeup.set()
             for listener in self._listeners:
                 listener()
-        return Requeued(len(again), len(rows) - len(again), tuple(r[2] for r in rows))
+        return done
 
     async def first_seq_since(self, created: float) -> int | None:
         """The lowest seq still held whose event time is at or after `created`."""
@@ -435,20 +409,3 @@ class Outbox:
     def size(self) -> int:
         """Synchronous twin of `depth()` for stats snapshots."""
         return self._depth
-
-
-def _ranges(rowids: Sequence[int]) -> list[tuple[int, int]]:
-    """Sorted keys -> inclusive (lo, hi) runs; acks arrive nearly in order, so runs are long."""
-    keys = sorted(rowids)
-    out: list[tuple[int, int]] = []
-    if not keys:
-        return out
-    lo = hi = keys[0]
-    for k in keys[1:]:
-        if k == hi + 1:
-            hi = k
-        elif k != hi:
-            out.append((lo, hi))
-            lo = hi = k
-    out.append((lo, hi))
-    return out

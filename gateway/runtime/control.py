@@ -37,6 +37,7 @@ from presence_gateway.core.model import OutboundMessage
 from presence_gateway.core.offers.reload import OFFERS_RELOAD, reload_offers, reload_request
 from presence_gateway.core.ratelimit import RateLimit
 from presence_gateway.core.resend import EVENTS_RESEND
+from presence_gateway.errors import DiskFull
 from presence_gateway.runtime.clock import Clock
 from presence_gateway.runtime.core import Core
 from presence_gateway.runtime.identity import IdentityRuntime
@@ -75,6 +76,7 @@ class ControlPlane:
         # Summaries applied, per peer gateway: what a test on a manual clock waits on.
         self.peers_heard: Counter[str] = Counter()
         self._last_purge = 0.0
+        self._disk_full = False
 
     # -- inputs ---------------------------------------------------------------------------
     def subscribe_all(self) -> None:
@@ -208,7 +210,20 @@ class ControlPlane:
             await self.tend(self.retention_now())
 
     async def tend(self, now: float) -> None:
-        """Persist what the core accumulated and enforce retention (also at shutdown)."""
+        """Persist what the core accumulated and enforce retention (also at shutdown).
+
+        A full device skips the rest of this round (logged once per episode) instead of
+        failing the task: the outbox writer owns shedding, the next round tries again."""
+        try:
+            await self._tend(now)
+        except DiskFull as exc:
+            if not self._disk_full:
+                log.warning("maintenance skipped: %s", exc)
+            self._disk_full = True
+            return
+        self._disk_full = False
+
+    async def _tend(self, now: float) -> None:
         await self.identity.flush()
         if await self.identity.reload_if_changed():
             self.core.boundary.replace_opt_out(self.identity.opt_out)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from presence_gateway.adapters.outbox import Outbox
 from presence_gateway.core.model import OutboundMessage
+from presence_gateway.errors import DiskFull
 from presence_gateway.runtime.writer import OutboxWriter, Taps
 
 
@@ -95,3 +99,43 @@ async def test_without_an_outbox_messages_reach_the_taps_only() -> None:
     writer.close()
     await task
     assert seen == ["m1", "m2"] and writer.committed == 2
+
+
+class FullDisk:
+    """A sink whose device is full until `free()`: every append raises DiskFull."""
+
+    def __init__(self) -> None:
+        self.full = True
+        self.stored: list[OutboundMessage] = []
+        self.refused = 0
+
+    async def append(self, messages: Sequence[OutboundMessage]) -> None:
+        if self.full:
+            self.refused += 1
+            raise DiskFull("o.db: disk full")
+        self.stored.extend(messages)
+
+
+async def test_a_full_disk_holds_a_bounded_batch_and_never_blocks_producers(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sink = FullDisk()
+    writer = OutboxWriter(sink, batch_max=10, interval=0.0, limit=50)
+    task = asyncio.create_task(writer.run())
+    identified = {i for i in range(300) if i % 10 == 0}
+    for i in range(300):
+        writer.add([replace(message(i), anonymous=i not in identified)])
+        await asyncio.wait_for(writer.room(), 1)  # a producer is never held
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.1)
+    assert not task.done() and writer.disk_full and sink.refused >= 1
+    assert writer.waiting <= writer.limit + 10
+    sink.full = False
+    await asyncio.wait_for(writer.drained(), 15)
+    writer.close()
+    await asyncio.wait_for(task, 5)
+    kept = {int(m.id[1:]) for m in sink.stored}
+    assert identified <= kept, "anonymous messages go first"
+    assert len(kept) + writer.dropped == 300 and writer.dropped > 0
+    assert not writer.disk_full
+    full = [r for r in caplog.records if "disk full" in r.getMessage()]
+    assert len(full) == 1, "logged once per episode"
