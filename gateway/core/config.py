@@ -336,7 +336,7 @@ def _size(value: object) -> int | None:
         return value if value >= 0 else None
     if not isinstance(value, str):
         return None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    m = re.fullmatch(r"\s*(\d{1,15}(?:\.\d{1,6})?)\s*([A-Za-z]{0,3})\s*", value)
     if m is None or m.group(2).lower() not in _UNITS:
         return None
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])

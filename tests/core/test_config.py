@@ -177,3 +177,21 @@ def test_the_example_config_checks_from_any_directory(monkeypatch) -> None:  # t
     cfg = load_config(str(example), env=env)
     assert cfg.offers.rules_path == str(example.parent / "offers.example.yaml")
     assert Path(cfg.offers.rules_path).is_file()
+
+
+def test_storage_disk_budget_and_resend_window() -> None:
+    default = parse_config("", "<defaults>", env={}).storage
+    assert (default.max_bytes, default.min_free_bytes) == (1 << 30, 64 << 20)
+    assert (default.keep_delivered_s, default.keep_delivered_bytes) == (86400.0, 64 << 20)
+    s = parse_config("storage: {max_bytes: 512MB, min_free_bytes: 100MiB, keep_delivered: 2h,"
+                     " keep_delivered_bytes: 1000}\n", "g.yaml", env={}).storage
+    assert (s.max_bytes, s.min_free_bytes, s.keep_delivered_s, s.keep_delivered_bytes) == (
+        512_000_000, 100 << 20, 7200.0, 1000)
+    assert parse_config("storage: {keep_delivered: 0, max_bytes: 0}\n", "g.yaml",
+                        env={}).storage.keep_delivered_s == 0.0
+    with pytest.raises(ConfigErrors) as err:
+        parse_config("storage:\n  max_bytes: lots\n  min_free_bytes: -5\n"
+                     "  keep_delivered: 10s\n", "g.yaml", env={})
+    text = str(err.value)
+    assert "g.yaml:2 storage.max_bytes" in text and "storage.min_free_bytes" in text
+    assert "storage.keep_delivered" in text
