@@ -25,6 +25,7 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from presence_gateway.adapters.mqttlink import Link, explain_oserror
 from presence_gateway.central.db import CentralDb, Commit
 from presence_gateway.central.model import (
+    RESEND_COMMAND,
     Event,
     Output,
     Partition,
@@ -45,7 +47,9 @@ from presence_gateway.central.model import (
     parse,
     partitions,
 )
+from presence_gateway.core.commands import sign
 from presence_gateway.core.config import Endpoint
+from presence_gateway.core.resend import MAX_SPAN
 
 BATCH = 500  # deliveries per commit at most
 TICK_S = 0.2  # how often held events are re-examined when nothing arrives
@@ -65,6 +69,9 @@ class Options:
     keepalive: int = 10
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    # offers.command_key of the fleet: with it, a hole is asked for with a sealed
+    # `events.resend` command (its topic has a '.', which NATS 2.9's MQTT refuses).
+    command_key: bytes = field(default=b"", repr=False)
 
 
 @dataclass(slots=True)
@@ -77,11 +84,19 @@ class Counters:
 
 
 async def log_resend(request: ResendRequest) -> None:
-    """The default gap hook: say what a resend would ask for. Sending the sealed
-    `events.resend` command is the gateway command's job (issue 11 leaves the hook)."""
+    """The default gap hook: log the hole (the sealed command itself is sent by the worker
+    when `command_key` is set; a hook may also page someone, or count)."""
     logging.getLogger("presence_gateway.central").warning(
-        "gap in %s/%s: sequences %d..%d missing; a resend would ask for them",
+        "gap in %s/%s: sequences %d..%d missing; asking for a resend if a command key is set",
         request.store, request.gateway, request.from_sequence, request.to_sequence)
+
+
+def resend_command(key: bytes, request: ResendRequest) -> bytes:
+    """The sealed `events.resend` command for one hole (core/commands.py's wire format)."""
+    last = min(request.to_sequence, request.from_sequence + MAX_SPAN - 1)
+    return sign(key, {"command": RESEND_COMMAND, "target": f"{request.store}/{request.gateway}",
+                      "id": f"central-{uuid.uuid4().hex[:16]}", "issued_at": int(time.time()),
+                      "from_sequence": request.from_sequence, "to_sequence": last})
 
 
 class PartitionWorker:
@@ -219,6 +234,9 @@ class PartitionWorker:
             for tag in out.tags:  # only now: the effect of each is committed
                 link.client.ack(tag, 1)
         for request in out.resend:
+            if self.opts.command_key and not link.closed.done():
+                topic = request.topic(self.opts.prefix, partitions=self.opts.partitions)
+                link.client.publish(topic, resend_command(self.opts.command_key, request), 1)
             try:
                 await self.on_resend(request)
             except Exception:  # a resend is a courtesy: never stop consuming for it

@@ -154,7 +154,8 @@ class _Gateway:
     next: int | None  # next sequence to release; None: nothing seen yet
     held: dict[int, _Held] = field(default_factory=dict)
     hole_since: float | None = None
-    asked: int | None = None  # first sequence of the hole a resend was requested for
+    asked_to: int = 0  # the highest sequence a resend request covered
+    asked_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -197,7 +198,6 @@ class Partition:
         for gw in self._gw.values():
             gw.held.clear()
             gw.hole_since = None
-            gw.asked = None
 
     def offer(self, ev: Event, now: float, out: Output) -> None:
         gw = self._gw.get(ev.key)
@@ -234,11 +234,14 @@ class Partition:
             if age >= self.gap_timeout_s:
                 first = next(iter(gw.held.values())).event
                 self._skip(gw, first, out, now)
-            elif age >= self.resend_after_s and gw.asked != gw.next:
-                gw.asked = gw.next
+            elif age >= self.resend_after_s and (
+                    gw.next > gw.asked_to or now - gw.asked_at >= 5 * self.resend_after_s):
+                # Once per hole: a hole shrinking as the resend arrives is already asked
+                # for; ask again only if the request seems lost.
                 first = next(iter(gw.held.values())).event
-                out.resend.append(ResendRequest(first.store, first.gateway, gw.next,
-                                                min(gw.held) - 1))
+                last = min(gw.held) - 1
+                gw.asked_to, gw.asked_at = max(gw.asked_to, last), now
+                out.resend.append(ResendRequest(first.store, first.gateway, gw.next, last))
 
     def _skip(self, gw: _Gateway, sample: Event, out: Output, now: float) -> None:
         assert gw.next is not None
@@ -260,7 +263,6 @@ class Partition:
             gw.next += 1
         if not gw.held:
             gw.hole_since = None
-            gw.asked = None
 
 
 def partitions(n: int) -> list[str]:

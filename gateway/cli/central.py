@@ -8,7 +8,8 @@
 
 `--db sqlite:///PATH` (the embedded default, `sqlite:////abs/path` for an absolute path) or
 `postgresql://user@host:port/db`. A `-c FILE` is YAML with the same names under `central:`
-(brokers, db, prefix, partitions, group, lease, gap_timeout, username, password); flags win.
+(brokers, db, prefix, partitions, group, lease, gap_timeout, username, password,
+command_key: secrets as env:NAME or file:PATH); flags win.
 Exit codes: 0 ok, 1 broker/database failure, 2 bad usage or config.
 """
 
@@ -57,6 +58,9 @@ def register(sub: Subparsers) -> None:
                    help="wait this long for a missing sequence before skipping it (default 10)")
     r.add_argument("--username", help="broker user name")
     r.add_argument("--password-from", metavar="env:NAME|file:PATH", help="broker password")
+    r.add_argument("--command-key-from", metavar="env:NAME|file:PATH",
+                   help="the fleet's offers.command_key: ask for holes with a sealed"
+                        " events.resend (not on NATS 2.9: the topic has a '.')")
     r.set_defaults(func=run_command)
     rep = csub.add_parser("report", help="what the central database holds",
                           description="Events, duplicates, gaps and each gateway's status.")
@@ -85,6 +89,12 @@ def options(args: argparse.Namespace) -> tuple[Options, str]:
         password = read_secret(r, "--password-from", args.password_from, dict(os.environ))
         r.check()
 
+    key = conf.get("command_key")
+    if args.command_key_from:
+        r = Reader("--command-key-from", None, {})
+        key = read_secret(r, "--command-key-from", args.command_key_from, dict(os.environ))
+        r.check()
+
     def pick(name: str, default: Any) -> Any:
         v = getattr(args, name)
         return v if v is not None else conf.get(name, default)
@@ -94,7 +104,7 @@ def options(args: argparse.Namespace) -> tuple[Options, str]:
         partitions=int(pick("partitions", 16)), group=str(pick("group", "central")),
         instance=str(pick("instance", f"{socket.gethostname()}-{os.getpid()}")),
         lease_s=float(pick("lease", 10.0)), gap_timeout_s=float(pick("gap_timeout", 10.0)),
-        username=username, password=password)
+        username=username, password=password, command_key=(key or "").encode())
     return opts, str(args.db or conf.get("db") or DEFAULT_DB)
 
 
@@ -107,7 +117,7 @@ def _file(path: str) -> dict[str, Any]:
     r = Reader(Path(path).name, data, lines)
     r.known_keys("", {"central"})
     keys = {"brokers", "db", "prefix", "partitions", "group", "lease", "gap_timeout",
-            "username", "password", "instance"}
+            "username", "password", "instance", "command_key"}
     r.known_keys("central", keys)
     out: dict[str, Any] = {}
     if r.has("central.brokers"):
@@ -121,9 +131,10 @@ def _file(path: str) -> dict[str, Any]:
     for k in ("lease", "gap_timeout"):
         if r.has(f"central.{k}"):
             out[k] = r.duration(f"central.{k}", 10.0)
-    spec = r.opt_str("central.password")
-    if spec is not None:
-        out["password"] = read_secret(r, "central.password", spec, dict(os.environ))
+    for secret in ("password", "command_key"):
+        spec = r.opt_str(f"central.{secret}")
+        if spec is not None:
+            out[secret] = read_secret(r, f"central.{secret}", spec, dict(os.environ))
     r.check()
     return out
 
