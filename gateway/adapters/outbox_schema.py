@@ -19,7 +19,7 @@ import aiosqlite
 
 from presence_gateway.errors import DiskFull, StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Migrations by target user_version; each runs in its own transaction with the version bump.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -51,6 +51,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE outbox ADD COLUMN delivered_at REAL",
         "CREATE INDEX outbox_seq ON outbox (seq)",
         "CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL",
+    ),
+    # The waiting rows by key: with a day of delivered rows at the head of the table, finding
+    # the oldest waiting row (every batch: the age bound; every read of the publisher after a
+    # reconnect) scanned them all, 153 ms for 80,000 rows; 0.02 ms with this index.
+    4: (
+        "CREATE INDEX outbox_waiting ON outbox (n) WHERE delivered_at IS NULL",
     ),
 }
 
