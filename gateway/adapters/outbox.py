@@ -238,8 +238,9 @@ class Outbox:
         self._count_shed(shed)
 
     async def _make_room(self, need: int) -> None:
-        """On a full device: shed about `need` bytes in small transactions (each fits in the
-        WAL's existing space); a failure here is DiskFull for the caller."""
+        """On a full device: shed about `need` bytes in one small transaction (a delete writes
+        about its size to the WAL, which still has the space it had); a failure here is
+        DiskFull for the caller."""
         shed = Shed()
         async with self.transaction() as conn:
             shed = await budget_sql.shed(conn, need)
