@@ -8,6 +8,7 @@ import contextlib
 import errno
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,10 +18,15 @@ import pytest
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.adapters.outbox import Outbox
 from presence_gateway.adapters.outbox_budget import Budget, file_size
+from presence_gateway.core.config import load_config
+from presence_gateway.core.events import GatewayStats
 from presence_gateway.core.model import OutboundMessage
+from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.service import Service
 from presence_gateway.runtime.writer import OutboxWriter
 from tests.conftest import Subscriber
 from tests.integration.test_publisher import make, running, until
+from tests.integration.test_resend import Idle
 
 TOPIC = "presence/v1/s1/gw1/events/x"
 
@@ -232,3 +238,60 @@ async def test_a_full_disk_never_stops_capture_and_delivery_resumes(
         assert ob.compactions == 1 and file_size(str(path)) < 1_000_000
         with contextlib.suppress(FileNotFoundError):
             (small_disk / "ballast").unlink()
+
+
+def test_a_live_gateway_rides_out_a_full_disk(small_disk: Path,
+                                             mosquitto: Callable[..., LocalBroker]) -> None:
+    """The whole service (writer, publisher, control plane) on a device filled to the last
+    byte: it keeps running, delivers everything it kept once space returns, stops cleanly."""
+    broker = mosquitto()
+    cfg_path = small_disk.parent / "gateway.yaml"
+    cfg_path.write_text(
+        "store: {id: s1}\ngateway: {id: gw1}\n"
+        f"storage: {{path: '{small_disk / 'gw.db'}', batch_interval: 20ms, max_bytes: 0,"
+        " min_free_bytes: 0}\n"
+        f"mqtt: {{url: '{broker.url}', keepalive: 5}}\n")
+    cfg = load_config(str(cfg_path), env={})
+
+    async def scenario(sub: Subscriber) -> tuple[set[int], int, bool]:
+        svc = Service(cfg, RunOptions(mode=Mode.LIVE), [Idle()])
+        task = asyncio.create_task(svc.run())
+        assert await until(lambda: svc.runtime is not None and svc.runtime.publisher is not None
+                           and svc.runtime.publisher.connected)
+        rt = svc.runtime
+        assert rt is not None and rt.publisher is not None
+        sent: set[int] = set()
+
+        async def inject(n: int) -> None:
+            for _ in range(n // 100):
+                msgs = rt.core.pipeline.inject([GatewayStats(time=time.time(), gateway="gw1",
+                                                             counts={"pad": "x" * 700})
+                                                for _ in range(100)])
+                sent.update(m.seq for m in msgs)
+                rt.writer.add(msgs)
+                await asyncio.sleep(0.01)
+
+        await inject(2000)
+        assert await rt.publisher.flush(20)
+        ballast = small_disk / "ballast"
+        fill(ballast)
+        await inject(4000)               # the device is full to the last byte
+        await rt.control.tend(time.time())  # maintenance on a full disk: skipped, no error
+        await asyncio.sleep(0.5)
+        was_full = rt.writer.disk_full or rt.outbox.disk_full
+        assert not task.done(), "the gateway must keep running on a full disk"
+        ballast.unlink()
+        await inject(500)
+        assert await rt.publisher.flush(30), "delivery resumes when space returns"
+        lost = rt.writer.dropped + rt.outbox.shed.waiting + rt.outbox.dropped
+        await sub.until(len(sent) - lost, 20, distinct=True)
+        svc.stop_event.set()
+        await task                       # a clean stop, no StoreError
+        return sent, lost, was_full
+
+    with Subscriber(broker.host, broker.port, "presence/v1/s1/gw1/events/#") as sub:
+        sent, lost, was_full = asyncio.run(scenario(sub))
+    got = {ev["sequence"] for ev in sub.events() if set(ev["data"]) == {"pad"}}
+    print(f"\nlive gateway on a full disk: {len(sent)} events, {lost} dropped, {len(got)}"
+          " delivered")
+    assert was_full and got <= sent and len(got) == len(sent) - lost
