@@ -28,6 +28,8 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench.presence_memory", [], []),
     # 3-node NATS + PostgreSQL + 3 consumers: needs nats-server and postgresql installed.
     ("bench.fleet", ["--stores", "200", "--phase", "10"], ["--stores", "20", "--phase", "4"]),
+    # A 30-day, 20-store central database from real replayed events; headless Chromium.
+    ("bench.dashboard", [], ["--stores", "5", "--days", "7", "--rounds", "3"]),
 ]
 
 

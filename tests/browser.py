@@ -75,8 +75,12 @@ class Page:
     async def screenshot(self, path: Path) -> None:
         r = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         png = base64.b64decode(r["data"])
-        await asyncio.to_thread(lambda: (path.parent.mkdir(parents=True, exist_ok=True),
-                                         path.write_bytes(png)))
+        await asyncio.to_thread(_save, path, png)
+
+
+def _save(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 @contextlib.asynccontextmanager

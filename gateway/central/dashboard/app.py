@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import time
@@ -206,6 +207,12 @@ class Dashboard:
         await resp.prepare(request)
         _, end = day_window(local_day(self.clock(), tz), tz)
         last = request.query.get("after") or day_window(local_day(self.clock(), tz), tz)[0]
+        # The page was closed or navigated away: the normal end of a live view.
+        with contextlib.suppress(ConnectionResetError):
+            await self._stream(resp, store, last, end)
+        return resp
+
+    async def _stream(self, resp: web.StreamResponse, store: str, last: str, end: str) -> None:
         while True:
             rows = await self.db.fetch(
                 "SELECT time, present, entries, exits, passers_by FROM footfall WHERE store = ?"

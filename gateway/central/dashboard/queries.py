@@ -23,6 +23,7 @@ DAY_TYPES = ("presence.footfall", "presence.visit.ended", "presence.identity.lin
 
 async def prepare(db: CentralDb) -> None:
     await db.execute("CREATE INDEX IF NOT EXISTS events_store_time ON events (store, time)")
+    await db.execute("CREATE INDEX IF NOT EXISTS events_type_time ON events (type, time)")
 
 
 async def stores(db: CentralDb) -> list[str]:
@@ -83,10 +84,11 @@ async def health(db: CentralDb, store: str | None = None) -> list[dict[str, Any]
 
 async def offers_by_rule(db: CentralDb, store: str | None, start: str, end: str
                          ) -> dict[str, int]:
-    sql = ("SELECT offer_id, count(*) FROM offers o JOIN events e ON e.id = o.event_id"
-           " WHERE e.time >= ? AND e.time < ?")
+    # From the offer events in the time range (index type, time), joined to their rows.
+    sql = ("SELECT o.offer_id, count(*) FROM events e JOIN offers o ON o.event_id = e.id"
+           " WHERE e.type = 'presence.offer.triggered' AND e.time >= ? AND e.time < ?")
     args: list[Any] = [start, end]
     if store is not None:
         sql += " AND o.store = ?"
         args.append(store)
-    return {str(k): int(n) for k, n in await db.fetch(sql + " GROUP BY offer_id", *args)}
+    return {str(k): int(n) for k, n in await db.fetch(sql + " GROUP BY o.offer_id", *args)}
