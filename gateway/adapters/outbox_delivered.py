@@ -48,17 +48,33 @@ async def mark(conn: aiosqlite.Connection, ranges: Sequence[tuple[int, int]],
 
 
 async def requeue(conn: aiosqlite.Connection, first: int, last: int, now: float) -> Requeued:
-    """Put the delivered rows with seq in [first, last] back in the queue, unchanged."""
-    async with conn.execute(
-            "SELECT n, id, seq, topic, payload, qos, retain, created, anon,"
-            f" delivered_at, {COST_SQL} FROM outbox WHERE seq BETWEEN ? AND ?"
-            " ORDER BY seq", (first, last)) as cur:
-        rows = list(await cur.fetchall())
-    again = [r for r in rows if r[9] is not None]
-    await conn.executemany("DELETE FROM outbox WHERE n = ?", [(r[0],) for r in again])
-    await conn.executemany(INSERT, [(*r[1:8], now, r[8]) for r in again])
-    return Requeued(len(again), len(rows) - len(again), tuple(r[2] for r in rows),
-                    sum(r[10] for r in again))
+    """Put the delivered rows with seq in [first, last] back in the queue, unchanged.
+
+    The bytes move inside SQLite (through a temporary table, in seq order), never through
+    Python: a range may hold up to core.resend.MAX_SPAN events."""
+    async with conn.execute("SELECT seq, delivered_at IS NULL FROM outbox"
+                            " WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last)) as cur:
+        found = list(await cur.fetchall())
+    again = sum(1 for _, waiting in found if not waiting)
+    freed = 0
+    if again:
+        where = "seq BETWEEN ? AND ? AND delivered_at IS NOT NULL"
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS requeue AS SELECT id, seq, topic, payload, qos,"
+            " retain, created, anon FROM outbox WHERE 0")
+        await conn.execute("DELETE FROM temp.requeue")
+        await conn.execute(f"INSERT INTO temp.requeue SELECT id, seq, topic, payload, qos,"
+                           f" retain, created, anon FROM outbox WHERE {where} ORDER BY seq",
+                           (first, last))
+        async with conn.execute(f"SELECT sum({COST_SQL}) FROM temp.requeue") as cur:
+            row = await cur.fetchone()
+        freed = int(row[0] or 0) if row else 0
+        await conn.execute(f"DELETE FROM outbox WHERE {where}", (first, last))
+        await conn.execute("INSERT INTO outbox (id, seq, topic, payload, qos, retain, created,"
+                           " stored_at, anon) SELECT id, seq, topic, payload, qos, retain,"
+                           " created, ?, anon FROM temp.requeue ORDER BY rowid", (now,))
+        await conn.execute("DELETE FROM temp.requeue")
+    return Requeued(again, len(found) - again, tuple(s for s, _ in found), freed)
 
 
 def ranges(keys: Sequence[int]) -> list[tuple[int, int]]:
