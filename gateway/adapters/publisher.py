@@ -12,8 +12,9 @@ Invariants:
   the oldest undeleted row (same `id`: duplicates are possible, loss is not; consumers drop
   duplicates by id and order by `sequence`).
 - Status: the will is the retained `offline_payload` at QoS 1, set before connect; after
-  CONNACK the retained `online_payload()` is published at QoS 1; on a clean stop `offline` is
-  published explicitly (a normal DISCONNECT discards the will).
+  CONNACK the retained `online_payload()` is published at QoS 1; on a clean stop
+  `stop_payload()` (made at the stop) is published explicitly (a normal DISCONNECT discards
+  the will).
 - Reconnects back off exponentially with jitter (0.5 s .. 30 s by default); each change of
   failure reason is logged once at WARNING with an actionable sentence, repeats at DEBUG.
 - Failover (`mqtt.servers`): every new session goes to the next node; the backoff grows per
@@ -61,13 +62,15 @@ class Publisher:
 
     def __init__(self, settings: MqttSettings, outbox: Outbox, *, status_topic: str,
                  online_payload: Callable[[], bytes], offline_payload: bytes,
+                 stop_payload: Callable[[], bytes] | None = None,
                  logger: logging.Logger | None = None, content_type: str | None = CONTENT_TYPE,
                  backoff: tuple[float, float] = (0.5, 30.0), grace_s: float = 2.0) -> None:
         self.settings = settings
         self.outbox = outbox
         self.status_topic = status_topic
         self.online_payload = online_payload
-        self.offline_payload = offline_payload
+        self.offline_payload = offline_payload  # the will
+        self.stop_payload = stop_payload or (lambda: offline_payload)  # a clean stop's
         self.log = logger or logging.getLogger("presence_gateway.adapters.publisher")
         self.content_type = content_type
         self.backoff = backoff
@@ -281,7 +284,7 @@ class Publisher:
             await self._flush_acks()
             if link.closed.done():
                 return
-            ack = self._publish_status(link, self.offline_payload)
+            ack = self._publish_status(link, self.stop_payload())
             waits: list[asyncio.Future[Any]] = [ack, link.closed]
             await asyncio.wait(waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             link.client.disconnect()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -130,9 +131,8 @@ def parse(topic: str, payload: bytes, tag: int = 0) -> Event | Status | None:
         return None
     if where.kind == "status":
         state = body.get("state")
-        t = body.get("time")
         return Status(where.store, where.gateway, state if isinstance(state, str) else "unknown",
-                      float(t) if isinstance(t, int | float) else None)
+                      _when(body.get("time")))
     eid, seq, etype = body.get("id"), body.get("sequence"), body.get("type")
     if not isinstance(eid, str) or not isinstance(seq, int) or not isinstance(etype, str):
         return None
@@ -323,3 +323,15 @@ def _f(v: object) -> float | None:
 
 def _i(v: object) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _when(v: object) -> float | None:
+    """A status time: RFC 3339 (gateways from 0.1 on) or epoch seconds (older ones)."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None

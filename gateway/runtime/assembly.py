@@ -172,7 +172,8 @@ async def _assemble(cfg: GatewayConfig, options: RunOptions, outbox: Outbox, rul
     if options.publish:
         publisher = Publisher(cfg.mqtt, outbox, status_topic=core.topics.status,
                               online_payload=lambda: status.payload("online"),
-                              offline_payload=status.payload("offline"), logger=log)
+                              offline_payload=status.will(), stop_payload=status.stopped,
+                              logger=log)
     control = ControlPlane(cfg, core, writer.add, identity=identity, ledger=ledger,
                            publisher=publisher, clock=clock, capture_time=not live,
                            outbox=outbox)

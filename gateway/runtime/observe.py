@@ -92,6 +92,8 @@ def verdict(rt: Runtime, health: Health, outbox: OutboxView) -> tuple[bool, dict
         drivers[d.name] = {"ok": ok, "restarts": h.restarts, "last_error": h.last_error}
         if not ok:
             problems[f"driver:{d.name}"] = h.last_error or "failing"
+    if rt.writer.disk_full:
+        problems["outbox"] = "disk full: events are held in memory (bounded) until space returns"
     limit = rt.cfg.storage.outbox_max_rows
     if outbox.depth >= limit:
         problems["outbox"] = f"full: {outbox.depth} of {limit} rows (oldest events dropped)"
