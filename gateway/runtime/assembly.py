@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -29,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
+from presence_gateway.adapters.config_store import RemoteConfigStore
 from presence_gateway.adapters.offer_store import OfferLedgerStore
 from presence_gateway.adapters.outbox import Outbox
 from presence_gateway.adapters.outbox_budget import Budget
@@ -38,6 +40,7 @@ from presence_gateway.core.config import GatewayConfig
 from presence_gateway.core.driver_config import default_ble
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.core.offers.rules import EMPTY_RULES, RuleSet, parse_rules
+from presence_gateway.core.presence.remote import parse_presence
 from presence_gateway.core.throttle import AdvertThrottle
 from presence_gateway.drivers.base import Driver
 from presence_gateway.errors import ConfigError
@@ -133,6 +136,23 @@ async def open_runtime(cfg: GatewayConfig, options: RunOptions,
         yield await _assemble(cfg, options, outbox, rules, list(drivers))
 
 
+async def _remote_presence(cfg: GatewayConfig, outbox: Outbox) -> GatewayConfig:
+    """The presence settings central sent last (presence.configure) win over the file's: a
+    restart must not undo them. A stored text that no longer validates is reported and the
+    file's settings are used."""
+    stored = await RemoteConfigStore(outbox).load("presence")
+    if stored is None:
+        return cfg
+    version, text = stored
+    parsed = parse_presence(text, f"stored presence.configure {version}")
+    if isinstance(parsed, list):
+        log.warning("stored presence settings %s no longer valid (%s); using the file's",
+                    version, "; ".join(parsed))
+        return cfg
+    log.info("presence settings %s (from central) replace the file's", version)
+    return dataclasses.replace(cfg, presence=parsed)
+
+
 def _scratch(source: str, target: str) -> str:
     """A run that does not publish computes on a copy: it must not write the live file."""
     if Path(source).exists():
@@ -152,6 +172,7 @@ async def _assemble(cfg: GatewayConfig, options: RunOptions, outbox: Outbox, rul
                                            prefix=cfg.mqtt.topic_prefix, store=cfg.store_id)
     ledger = OfferLedgerStore(outbox)
     await ledger.init()
+    cfg = await _remote_presence(cfg, outbox)
     core = build_core(cfg, identity, pseudonymizer, rules=rules,
                       next_seq=(await outbox.last_seq()) + 1,
                       started=clock.now() if live else None)

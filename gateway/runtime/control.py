@@ -4,6 +4,9 @@
   reload the offer rules; the result is published on `.../commands/offers.reload/result`.
 - `events.resend` commands on `{base}/commands/events.resend` (sealed) put delivered events
   back in the outbox (runtime/resend.py); the result goes to `.../events.resend/result`.
+- `presence.configure` commands on `{base}/commands/presence.configure` (sealed) replace the
+  zones and presence settings of the running engine (validated whole; kept in the database
+  so a restart keeps them); the result goes to `.../presence.configure/result`.
 - Identity registry and opt-out sync from central (`{store}/identity/snapshot|updates`).
 - Peer summaries between a store's gateways on `{store}/sync/{gateway}` (ephemeral, QoS 0).
 - Maintenance: visit history flush, registry reload after CLI edits, retention purge, offer
@@ -20,6 +23,7 @@ the runtime's clock (wall time, or a test's); retention and caps in a replay on 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import orjson
 
+from presence_gateway.adapters.config_store import RemoteConfigStore
 from presence_gateway.adapters.offer_store import OfferLedgerStore
 from presence_gateway.adapters.outbox import Outbox
 from presence_gateway.adapters.publisher import Publisher
@@ -35,6 +40,12 @@ from presence_gateway.core.config import GatewayConfig
 from presence_gateway.core.events import CommandRefused, Event, InboundRejected
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.core.offers.reload import OFFERS_RELOAD, reload_offers, reload_request
+from presence_gateway.core.offers.rules import dwell_marks
+from presence_gateway.core.presence.remote import (
+    PRESENCE_CONFIGURE,
+    configure_request,
+    parse_presence,
+)
 from presence_gateway.core.ratelimit import RateLimit
 from presence_gateway.core.resend import EVENTS_RESEND
 from presence_gateway.errors import DiskFull
@@ -70,6 +81,8 @@ class ControlPlane:
                                   max_age_s=cfg.offers.command_max_age_s)
         self.reload_topic = f"{core.topics.commands}/{OFFERS_RELOAD}"
         self.resend_topic = f"{core.topics.commands}/{EVENTS_RESEND}"
+        self.configure_topic = f"{core.topics.commands}/{PRESENCE_CONFIGURE}"
+        self.presence = cfg.presence  # replaced by an accepted presence.configure
         self.sync_prefix = f"{core.topics.store}/sync/"
         self.dropped = 0
         self.rejections = RateLimit()  # rejection events + warnings per inbound topic
@@ -84,6 +97,7 @@ class ControlPlane:
             return
         self.publisher.subscribe(self.reload_topic, self._enqueue)
         self.publisher.subscribe(self.resend_topic, self._enqueue)
+        self.publisher.subscribe(self.configure_topic, self._enqueue)
         for topic in self.identity.topics:
             self.publisher.subscribe(topic, self._enqueue)
         self.publisher.subscribe(self.sync_prefix + "+", self._on_peer, qos=0)
@@ -129,6 +143,8 @@ class ControlPlane:
             return self._reload_command(payload, now)
         if topic == self.resend_topic and self.outbox is not None:
             return await resend(self.guard, self.outbox, payload, now)
+        if topic == self.configure_topic:
+            return await self._configure(payload, now)
         if topic in self.identity.topics:
             events: list[Event] = await self.identity.on_message(topic, payload, now)
             self.core.boundary.replace_opt_out(self.identity.opt_out)
@@ -169,7 +185,35 @@ class ControlPlane:
         return [event]
 
     def _zones(self) -> set[str]:
-        return {z.name for z in self.cfg.presence.zones}
+        return {z.name for z in self.presence.zones}
+
+    async def _configure(self, payload: bytes, now: float) -> list[Event]:
+        """New zones and presence settings: all valid (and every offer rule's zone still
+        there) or nothing changes; then the engine takes them and the database keeps them."""
+        cmd = self.guard.check(PRESENCE_CONFIGURE, payload, now)
+        req = cmd if isinstance(cmd, CommandRejected) else configure_request(cmd)
+        if isinstance(req, CommandRejected):
+            return [result_event(PRESENCE_CONFIGURE, now, command_id=req.id, ok=False,
+                                 reason=req.reason)]
+        parsed = parse_presence(req.text, f"{PRESENCE_CONFIGURE} {req.command.id}")
+        rules = self.core.offers.rules if self.core.offers is not None else None
+        errors = parsed if isinstance(parsed, list) else [
+            f"offer rule {r.id} needs zone {r.when.zone}, which these settings remove"
+            for r in (rules.rules if rules is not None else ())
+            if r.when.zone is not None and r.when.zone not in {z.name for z in parsed.zones}]
+        if isinstance(parsed, list) or errors:
+            return [result_event(PRESENCE_CONFIGURE, now, command_id=req.command.id, ok=False,
+                                 version=req.version, errors=tuple(errors))]
+        settings = parsed if rules is None else dataclasses.replace(
+            parsed, dwell_marks_s=dwell_marks(rules, parsed.dwell_marks_s))
+        if self.outbox is not None:
+            await RemoteConfigStore(self.outbox).save("presence", req.version, req.text, now)
+        events = self.core.engine.reconfigure(settings, now)
+        self.presence = parsed
+        log.info("presence settings %s applied (%d zones) by command %s", req.version,
+                 len(parsed.zones), req.command.id)
+        return [*events, result_event(PRESENCE_CONFIGURE, now, command_id=req.command.id,
+                                      ok=True, version=req.version)]
 
     # -- peers ----------------------------------------------------------------------------
     def _on_peer(self, topic: str, payload: bytes) -> None:

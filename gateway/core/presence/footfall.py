@@ -99,6 +99,15 @@ class Footfall:
         self.zones = {z: _Counts() for z in zones}
         self.day: int | None = None
 
+    def carry_over(self, old: Footfall) -> None:
+        """Take the day's counts of `old` (new settings, same day): the store's, and each
+        zone's that still exists; a new zone starts at zero."""
+        self.day, self.total, self._present = old.day, old.total, old._present
+        for name in self.zones:
+            if name in old.zones:
+                self.zones[name] = old.zones[name]
+                self._zone_present[name] = old._zone_present[name]
+
     def roll_day(self, day: int) -> None:
         if day != self.day:
             self.day = day

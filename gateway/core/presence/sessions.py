@@ -90,6 +90,35 @@ class PresenceEngine:
         """Devices (units) currently tracked."""
         return len(self._units)
 
+    # The state a running engine keeps across new settings (`reconfigure`); everything else
+    # (resolved zones, noise constants, footfall's zone table, horizons) follows the settings.
+    _KEPT = frozenset({"_units", "_dormant", "_fixtures", "_next_footfall", "_last_state",
+                       "_day", "_started", "evicted", "peers", "grouper"})
+
+    def reconfigure(self, settings: PresenceSettings, now: float) -> list[Event]:
+        """Apply new settings (zones, thresholds, timings) to a running engine: open visits
+        stay open; a device in a zone that no longer exists leaves it now (ZoneExited); the
+        others keep their zone and are judged again on the next reading with the new
+        thresholds; the day's counts carry over (per zone for the zones that remain)."""
+        fresh = PresenceEngine(settings, gateway_id=self.gateway_id, store_id=self.store_id,
+                               grouper=self.grouper)
+        out: list[Event] = []
+        for u in self._units.values():
+            if u.zone is not None:
+                pool = fresh._zones_wifi if u.radio is Radio.WIFI else fresh._zones_ble
+                same = next((z for z in pool if z.name == u.zone.name), None)
+                if same is None:
+                    self._exit_zone(u, now, out)
+                else:
+                    u.zone = same
+            u.lo, u.hi = INF, -INF
+        old = self.footfall
+        kept = {k: v for k, v in vars(self).items() if k in self._KEPT}
+        vars(self).update(vars(fresh))
+        vars(self).update(kept)
+        self.footfall.carry_over(old)
+        return out
+
     def adopt(self, frozen: PresenceEngine) -> None:
         """Take over a frozen engine's state (core/continuity.py): units, open visits, zone
         state, the day's counters. Its settings equal ours (checked by the caller)."""
