@@ -13,7 +13,7 @@ boundary (raw address -> keyed pseudonym) before anything is queued.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from presence_gateway.core.model import Rejection, Sighting
 
@@ -36,4 +36,13 @@ class Driver(Protocol):
     name: str
 
     async def run(self, sink: Sink) -> None: ...
+
+
+@runtime_checkable
+class ReportsProblem(Protocol):
+    """A driver that retries on its own (e.g. BLE start failures with backoff) says what is
+    wrong meanwhile, so health checks need not wait for it to give up."""
+
+    @property
+    def problem(self) -> str | None: ...
 

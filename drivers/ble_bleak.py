@@ -244,6 +244,11 @@ class BleakDriver:
         finally:
             self._sink = None
 
+    @property
+    def problem(self) -> str | None:
+        """The reason of the current run of start failures (None once a scan runs)."""
+        return self._warned
+
     async def _adapter_name(self) -> str:
         """hciN for bleak and the power-cycle; a MAC in the config is looked up each time."""
         if not _MAC.fullmatch(self.adapter):

@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from presence_gateway.adapters.http import serve
-from presence_gateway.drivers.base import Driver
+from presence_gateway.drivers.base import Driver, ReportsProblem
 from presence_gateway.runtime.assembly import Runtime
 
 # A driver that failed less than this long ago is unhealthy even if its supervisor has started
@@ -88,10 +88,12 @@ def verdict(rt: Runtime, health: Health, outbox: OutboxView) -> tuple[bool, dict
     drivers: dict[str, Any] = {}
     for d in rt.drivers:
         h = health.driver(d.name)
-        ok = h.healthy(now)
-        drivers[d.name] = {"ok": ok, "restarts": h.restarts, "last_error": h.last_error}
+        retrying = d.problem if isinstance(d, ReportsProblem) else None
+        ok = h.healthy(now) and retrying is None
+        drivers[d.name] = {"ok": ok, "restarts": h.restarts,
+                           "last_error": retrying or h.last_error}
         if not ok:
-            problems[f"driver:{d.name}"] = h.last_error or "failing"
+            problems[f"driver:{d.name}"] = retrying or h.last_error or "failing"
     if rt.writer.disk_full:
         problems["outbox"] = "disk full: events are held in memory (bounded) until space returns"
     limit = rt.cfg.storage.outbox_max_rows
@@ -162,7 +164,8 @@ class GatewayCollector(Collector):
         for d in rt.drivers:
             h = self.health.driver(d.name)
             restarts.add_metric([d.name], h.restarts)
-            up.add_metric([d.name], 1.0 if h.healthy(now) else 0.0)
+            retrying = d.problem if isinstance(d, ReportsProblem) else None
+            up.add_metric([d.name], 1.0 if h.healthy(now) and retrying is None else 0.0)
         yield restarts
         yield up
         yield recovery_metric(rt.drivers)

@@ -114,3 +114,31 @@ def test_healthy_gateway_answers_200(tmp_path: Path, mosquitto: Any) -> None:
     code, body = run_live(tmp_path, broker, [Radio1()], lambda base: get(base + "/healthz"))
     assert code == 200, body
     assert orjson.loads(body)["problems"] == {}
+
+
+def test_a_ble_driver_retrying_on_its_own_is_unhealthy_before_it_gives_up(
+        tmp_path: Path, mosquitto: Any) -> None:
+    """bleak's real BleakError from every start: the driver retries with
+    backoff (no DriverError for a while), and /healthz already names it with the reason."""
+    from bleak.exc import BleakError
+
+    from presence_gateway.drivers.ble_bleak import BleakDriver
+    from tests.drivers.test_ble_bleak import FakeControl, FakeScanner
+
+    broker = mosquitto()
+
+    def failing(cb: Any, mode: str, adapter: str) -> FakeScanner:
+        return FakeScanner(cb, mode, adapter, BleakError("org.bluez.Error.NotReady"))
+
+    ble = BleakDriver("ble", control=FakeControl(), scanner_factory=failing, backoff_s=0.05,
+                      max_failures=10_000)
+
+    def scrape(base: str) -> Any:
+        time.sleep(0.5)
+        return get(base + "/healthz"), get(base + "/metrics")
+
+    (code, health), (_, metrics) = run_live(tmp_path, broker, [Radio1(), ble], scrape)
+    body = orjson.loads(health)
+    assert code == 503 and body["problems"]["driver:ble"] == "scanner_failed", body
+    assert body["drivers"]["ble"]["restarts"] == 0, "the supervisor never saw it fail"
+    assert samples(metrics)[("presence_gateway_driver_up", (("driver", "ble"),))] == 0
