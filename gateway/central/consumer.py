@@ -155,16 +155,18 @@ class PartitionWorker:
                 return False
             suback: asyncio.Future[Any] = loop.create_future()
 
-            def subscribed(*_a: Any) -> None:
+            def subscribed(_c: Any, _u: Any, _mid: int, codes: list[Any], *_p: Any) -> None:
                 if not suback.done():
-                    suback.set_result(None)
+                    suback.set_result(all(not getattr(c, "is_failure", False) for c in codes))
 
             client.on_subscribe = subscribed
             client.subscribe(self.topic, 1)
             waits = [suback, link.closed]
             await asyncio.wait(waits, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-            if not suback.done():
-                self.log.info("no SUBACK on %s:%d", ep.host, ep.port)
+            if not suback.done() or not suback.result():
+                # NATS answers 0x80 when it could not create the subscription's JetStream
+                # consumer (e.g. while a stream leader is elected): that is no subscription.
+                self.log.info("subscription refused or unanswered on %s:%d", ep.host, ep.port)
                 return False
             self.counters.sessions += 1
             await self.db.consuming(self.partition, self.opts.instance, time.time())

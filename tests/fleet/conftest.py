@@ -13,7 +13,9 @@ Each skips with a reason when its Debian package is missing (`.ci/run` installs 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,13 +58,19 @@ def fleet_prefix() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+def postgres_server() -> Iterator[Postgres]:
     if find_postgres() is None:
         pytest.skip(f"PostgreSQL 15 not found in {PG_BIN} (Debian: apt-get install postgresql)")
-    pg = Postgres(tmp_path_factory.mktemp("pg"))
-    pg.start()
-    yield pg
-    pg.stop()
+    # Not under pytest's temp root: pytest keeps that 0700 (re-tightened by every session),
+    # and the server runs as the `postgres` user, which must reach its data directory.
+    workdir = Path(tempfile.mkdtemp(prefix="presence-pg-"))
+    pg = Postgres(workdir)
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

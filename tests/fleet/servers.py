@@ -193,11 +193,6 @@ class Postgres:
         if self._as:
             shutil.chown(self.dir, "postgres")
             shutil.chown(self.sock, "postgres")
-            for parent in self.dir.parents:  # the server user must traverse to its data dir
-                if parent == Path("/"):
-                    break
-                with contextlib.suppress(OSError):
-                    os.chmod(parent, os.stat(parent).st_mode | 0o001)
         if not self.data.exists():
             subprocess.run([*self._as, str(PG_BIN / "initdb"), "-D", str(self.data), "-U",
                             "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],

@@ -14,7 +14,7 @@ from presence_gateway.central.db import open_db
 from presence_gateway.core.config import Endpoint
 from tests.fleet.servers import NatsCluster
 from tests.fleet.sim import SimGateway, stream
-from tests.fleet.test_central import PARTS, consumer, opts, wait_events
+from tests.fleet.test_central import PARTS, all_consuming, consumer, opts, wait_events
 
 
 def bridge_lines(nats: NatsCluster, prefix: str, store: str) -> str:
@@ -51,8 +51,7 @@ async def test_a_cut_bridge_loses_nothing(nats: NatsCluster, fleet_prefix: str,
     day = stream("s7", "gw1", 60)
     try:
         async with consumer(opts(nats, fleet_prefix, "a", gap_timeout_s=20), db) as a:
-            for w, _ in a.workers.values():
-                await asyncio.wait_for(w.connected.wait(), 15)
+            await all_consuming(a, PARTS)
             await gw.start()
             for i in range(0, len(day), 10):
                 await gw.emit(day[i:i + 10])

@@ -39,6 +39,15 @@ async def consumer(o: Options, db: CentralDb) -> AsyncIterator[Coordinator]:
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def all_consuming(c: Coordinator, parts: int = PARTS, within_s: float = 30) -> None:
+    """Until this coordinator holds `parts` partitions, each with a subscribed session."""
+    for _ in range(int(within_s / 0.05)):
+        if len(c.workers) >= parts and all(w.connected.is_set() for w, _ in c.workers.values()):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(c.workers)} partitions held, not all consuming")
+
+
 async def wait_events(db: CentralDb, n: int, within_s: float) -> int:
     got = 0
     for _ in range(int(within_s / 0.2)):
@@ -79,8 +88,7 @@ async def run_fleet(nats: NatsCluster, prefix: str, tmp_path: Path, db_url: str)
     db = await open_db(db_url)
     try:
         async with consumer(opts(nats, prefix, "a"), db) as a:
-            for p, (w, _) in a.workers.items():
-                assert await asyncio.wait_for(w.connected.wait(), 15), p
+            await all_consuming(a)
             for g in gws:
                 await g.start()
                 await g.emit(stream(g.store, g.gateway, 20))
@@ -169,8 +177,7 @@ async def test_central_on_a_single_mosquitto(mosquitto: Any, fleet_prefix: str,
                    partitions=PARTS)
     try:
         async with consumer(o, db) as a:
-            for w, _ in a.workers.values():
-                await asyncio.wait_for(w.connected.wait(), 15)
+            await all_consuming(a)
             await g.start()
             await g.emit(stream(g.store, g.gateway, 15))
             assert await wait_events(db, len(g.committed), 20) == len(g.committed)

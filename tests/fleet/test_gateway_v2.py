@@ -16,7 +16,14 @@ from presence_gateway.drivers.registry import replay_settings
 from presence_gateway.runtime.assembly import Mode, RunOptions
 from presence_gateway.runtime.service import Service
 from tests.fleet.servers import NatsCluster
-from tests.fleet.test_central import PARTS, consumer, opts, ordered_per_gateway, wait_events
+from tests.fleet.test_central import (
+    PARTS,
+    all_consuming,
+    consumer,
+    opts,
+    ordered_per_gateway,
+    wait_events,
+)
 
 
 async def test_the_gateway_publishes_v2_through_the_cluster(nats: NatsCluster, fleet_prefix: str,
@@ -34,13 +41,12 @@ async def test_the_gateway_publishes_v2_through_the_cluster(nats: NatsCluster, f
     published: list[OutboundMessage] = []
     try:
         async with consumer(opts(nats, fleet_prefix, "a"), db) as a:
-            for w, _ in a.workers.values():
-                await w.connected.wait()
+            await all_consuming(a, PARTS)
             svc = Service(cfg, RunOptions(mode=Mode.REPLAY, on_message=published.append))
             summary = await svc.run()
             assert summary.outbox_depth == 0 and published
             assert {m.topic.split("/")[1] for m in published} == {"v2"}
-            assert await wait_events(db, len(published), 30) == len(published)
+            assert await wait_events(db, len(published), 60) == len(published)
             for _ in range(50):  # the clean stop's `offline` follows the last event
                 report = await db.report()
                 if report["gateways"]["s1/gw1"]["status"] == "offline":

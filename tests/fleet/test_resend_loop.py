@@ -18,7 +18,7 @@ from presence_gateway.core.config import Endpoint, load_config
 from presence_gateway.core.events import GatewayStats
 from presence_gateway.runtime.assembly import Mode, RunOptions
 from presence_gateway.runtime.service import Service
-from tests.fleet.test_central import consumer, ordered_per_gateway
+from tests.fleet.test_central import all_consuming, consumer, ordered_per_gateway
 from tests.integration.test_publisher import until
 from tests.integration.test_resend import Idle
 
@@ -65,8 +65,7 @@ async def test_central_asks_for_a_hole_and_the_gateway_fills_it(tmp_path: Path,
         rt = svc.runtime
         assert rt is not None and rt.publisher is not None
         async with consumer(o, db) as a:
-            for w, _ in a.workers.values():
-                await asyncio.wait_for(w.connected.wait(), 15)
+            await all_consuming(a, PARTS)
             for i in range(10):
                 load(i * 50, 50)
                 await asyncio.sleep(0.02)
@@ -80,8 +79,7 @@ async def test_central_asks_for_a_hole_and_the_gateway_fills_it(tmp_path: Path,
         await asyncio.sleep(0.3)
         broker.start()
         async with consumer(o, db) as a:
-            for w, _ in a.workers.values():
-                await asyncio.wait_for(w.connected.wait(), 15)
+            await all_consuming(a, PARTS)
             for i in range(15, 30):
                 load(i * 50, 50)
                 await asyncio.sleep(0.02)
