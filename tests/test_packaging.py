@@ -51,6 +51,8 @@ def test_the_wheel_carries_configs_contract_license_and_unit(wheel: Path) -> Non
     for shipped in ("gateway.example.yaml", "offers.example.yaml", "asyncapi.yaml", "LICENSE"):
         assert f"presence_gateway/data/share/{shipped}" in names
     assert "presence_gateway/firmware_tools/presence-gateway.service" in names
+    for page in ("app.js", "login.html", "store.html", "uPlot.iife.min.js", "LICENSE.uPlot"):
+        assert f"presence_gateway/data/web/{page}" in names  # the dashboard works offline
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     tops = {n.split("/", 1)[0] for n in names}
     assert tops <= {"presence_gateway", *(t for t in tops if t.endswith(".dist-info"))}

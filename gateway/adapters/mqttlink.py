@@ -244,4 +244,10 @@ def _explain_tls(exc: ssl.SSLError, where: str) -> str:
         return (f"TLS handshake with {where} refused ({reason}): the broker may require a"
                 " client certificate (mqtt.tls.cert_file, mqtt.tls.key_file), or it shares no"
                 " TLS version or cipher with us")
+    if isinstance(exc, ssl.SSLEOFError):
+        # Some OpenSSL builds read the broker's closing of the handshake, not its alert.
+        return (f"TLS: {where} closed the connection during the handshake ({reason}): a broker"
+                " that requires a client certificate does this when none is sent or ours is"
+                " refused (set mqtt.tls.cert_file and mqtt.tls.key_file to this gateway's"
+                " certificate and key); or the port is not a TLS listener")
     return f"TLS handshake with {where} failed ({reason}); is the port a TLS listener?"
