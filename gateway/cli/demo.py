@@ -35,9 +35,13 @@ def register(sub: Subparsers) -> None:
                        description="The whole pipeline on bundled real captures, into a"
                                    " private Mosquitto (or --mqtt), watched by a subscriber.")
     p.add_argument("--quiet", action="store_true", help="only the summary")
+    p.add_argument("--dashboard", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="then serve the dashboard over the demo's events until Ctrl-C"
+                        " (default 127.0.0.1:8080)")
     add_broker_options(p, "use this broker instead of starting one: mqtt://[user@]host:port")
     p.set_defaults(func=lambda args: run_demo(quiet=args.quiet, mqtt_url=args.mqtt,
-                                              password_from=args.mqtt_password_from))
+                                              password_from=args.mqtt_password_from,
+                                              dashboard=args.dashboard))
 
 
 def demo_captures() -> list[str]:
@@ -47,7 +51,7 @@ def demo_captures() -> list[str]:
 
 
 def run_demo(*, quiet: bool = False, mqtt_url: str | None = None,
-             password_from: str | None = None) -> int:
+             password_from: str | None = None, dashboard: str | None = None) -> int:
     from presence_gateway.adapters.mosquitto import local_broker
     from presence_gateway.adapters.mqttlink import tls_context
     from presence_gateway.drivers.registry import replay_settings
@@ -74,9 +78,11 @@ def run_demo(*, quiet: bool = False, mqtt_url: str | None = None,
                                   username=cfg.mqtt.username, password=cfg.mqtt.password,
                                   tls=tls_context(cfg.mqtt))
             published: dict[str, str] = {}
+            messages: list[OutboundMessage] = []
 
             def on_message(m: OutboundMessage) -> None:
                 published[m.id] = m.topic
+                messages.append(m)
 
             service = Service(cfg, RunOptions(mode=Mode.REPLAY, on_message=on_message))
             summary = asyncio.run(run_with_signals(service))
@@ -91,7 +97,26 @@ def run_demo(*, quiet: bool = False, mqtt_url: str | None = None,
         finally:
             if broker is not None:
                 broker.close()
-    return _report(summary, published, sub.received, missing)
+    rc = _report(summary, published, sub.received, missing)
+    return _dashboard(messages, cfg.timezone, dashboard) if rc == 0 else rc
+
+
+def _dashboard(messages: list[OutboundMessage], timezone: str, listen: str | None) -> int:
+    """The demo's events into a central database; the dashboard's URL (and, when asked,
+    the dashboard itself until Ctrl-C)."""
+    from presence_gateway.cli import demo_dashboard
+    url, config, password = demo_dashboard.prepare(messages, timezone)
+    where = listen or "127.0.0.1:8080"
+    print(f"\ndashboard: presence-gateway dashboard --db {url} -c {config} --listen {where}\n"
+          f"  then open http://{where}/ and log in as admin (password in "
+          f"{config.parent / 'dashboard.pw'})", file=sys.stderr)
+    if listen is None:
+        return 0
+    from presence_gateway.cli.dashboard import build_auth, listen_address, serve
+    dash_cfg = load_config(str(config))
+    host, port = listen_address(listen)
+    print(f"  admin password: {password}", file=sys.stderr)
+    return asyncio.run(serve(dash_cfg, build_auth(dash_cfg), url, host, port))
 
 
 def _report(summary: RunSummary, published: dict[str, str], received: dict[str, str],
