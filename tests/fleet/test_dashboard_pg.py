@@ -1,0 +1,63 @@
+"""The dashboard over PostgreSQL (a chain's central database): the same numbers as the
+database, through the same queries the SQLite tests use (placeholders, JSON, time ranges)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from presence_gateway.adapters.mosquitto import free_port
+from presence_gateway.central.dashboard import queries
+from presence_gateway.central.dashboard.aggregate import day_window
+from presence_gateway.central.dashboard.app import Dashboard
+from presence_gateway.central.dashboard.auth import Auth, User, hash_password
+from presence_gateway.central.db import open_db
+from tests.central.dashboard_data import BRNO, STORE, TZ, commit, replayed_messages
+from tests.central.test_dashboard import DAY, NOW
+
+pytestmark = pytest.mark.skipif(not BRNO.exists(), reason=f"{BRNO} missing (../shared)")
+
+
+async def test_api_over_postgresql(pg_url: str, tmp_path: Path) -> None:
+    import asyncio
+    messages = await asyncio.to_thread(replayed_messages, tmp_path)
+    await commit(pg_url, messages)
+    db = await open_db(pg_url)
+    try:
+        await queries.prepare(db)
+        from datetime import date
+        start, end = day_window(date.fromisoformat(DAY), TZ)
+        visits = int(await db.fetchval("SELECT sum(entries) FROM footfall WHERE store = ? AND"
+                                       " time >= ? AND time < ?", STORE, start, end) or 0)
+        minutes = int(await db.fetchval("SELECT count(*) FROM footfall WHERE store = ? AND"
+                                        " time >= ? AND time < ?", STORE, start, end))
+        auth = Auth([User("admin", "admin", hash_password("admin-pass-1"))])
+        dash = Dashboard(db, auth, timezones={STORE: TZ}, default_tz=TZ, clock=lambda: NOW)
+        runner = web.AppRunner(dash.app())
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            jar = aiohttp.CookieJar(unsafe=True)
+            async with aiohttp.ClientSession(trust_env=False, cookie_jar=jar) as http:
+                await http.post(base + "/login", data={"username": "admin",
+                                                       "password": "admin-pass-1"})
+                async with http.get(base + "/api/stores") as r:
+                    [row] = await r.json()
+                async with http.get(base + f"/api/stores/{STORE}/day") as r:
+                    day = await r.json()
+                async with http.get(base + "/api/campaigns") as r:
+                    assert r.status == 200
+                async with http.get(base + "/api/health") as r:
+                    [gw] = await r.json()
+        finally:
+            await runner.cleanup()
+    finally:
+        await db.close()
+    assert minutes > 60 and row["visits_today"] == visits
+    assert len(day["present_people_est"]) == minutes
+    assert gw["store"] == STORE and gw["status"] == "online"
