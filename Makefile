@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench fuzz clean
+.PHONY: demo test lint typecheck unit bench fuzz soak clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,15 @@ test: lint typecheck unit
 PG_FUZZ_SCALE ?= 1000
 fuzz: $(STAMP)
 	PG_FUZZ_SCALE=$(PG_FUZZ_SCALE) $(BIN)/pytest -q -p no:cacheprovider -k 'fuzz or hostile or never_raise or garbage' tests
+
+# The broker-fault tests again and again (kill -9 of a broker without persistence under load
+# with events.resend, broker restarts mid-stream, SIGKILLed gateways): any loss fails it.
+SOAK_ROUNDS ?= 20
+soak: $(STAMP)
+	for i in $$(seq $(SOAK_ROUNDS)); do \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/integration/test_resend.py \
+	    tests/integration/test_publisher.py tests/integration/test_outbox.py \
+	    tests/integration/test_spine.py -k 'kill or restart or sigkill' || exit 1; done
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
