@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from presence_gateway.adapters.mosquitto import LocalBroker, free_port
 from presence_gateway.cli.doctor import run_doctor
 
@@ -41,3 +43,15 @@ def test_broken_setup_names_each_problem(tmp_path: Path) -> None:
 def test_bad_config_is_exit_2(tmp_path: Path) -> None:
     rc, lines = doctor("mqtt: {port: x}\n", tmp_path)
     assert rc == 2 and "mqtt.port" in lines[0]
+
+
+def test_without_a_config_it_checks_what_run_would_use(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` without a drivers section scans BLE on hci0: doctor must check that radio, not
+    claim that only `replay` would work."""
+    monkeypatch.chdir(tmp_path)
+    lines: list[str] = []
+    run_doctor(None, lines.append)
+    driver = [line for line in lines if " driver " in line]
+    assert driver and "ble_bleak" in driver[0], lines
+    assert not any("replay" in line for line in lines), lines
