@@ -36,7 +36,8 @@ def stream(store: str, gateway: str, visits: int, t0: float = 1_700_000_000.0) -
                                 zones=("entrance",), dwell_s=5.0, classification="visitor",
                                 reason="timeout", max_rssi=-50.0))
         if i % 5 == 4:
-            counts = {"present": 3, "present_now": 3, "entries": 5, "exits": 4,
+            counts = {"present": 3, "present_now": 3, "present_interval": [1.2, 4.8],
+                      "entries": 5, "exits": 4,
                       "passers_by": 1, "median_dwell_s": 5.0, "zones": {}}
             out.append(E.FootfallCounted(time=t + 6, store=store, counts=counts))
             out.append(E.OccupancyChanged(time=t + 6, store=store, state_topic="occupancy",

@@ -12,6 +12,8 @@ Invariants:
 - `present` is the median of the last `smoothing` interval values (store-wide and per zone):
   a device that misses one probe burst, or a passer-by's minute, does not move it; a real
   change shows after half the window. `present_now` is the unsmoothed value.
+- `present_interval` is an 80 % interval for `present` from a stated model (`interval`,
+  docs/presence.md "Uncertainty"); it always contains `present`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,40 @@ from __future__ import annotations
 from bisect import insort
 from collections import deque
 from dataclasses import dataclass, field
+from math import ceil, floor, sqrt
 from typing import Any
 
 _DWELL_CAP = 50_000  # visits remembered per day for the median: bounded memory
+
+# The uncertainty model of `present` (docs/presence.md "Uncertainty"). The people behind D
+# counted devices: D is read as a Poisson count of a latent device rate (missed bursts, split
+# or merged random-address groups, a corridor device), sd sqrt(D), and never less than one
+# device of spread (a zero reading is not a certain zero); people_per_device carries its own
+# calibration error, relative sd 2.4 % (the two Brno class days' fitted factors, 0.799 and
+# 0.772: their sample sd over their mean). Both are combined in quadrature and taken at the
+# two-sided 80 % normal quantile.
+INTERVAL_Z = 1.2816  # N(0,1) quantile 0.9: 10 % below, 10 % above
+PPD_REL_SD = 0.024
+
+
+def interval(devices: float, people_per_device: float,
+             z: float = INTERVAL_Z, ppd_rel_sd: float = PPD_REL_SD) -> list[float]:
+    """[low, high] for the people behind `devices` counted devices (fractional when smoothed).
+    Always low <= devices * people_per_device <= high, low >= 0."""
+    d = max(0.0, devices)
+    count_sd = sqrt(max(d, 1.0))
+    half = z * sqrt(count_sd ** 2 + (ppd_rel_sd * d) ** 2) * people_per_device
+    mid = d * people_per_device
+    # round outward so rounding never puts `present` (rounded to 0.01) outside
+    return [max(0.0, _floor2(mid - half)), _ceil2(mid + half)]
+
+
+def _floor2(x: float) -> float:
+    return floor(round(x * 100, 6)) / 100  # round(.., 6) first: 0.29 * 100 is 28.999...
+
+
+def _ceil2(x: float) -> float:
+    return ceil(round(x * 100, 6)) / 100
 
 
 def _median(values: list[float]) -> float | None:
@@ -159,8 +192,12 @@ class Footfall:
                            "median_dwell_s": _median(c.dwell)}
             c.reset_interval()
         now = self.people(pop.wifi, pop.ble)
+        present = self._present.push(now)
         data: dict[str, Any] = {
-            "present": self._present.push(now), "present_now": now,
+            "present": present, "present_now": now,
+            # from the device count behind `present` (the median's, when smoothed)
+            "present_interval": interval(present / self.people_per_device,
+                                         self.people_per_device),
             "devices": {"wifi": pop.wifi, "ble": pop.ble},
             "entries": t.entries, "exits": t.exits, "passers_by": t.passers_by,
             "median_dwell_s": _median(t.dwell),
