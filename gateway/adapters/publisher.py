@@ -208,6 +208,11 @@ class Publisher:
         self._reassert = None
         if link is self._link and self.connected and not link.closed.done():
             self._publish_status(link, self.online_payload())
+            # A cluster may store the old node's will AFTER our `online` (NATS 2.9 orders its
+            # replicated retained store apart from live delivery): keep saying `online` now
+            # and then, so the retained status is right within 4 keepalives whatever the race.
+            self._reassert = link.loop.call_later(4.0 * self.settings.keepalive,
+                                                  self._reassert_online, link)
 
     def _toggle_protocol(self) -> None:
         """In `auto` mode, alternate v5 and 3.1.1 after a connect without CONNACK: some
