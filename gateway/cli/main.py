@@ -16,6 +16,7 @@ from presence_gateway import __version__
 from presence_gateway.cli import (
     app_token,
     calibrate,
+    calibrate_count,
     central,
     check_config,
     dashboard,
@@ -35,7 +36,8 @@ from presence_gateway.errors import ConfigError, ConfigErrors, GatewayError
 
 # In the order `--help` lists them. Each module has register(subparsers) and sets `func`.
 COMMANDS: tuple[ModuleType, ...] = (run, check_config, init, demo, doctor, monitor, decode,
-                                    record, identities, offers, radio, calibrate, app_token,
+                                    record, identities, offers, radio, calibrate,
+                                    calibrate_count, app_token,
                                     central, dashboard)
 
 
