@@ -8,7 +8,8 @@ Each `presence.footfall` event at boundary B is compared with the lab's occupanc
 [B - 60, B), taken from the CSV row of the same frame index (CSV times are CET = UTC+1, pcap
 times UTC; using the frame index avoids the conversion). Prints MAE and Pearson correlation
 per day with the coverage of `present_interval` (the share of minutes whose occupancy lies
-inside), then the one-phone probing_patterns files (expected answer: 1 person each).
+inside), the hopping variants of the class days (`HOP_PLANS`: only the frames a hopping
+radio would have caught), then the one-phone probing_patterns files (expected: 1 person each).
 
 The probing_patterns files were anonymised upstream by replacing every address with a random
 48-bit value, so their locally-administered bit is noise: their observations are marked RANDOM
@@ -126,6 +127,61 @@ def pearson(a: list[float], b: list[float]) -> float:
     return sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True)) / math.sqrt(va * vb)
 
 
+# Hopping variants of the fixed-channel days: (name, channels in dwell order, dwell s). The
+# Brno class days were recorded on channel 2 only, so every plan includes channel 2 (the
+# common 1/6/11 plan with the sniffer's channel in place of 1; 2-11 as the hopping 04-17 day).
+HOP_PLANS: tuple[tuple[str, tuple[int, ...], float], ...] = (
+    ("3 ch, 250 ms", (2, 6, 11), 0.25),
+    ("3 ch, 1 s", (2, 6, 11), 1.0),
+    ("10 ch, 250 ms", tuple(range(2, 12)), 0.25),
+    ("10 ch, 100 ms", tuple(range(2, 12)), 0.1),
+)
+
+
+def hop_filter(channels: tuple[int, ...], dwell_s: float) -> Callable[[Observation], bool]:
+    """Keep a frame only if a radio hopping over `channels`, `dwell_s` on each (phase 0 at
+    the Unix epoch), was on the frame's channel when it was sent. A lower bound of what a
+    hopper sees: the fixed sniffer did not record the same phone's bursts on the other
+    channels, which a hopper would catch while it is away from channel 2."""
+    n = len(channels)
+
+    def keep(obs: Observation) -> bool:
+        return channels[int(obs.ts // dwell_s) % n] == obs.channel
+
+    return keep
+
+
+def score(est: dict[int, float], truth: dict[int, float]) -> tuple[float, float]:
+    """MAE and Pearson r over the minutes with both."""
+    mins = sorted(k for k in truth if k in est)
+    a = [est[k] for k in mins]
+    b = [truth[k] for k in mins]
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(mins), pearson(a, b)
+
+
+def hopping(wifi: Path) -> None:
+    """MAE / r per hopping variant of the class days (the empty day hops already)."""
+    days = DAYS[:2]
+    print("| variant | " + " | ".join(f"{d} frames kept | MAE | r" for d in days) + " |")
+    print("|---|" + "---|---|---|" * len(days))
+    plans: list[tuple[str, Callable[[Observation], bool] | None]] = [("fixed (as recorded)",
+                                                                      None)]
+    plans += [(name, hop_filter(chs, dwell)) for name, chs, dwell in HOP_PLANS]
+    for name, keep in plans:
+        cells = []
+        for day in days:
+            base = wifi / "brno_sc6-61" / f"position_1_sc6-61_{day}"
+            pcap = Path(f"{base}_anonymized.pcap")
+            est, truth, _ = replay(pcap, occupancy(Path(f"{base}_ver-99.csv")), keep=keep)
+            total = kept = 0
+            for _, obs in observations(pcap):
+                total += 1
+                kept += keep is None or keep(obs)
+            mae, r = score(est, truth)
+            cells.append(f"{kept / total:.0%} | {mae:.2f} | {_r(r)}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(__file__).resolve().parents[1].parent / "shared"
@@ -153,6 +209,8 @@ def main() -> None:
         width = sum(iv[k][1] - iv[k][0] for k in mins) / len(mins)
         print(f"| {day} | {len(mins)} | {sum(b) / len(b):.1f} | {sum(a) / len(a):.1f} "
               f"| {mae:.2f} | {_r(r)} | {mae10:.2f} / {_r(r10)} | {cover:.2f} | {width:.1f} |")
+    print()
+    hopping(wifi)
     print()
     print("| probing_patterns file (1 phone) | minutes with present > 0 | visit units "
           "| mean present in those minutes | max present |")
