@@ -3,8 +3,9 @@
 In TLS 1.3 the broker's "certificate required" alert arrives on the first read, after the
 handshake returned on the client: paho saw only "connection lost", the publisher took the
 missing CONNACK for an MQTT version problem (toggling v5 / 3.1.1 forever), doctor did not
-try TLS at all and monitor (and the demo's subscriber) spoke plain MQTT to a TLS port. Real Mosquitto TLS listeners (`require_certificate true`, TLS 1.3 and 1.2)
-with a CA and certificates made here with `cryptography`.
+try TLS at all and monitor (and the demo's subscriber) spoke plain MQTT to a TLS port.
+Real Mosquitto TLS listeners (`require_certificate true`, TLS 1.3 and 1.2) with a CA and
+certificates made here with `cryptography`.
 """
 
 from __future__ import annotations
