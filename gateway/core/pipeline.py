@@ -6,6 +6,10 @@ Invariants:
 - Stages run in one fixed order: presence engine -> identity linker (adds customer ids only
   under consent) -> offer engine (only on state changes) -> envelope. Each stage is optional
   behind a small protocol so the core is testable piece by piece.
+- Bounded: the engine ends at most a batch of visits per `tick` (`backlog` says more are
+  due); the `*_batches` forms hand over one batch of messages at a time so a shell can commit
+  it before the next is built (a mass visit end never holds all its messages at once). The
+  list forms (`feed_many`, `tick`, `finish`) are the same batches joined.
 - Shell counters (queue drops, outbox depth, rejects) reach the stats event through `tick`'s
   `shell` argument; the core never reaches out for them.
 """
@@ -13,7 +17,7 @@ Invariants:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from presence_gateway.core.envelope import Envelope
@@ -24,6 +28,11 @@ from presence_gateway.core.model import Observation, OutboundMessage
 class Engine(Protocol):
     def feed(self, obs: Observation) -> list[Event]: ...
     def tick(self, now: float) -> list[Event]: ...
+
+    @property
+    def backlog(self) -> bool:
+        """The last `tick` stopped at its batch bound: more is due at the same `now`."""
+        ...
 
     @property
     def quiet_horizon_s(self) -> float:
@@ -87,9 +96,15 @@ class Pipeline:
 
     def feed_many(self, batch: Iterable[Observation], *,
                   capture_clock: bool = False) -> list[OutboundMessage]:
+        return [m for part in self.feed_batches(batch, capture_clock=capture_clock)
+                for m in part]
+
+    def feed_batches(self, batch: Iterable[Observation], *,
+                     capture_clock: bool = False) -> Iterator[list[OutboundMessage]]:
         """Feed observations in order. With `capture_clock` (replay) the observations'
         timestamps drive time: the engine is ticked whenever capture time passes the next tick,
-        so results do not depend on how the input was batched."""
+        so results do not depend on how the input was batched. One list of messages, or
+        several when a tick had a backlog (a mass visit end in the capture)."""
         events: list[Event] = []
         by_kind = self.by_kind
         engine_feed = self.engine.feed
@@ -101,7 +116,12 @@ class Pipeline:
                 self.observations += n  # the stats event must count what came before it
                 self._window_obs += n
                 n = 0
-                events.extend(self._clock(obs.ts))
+                steps = self._clock(obs.ts)
+                events.extend(next(steps))
+                for more in steps:  # a backlog: hand over what is built, batch by batch
+                    self.last_ts = last
+                    yield self._emit(events, last or 0.0)
+                    events = more
             n += 1
             by_kind[(obs.radio.value, obs.kind)] += 1
             if linker is not None and obs.identity is not None:
@@ -115,16 +135,25 @@ class Pipeline:
         self.observations += n
         self._window_obs += n
         self.last_ts = last
-        return self._emit(events, last or 0.0)
+        yield self._emit(events, last or 0.0)
 
     # -- time -----------------------------------------------------------------------------
     def tick(self, now: float, shell: Mapping[str, Any] | None = None) -> list[OutboundMessage]:
         """Live clock: called about once a second with wall time."""
+        return [m for part in self.tick_batches(now, shell) for m in part]
+
+    def tick_batches(self, now: float, shell: Mapping[str, Any] | None = None
+                     ) -> Iterator[list[OutboundMessage]]:
         if shell is not None:
             self.shell = shell
-        return self._emit(self._clock(now), now)
+        for events in self._clock(now):
+            yield self._emit(events, now)
 
     def finish(self, shell: Mapping[str, Any] | None = None) -> list[OutboundMessage]:
+        return [m for part in self.finish_batches(shell) for m in part]
+
+    def finish_batches(self, shell: Mapping[str, Any] | None = None
+                       ) -> Iterator[list[OutboundMessage]]:
         """End of a recording: run the clock on as a live gateway would after the last sighting
         (the latest capture time, not the last fed), until every visit has ended, then emit a
         last stats summary. Footfall goes on minute by minute to that time, as it would live;
@@ -132,15 +161,22 @@ class Pipeline:
         if shell is not None:
             self.shell = shell
         if self.last_ts is None:
-            return []
+            return
         end = self.max_ts + self.engine.quiet_horizon_s
         events = self.engine.tick(end)
+        while self.engine.backlog:
+            yield self._emit(events, end)
+            events = self.engine.tick(end)
         events.append(self._stats_event(end))
-        return self._emit(events, end)
+        yield self._emit(events, end)
 
-    def _clock(self, now: float) -> list[Event]:
+    def _clock(self, now: float) -> Iterator[list[Event]]:
+        """The engine's tick at `now` until no backlog is left, then the stats event."""
         self._next_tick = now + self.tick_interval_s
         events = self.engine.tick(now)
+        while self.engine.backlog:
+            yield events
+            events = self.engine.tick(now)
         if self._next_stats is None:
             self._next_stats = now + self.stats_interval_s
         elif now >= self._next_stats:
@@ -148,7 +184,7 @@ class Pipeline:
             # Re-anchor rather than step: a clock jump (NTP after a boot without RTC, a gap in
             # a capture) must not cost one loop turn per missed interval.
             self._next_stats = now + self.stats_interval_s
-        return events
+        yield events
 
     # -- internals ------------------------------------------------------------------------
     def _emit(self, events: list[Event], now: float) -> list[OutboundMessage]:

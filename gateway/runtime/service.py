@@ -118,7 +118,10 @@ class Service:
             # start. A recording that reached its end closes its visits instead.
             interrupted = self.stop_event.is_set()
             if self.options.mode.capture_time and not interrupted:
-                rt.writer.add(rt.core.pipeline.finish(self._shell(rt)))
+                # Every visit still open ends here: batch by batch, each waiting for room.
+                for part in rt.core.pipeline.finish_batches(self._shell(rt)):
+                    rt.writer.add(part)
+                    await rt.writer.room()
             if interrupted:
                 await self._guard_once("snapshot", continuity.save(rt, self._now(rt)))
             await self._guard_once("tend", rt.control.tend(rt.control.retention_now()))
@@ -211,7 +214,11 @@ class Service:
                 return
             pipeline.shell = self._shell(rt)
             try:
-                writer.add(pipeline.feed_many(batch, capture_clock=capture))
+                # More than one part only when a tick had a backlog (a mass visit end): each
+                # is committed before the next is built, so memory stays bounded.
+                for part in pipeline.feed_batches(batch, capture_clock=capture):
+                    writer.add(part)
+                    await writer.room()
             except Exception as exc:  # a core bug must not stop the radios: log, count, go on
                 log.exception("the core failed on a batch of %d observations", len(batch))
                 self.summary.task_errors.append(f"consumer: {exc!r}")
@@ -241,7 +248,9 @@ class Service:
             # systemd restarts the gateway (WatchdogSec in the unit).
             self.notifier.watchdog()
             now = clock.now()
-            rt.writer.add(rt.core.pipeline.tick(now, self._shell(rt)))
+            for part in rt.core.pipeline.tick_batches(now, self._shell(rt)):
+                rt.writer.add(part)
+                await rt.writer.room()
             if self.notifier.enabled and now - last_status >= STATUS_S:
                 obs = rt.core.pipeline.observations
                 self.notifier.status(_status_line(rt, (obs - last_obs) / (now - last_status)))

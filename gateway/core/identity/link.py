@@ -25,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 from bisect import bisect_right, insort
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -82,7 +83,9 @@ class Linker:
     def __init__(self, entries: Callable[[str], Entry | None],
                  history: Iterable[VisitRecord] = ()) -> None:
         self._entry = entries  # e.g. IdentityIndex.get: always the current registry
-        self._device: dict[str, tuple[str, float]] = {}  # device key -> (entry id, ts)
+        # device key -> (entry id, ts), oldest first. An OrderedDict: dropping the oldest of
+        # a plain dict leaves deleted slots at its front that `next(iter(d))` must skip (O(n)).
+        self._device: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._visit_of: dict[str, str] = {}  # device key -> open visit id
         self._links: dict[str, Link] = {}  # open visit id -> link
         self._pending: dict[str, str] = {}  # visit id -> device, resolved while open
@@ -98,7 +101,7 @@ class Linker:
             return
         device = self._device
         if obs.device not in device and len(device) >= _DEVICE_LIMIT:
-            del device[next(iter(device))]  # oldest first: dicts keep insertion order
+            device.popitem(last=False)  # the oldest first seen
         device[obs.device] = (entry_id, obs.ts)
         visit = self._visit_of.get(obs.device)
         if visit is not None and visit not in self._links:

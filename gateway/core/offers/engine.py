@@ -25,7 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -115,7 +115,9 @@ class OfferEngine:
         self.ledger = Ledger()
         self.fired: Counter[str] = Counter()
         self.suppressed: Counter[tuple[str, str]] = Counter()
-        self._visits: dict[str, _Visit] = {}
+        # Oldest first; an OrderedDict so that dropping the oldest stays O(1) (a plain dict's
+        # `next(iter(d))` skips the deleted slots that ended visits leave at its front).
+        self._visits: OrderedDict[str, _Visit] = OrderedDict()
         self._pruned_at = float("-inf")
         self.replace_rules(rules)
 
@@ -170,7 +172,7 @@ class OfferEngine:
         visit = self._visits.get(vid)
         if visit is None:
             if len(self._visits) >= MAX_OPEN_VISITS:   # a lost visit.ended must not leak
-                del self._visits[next(iter(self._visits))]
+                self._visits.popitem(last=False)
             visit = self._visits[vid] = _Visit(vid)
         if visit.customer is None:
             cid = ev.customer

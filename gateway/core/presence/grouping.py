@@ -42,6 +42,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from presence_gateway.core.model import AddressKind, Observation, Radio
@@ -102,7 +103,9 @@ class DeviceGrouper:
         self.sweep_s = sweep_s
         self._by_address: dict[str, _Group] = {}
         self._by_fp: dict[str, list[_Group]] = {}
-        self._groups: dict[str, _Group] = {}  # live groups by id, oldest first
+        # Live groups by id, oldest first. An OrderedDict: dropped groups leave deleted slots
+        # at a plain dict's front that `next(iter(d))` would skip one by one.
+        self._groups: OrderedDict[str, _Group] = OrderedDict()
         self._next_id = 0
         self._next_sweep = float("-inf")
         self._addresses = 0
@@ -144,7 +147,7 @@ class DeviceGrouper:
         if group.linkable and fp is not None:
             self._by_fp.setdefault(fp, []).append(group)
         if len(self._groups) > self.max_groups:
-            self._drop(next(iter(self._groups.values())))
+            self._drop(next(iter(self._groups.values())))  # O(1): a linked list's head
         return group
 
     def _link(self, candidates: list[_Group] | tuple[()], obs: Observation) -> _Group | None:

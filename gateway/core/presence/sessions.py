@@ -10,14 +10,23 @@ Invariants:
   `data.device` is the unit key (a device key or a group key; both pseudonymous).
 - A unit counts as present only after `min_sightings` within `sighting_window`; fixtures
   (listed, or present longer than `fixture_max_presence` in a day) never start visits.
-- Memory is bounded: units live in one dict ordered by last sighting; `tick` pops expired ones
-  from its front, so expiry costs O(expired), and the size is capped by `max_devices`.
+- Memory is bounded: units live in one OrderedDict ordered by last sighting; `tick` pops
+  expired ones from its front, so expiry costs O(expired), and the size is capped by
+  `max_devices`. Not a plain dict: moving a key to the end of a dict (pop and re-insert)
+  leaves a deleted slot at its old place and `next(iter(d))` skips every one of them, 2 µs at
+  1k units but ~100 µs at 100k; the OrderedDict's linked list keeps the front O(1).
+- Bounded batches: one `tick` call ends at most `expire_batch` units; when more are due it
+  stops there (`backlog` is True) and the next call at the same `now` carries on, before any
+  later footfall boundary, so the events are the same as in one call, only split. A mass
+  visit end (closing time, a clock jump, the end of a replay) never builds all its events in
+  one list.
 - Only the gateway that owns a device (see tracker.arbitrate) emits its visit and zone events.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -52,6 +61,9 @@ from presence_gateway.core.presence.units import (
 )
 
 _DAY = 86400.0
+# Units one tick call may end: each gives at most a zone exit and a visit end, so a call returns
+# about 2,000 events (a few MB as messages) however many visits end together.
+EXPIRE_BATCH = 1000
 
 
 def visit_id(key: str, first_seen: float) -> str:
@@ -68,7 +80,7 @@ class PresenceEngine:
         self.grouper = grouper if grouper is not None else default_grouper()
         self._zones_ble = resolve_zones(s.zones, s.ref_power_ble)
         self._zones_wifi = resolve_zones(s.zones, s.ref_power_wifi)
-        self._units: dict[str, Unit] = {}  # insertion order == last-sighting order
+        self._units: OrderedDict[str, Unit] = OrderedDict()  # order == last-sighting order
         self._offsets = dict(s.rssi_offsets)  # empty (falsy) unless calibrated
         self._dormant: dict[str, float] = {}  # unit key -> presence seconds today (long stays)
         self._fixtures: set[str] = set()  # auto-detected today
@@ -83,6 +95,9 @@ class PresenceEngine:
         self._day = -1
         self._started = INF  # capture time of the first observation (cold-start rule)
         self.evicted = 0
+        self.expire_batch = EXPIRE_BATCH
+        self._budget = 0  # units this tick call may still end (see expire_batch)
+        self.backlog = False  # the last tick stopped at expire_batch: call it again
 
     # -- hot path -------------------------------------------------------------------------
     @property
@@ -93,7 +108,8 @@ class PresenceEngine:
     # The state a running engine keeps across new settings (`reconfigure`); everything else
     # (resolved zones, noise constants, footfall's zone table, horizons) follows the settings.
     _KEPT = frozenset({"_units", "_dormant", "_fixtures", "_next_footfall", "_last_state",
-                       "_day", "_started", "evicted", "peers", "grouper"})
+                       "_day", "_started", "evicted", "peers", "grouper", "expire_batch",
+                       "backlog"})
 
     def reconfigure(self, settings: PresenceSettings, now: float) -> list[Event]:
         """Apply new settings (zones, thresholds, timings) to a running engine: open visits
@@ -125,6 +141,11 @@ class PresenceEngine:
         state = dict(vars(frozen))
         state.pop("s", None)
         vars(self).update(state)
+        # A snapshot taken by an older version holds a plain dict (and no batch settings).
+        self._units = OrderedDict(self._units)
+        self.expire_batch = getattr(frozen, "expire_batch", EXPIRE_BATCH)
+        self._budget = 0
+        self.backlog = getattr(frozen, "backlog", False)
 
     def feed(self, obs: Observation) -> list[Event]:
         ts = obs.ts
@@ -134,16 +155,17 @@ class PresenceEngine:
         if obs.radio is Radio.WIFI and obs.address_kind is not AddressKind.PUBLIC:
             key = self.grouper.observe(obs)
         units = self._units
-        u = units.pop(key, None)
+        u = units.get(key)
         out: list[Event] = []
         if u is None:
-            u = self._new_unit(key, obs)
-        elif ts - u.last >= self.s.visit_timeout_s and u.visit is not None:
-            self._end_visit(u, out)
-            u.reset(ts)
-        elif ts - u.last >= self.s.sighting_window_s and u.visit is None:
-            u.reset(ts)
-        units[key] = u
+            u = units[key] = self._new_unit(key, obs)
+        else:
+            units.move_to_end(key)
+            if ts - u.last >= self.s.visit_timeout_s and u.visit is not None:
+                self._end_visit(u, out)
+                u.reset(ts)
+            elif ts - u.last >= self.s.sighting_window_s and u.visit is None:
+                u.reset(ts)
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
@@ -348,20 +370,25 @@ class PresenceEngine:
 
     # -- time -----------------------------------------------------------------------------
     def tick(self, now: float) -> list[Event]:
+        """Expire, count footfall at every boundary up to `now`. Ends at most `expire_batch`
+        units: when more are due, `backlog` is True and the caller calls again with the same
+        `now` (a boundary's footfall waits for the units that expired before it)."""
         out: list[Event] = []
+        self._budget = self.expire_batch
+        self.backlog = False
         interval = self.s.footfall_interval_s
         if self._next_footfall is None:
             self._next_footfall = (now // interval + 1) * interval
         while self._next_footfall <= now:
             boundary = self._next_footfall
-            self._expire(boundary, out)
+            if not self._expire(boundary, out):
+                return out
             self._footfall(boundary, out)
             self._next_footfall = boundary + interval
             if not self._units and self._next_footfall + interval <= now:
                 # Nothing left to report: jump over the quiet hours in one step.
                 self._next_footfall = (now // interval) * interval
-        self._expire(now, out)
-        if self.peers.dirty:
+        if self._expire(now, out) and self.peers.dirty:
             self._recheck(now, out)
         return out
 
@@ -381,17 +408,22 @@ class PresenceEngine:
                 if u.owned and u.hi < u.lo:
                     self._zone_step(u, now, out)
 
-    def _expire(self, now: float, out: list[Event]) -> None:
+    def _expire(self, now: float, out: list[Event]) -> bool:
+        """End the units due at `now`, oldest first; False when the batch budget ran out."""
         units = self._units
         horizon = self._horizon
         while units:
-            key = next(iter(units))
-            u = units[key]
+            u = next(iter(units.values()))  # O(1) on an OrderedDict, see the invariants
             if u.last + horizon > now and not (u.visit is not None and
                                                u.last + self.s.visit_timeout_s <= now):
                 break
-            del units[key]
+            if self._budget <= 0:
+                self.backlog = True
+                return False
+            self._budget -= 1
+            units.popitem(last=False)
             self._retire(u, out)
+        return True
 
     def _retire(self, u: Unit, out: list[Event]) -> None:
         self._end_visit(u, out)
@@ -403,8 +435,7 @@ class PresenceEngine:
     def _evict(self, out: list[Event]) -> None:
         units = self._units
         while len(units) > self.s.max_devices:
-            key = next(iter(units))
-            self._retire(units.pop(key), out)
+            self._retire(units.popitem(last=False)[1], out)
             self.evicted += 1
 
     def _roll_day(self, day: int) -> None:
