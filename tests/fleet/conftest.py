@@ -60,7 +60,7 @@ def fleet_prefix() -> str:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Postgres]:
     if find_postgres() is None:
-        pytest.skip(f"PostgreSQL 15 not found in {PG_BIN} (Debian: apt-get install postgresql)")
+        pytest.skip(f"PostgreSQL not found in {PG_BIN} (Debian: apt-get install postgresql)")
     # Not under pytest's temp root: pytest keeps that 0700 (re-tightened by every session),
     # and the server runs as the `postgres` user, which must reach its data directory.
     workdir = Path(tempfile.mkdtemp(prefix="presence-pg-"))
