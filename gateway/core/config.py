@@ -71,7 +71,6 @@ class MqttSettings:
         return self.servers or (Endpoint(self.host, self.port, self.tls),)
 
 
-
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     path: str = "var/presence-gateway.db"
@@ -255,12 +254,6 @@ def _mqtt(r: Reader, env: dict[str, str], store_id: str, gateway_id: str) -> Mqt
     )
 
 
-URL_PASSWORD = ("a password in the URL is refused (a command line shows in `ps` to every user,"
-                " a config file is copied and shared): give it with --mqtt-password-from"
-                " env:NAME or file:PATH, or the config key mqtt.password: env:NAME or file:PATH;"
-                " the URL may keep the user name (mqtts://user@host:port)")
-
-
 def _servers(r: Reader) -> tuple[Endpoint, ...]:
     """`mqtt.servers`: URLs of one cluster's nodes; all mqtt:// or all mqtts://."""
     out: list[Endpoint] = []
@@ -274,6 +267,12 @@ def _servers(r: Reader) -> tuple[Endpoint, ...]:
     if len({e.tls for e in out}) > 1:
         r.error("mqtt.servers", "mix of mqtt:// and mqtts:// URLs; use one scheme for a cluster")
     return tuple(out)
+
+
+URL_PASSWORD = ("a password in the URL is refused (a command line shows in `ps` to every user,"
+                " a config file is copied and shared): give it with --mqtt-password-from"
+                " env:NAME or file:PATH, or the config key mqtt.password: env:NAME or file:PATH;"
+                " the URL may keep the user name (mqtts://user@host:port)")
 
 
 def mqtt_from_url(url: str, base: MqttSettings | None = None) -> MqttSettings:
