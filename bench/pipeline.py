@@ -8,6 +8,11 @@ reported separately by bench.wifi_parse / bench.ble_decode), events/s published 
 acknowledged, and peak memory.
 
     python -m bench.pipeline [--observations 1000000]
+    python -m bench.pipeline --rounds 3 [--baseline SITE]
+
+With `--rounds` every run is a fresh process and the figures are medians with their range;
+`--baseline SITE` interleaves runs of another tree (a directory holding a `presence_gateway`
+package, e.g. an export of main) with this one, for a paired before/after on one machine.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
+import os
 import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -124,7 +133,12 @@ def _generator_cost(base: list[Sighting], total: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--observations", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=0, help="fresh processes, medians")
+    ap.add_argument("--baseline", help="site directory of the tree to compare against")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.rounds or args.baseline:
+        return paired(args.observations, max(args.rounds, 1), args.baseline)
     base = load_sightings(source_captures())
     print(f"base: {len(base)} real sightings from {len(source_captures())} captures; "
           f"replaying {args.observations:,} observations", file=sys.stderr)
@@ -157,9 +171,45 @@ def main(argv: list[str] | None = None) -> int:
         ("outbox left", f"{summary.outbox_depth}"),
         ("peak RSS", f"{peak_mb:.0f} MB"),
     ]
+    if args.json:
+        print(json.dumps({"us_per_obs": cpu / n * 1e6, "obs_per_s": n / wall,
+                          "acked_per_s": summary.acked / wall, "rss_mb": peak_mb,
+                          "events_per_obs": summary.published / n}))
+        return 0
     print("| measure | value |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
+    return 0
+
+
+def paired(n: int, rounds: int, baseline: str | None) -> int:
+    trees = {"this tree": None} if baseline is None else {"baseline": baseline,
+                                                          "this tree": None}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    root = Path(__file__).resolve().parents[1]
+    for r in range(rounds):  # interleaved: a slow spell of the machine hits both trees alike
+        for name, site in trees.items():
+            env = dict(os.environ)
+            if site is not None:
+                env["PYTHONPATH"] = site
+            res = subprocess.run([sys.executable, "-m", "bench.pipeline", "--json",
+                                  "--observations", str(n)], cwd=root, env=env, check=True,
+                                 capture_output=True, text=True)
+            runs[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            print(f"round {r + 1}: {name} done", file=sys.stderr)
+    keys = [("us_per_obs", "CPU µs per observation", 2), ("obs_per_s", "observations/s", 0),
+            ("acked_per_s", "events/s acknowledged", 0), ("rss_mb", "peak RSS (MB)", 0),
+            ("events_per_obs", "events per observation", 3)]
+    print("| measure | " + " | ".join(f"{t} median [range]" for t in trees) + " |")
+    print("|---|" + "---|" * len(trees))
+    for key, label, digits in keys:
+        cells = []
+        for name in trees:
+            xs = [x[key] for x in runs[name]]
+            cells.append(f"{statistics.median(xs):,.{digits}f} "
+                         f"[{min(xs):,.{digits}f}-{max(xs):,.{digits}f}]")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"({n:,} observations, {rounds} rounds each)")
     return 0
 
 

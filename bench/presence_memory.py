@@ -1,21 +1,39 @@
 """A day of synthetic traffic with 100k distinct pseudonymous devices: peak memory and speed.
 
     python -m bench.presence_memory [--devices N]
+    python -m bench.presence_memory --crowd [--baseline SITE] [--rounds 3]
+
 
 Every device arrives once during the day (evenly spread), is seen six times over five minutes
 at -60..-80 dBm, and leaves; half are Wi-Fi, half BLE phones. The engine is ticked every 10 s of
 capture time. Reports peak traced memory of the engine (tracemalloc, second pass), the
 process's peak RSS, units held at the end, and CPU µs per observation (first pass, untraced).
+
+`--crowd`: 1k / 10k / 100k devices present at once (BLE, each heard every 60 s of capture
+time, 200k observations through the core pipeline in capture time), then all their visits end
+together (`finish`, as at the end of a replay or closing time). Each size runs in a fresh
+process (RSS is per process), in interleaved rounds; prints median and range of CPU µs per
+observation, peak RSS while tracking and after the mass visit end, and the most messages one
+call handed over. `--baseline SITE` runs the same rounds, interleaved, against another tree
+(a directory holding a `presence_gateway` package, e.g. an export of main) for a paired
+before/after.
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
+import json
+import os
 import resource
+import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 from presence_gateway.core.model import AddressKind, Kind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
@@ -56,7 +74,7 @@ def traffic(n: int) -> Iterator[Observation]:
 def run(n: int) -> tuple[int, int, float]:
     """(observations, units left, CPU µs per observation for feed + tick)."""
     engine = PresenceEngine(PresenceSettings(), gateway_id="bench", store_id="s")
-    feed, tick = engine.feed, engine.tick
+    feed = engine.feed
     next_tick = 10.0
     gen = time.process_time()
     obs_n = sum(1 for _ in traffic(n))  # the generator's own cost, subtracted below
@@ -64,18 +82,124 @@ def run(n: int) -> tuple[int, int, float]:
     start = time.process_time()
     for obs in traffic(n):
         if obs.ts >= next_tick:
-            tick(next_tick)
+            _drain(engine, next_tick)
             next_tick += 10.0
         feed(obs)
-    tick(DAY + 3600.0)
+    _drain(engine, DAY + 3600.0)
     cpu = time.process_time() - start - gen
     return obs_n, engine.units, cpu / obs_n * 1e6
+
+
+def _drain(engine: PresenceEngine, now: float) -> None:
+    engine.tick(now)
+    while getattr(engine, "backlog", False):  # an older tree has no batches
+        engine.tick(now)
+
+
+def crowd_traffic(n: int, total: int, start: int = 0) -> Iterator[Observation]:
+    """n BLE devices present at once, round robin, each heard every 60 s of capture time."""
+    dt = 60.0 / n
+    for k in range(start, start + total):
+        i = k % n
+        yield Observation(ts=1.7e9 + k * dt, radio=Radio.BLE, device=f"{i * 2654435761:016x}",
+                          address_kind=AddressKind.STATIC, rssi=-60 - k % 20, channel=37,
+                          kind=Kind.APPLE.value)
+
+
+def crowd_one(n: int, total: int) -> dict[str, float]:
+    """One size in this process: the core pipeline as the service drives it in a replay."""
+    from presence_gateway.core.envelope import Envelope, Topics
+    from presence_gateway.core.pipeline import Pipeline
+    engine = PresenceEngine(PresenceSettings(), gateway_id="bench", store_id="s")
+    pipe = Pipeline(engine=engine, gateway_id="bench", envelope=Envelope(
+        topics=Topics("presence", "s", "bench"), qos=1, next_seq=1, source="urn:bench"))
+    feed = getattr(pipe, "feed_batches", None)
+
+    def phase(obs: Iterator[Observation], count: int) -> float:
+        """CPU µs per observation; the messages are dropped as soon as a call returns them
+        (the writer commits them). Only the feed calls are timed, not the generator."""
+        cpu = 0.0
+        while chunk := list(itertools.islice(obs, 1024)):
+            start = time.process_time()
+            for _ in (feed(chunk, capture_clock=True) if feed
+                      else [pipe.feed_many(chunk, capture_clock=True)]):
+                pass
+            cpu += time.process_time() - start
+        return cpu / count * 1e6
+
+    # Arrivals: every device heard twice, which starts its visit (an event each) ...
+    arrive = phase(crowd_traffic(n, 2 * n), 2 * n)
+    # ... then the measured part: `total` sightings of devices already present, the same work
+    # per observation at every crowd size, so any growth is the structures' and the caches'.
+    cpu = phase(crowd_traffic(n, total, 2 * n), total) * total / 1e6
+    tracked, rss_tracking = engine.tracked, _rss_mb()
+    finish = getattr(pipe, "finish_batches", None)
+    most = ended = 0
+    start = time.process_time()
+    for part in (finish() if finish else [pipe.finish()]):
+        most = max(most, len(part))
+        ended += len(part)
+    end_s = time.process_time() - start
+    return {"us_per_obs": cpu / total * 1e6, "arrive_us": arrive, "tracked": tracked,
+            "rss_tracking": rss_tracking,
+            "rss_peak": _rss_mb(), "most_per_call": most, "end_messages": ended,
+            "end_s": end_s}
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None) -> None:
+    trees = {"this tree": None} if baseline is None else {"baseline": baseline,
+                                                          "this tree": None}
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    root = Path(__file__).resolve().parents[1]
+    for r in range(rounds):  # interleaved: a slow spell of the machine hits both trees alike
+        for n in sizes:
+            for name, site in trees.items():
+                env = dict(os.environ)
+                if site is not None:
+                    env["PYTHONPATH"] = site
+                res = subprocess.run(
+                    [sys.executable, "-m", "bench.presence_memory", "--crowd-one", str(n),
+                     "--observations", str(total)], cwd=root, env=env, check=True,
+                    capture_output=True, text=True)
+                runs.setdefault((name, n), []).append(json.loads(res.stdout))
+                print(f"round {r + 1}: {name} {n:,} devices done", file=sys.stderr)
+    print(f"| tree | devices | µs/obs present, median [range] ({rounds} runs) "
+          "| µs/obs arriving | tracked "
+          "| peak RSS tracking (MB) | peak RSS with the mass visit end (MB) "
+          "| most messages per call | CPU s of the mass end |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (name, n), rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        us = [x["us_per_obs"] for x in rs]
+        med = statistics.median
+        print(f"| {name} | {n:,} | {med(us):.2f} [{min(us):.2f}-{max(us):.2f}] "
+              f"| {med([x['arrive_us'] for x in rs]):.1f} "
+              f"| {int(rs[0]['tracked']):,} | {med([x['rss_tracking'] for x in rs]):.0f} "
+              f"| {med([x['rss_peak'] for x in rs]):.0f} | {int(rs[0]['most_per_call']):,} "
+              f"| {med([x['end_s'] for x in rs]):.1f} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=100_000)
-    n = ap.parse_args().devices
+    ap.add_argument("--crowd", action="store_true", help="devices present at once, paired")
+    ap.add_argument("--crowd-one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--observations", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline", help="site directory of the tree to compare against")
+    args = ap.parse_args()
+    if args.crowd_one is not None:
+        print(json.dumps(crowd_one(args.crowd_one, args.observations)))
+        return
+    if args.crowd:
+        crowd([int(x) for x in args.sizes.split(",")], args.observations, args.rounds,
+              args.baseline)
+        return
+    n = args.devices
     obs_n, left, us = run(n)
     tracemalloc.start()
     run(n)
