@@ -147,6 +147,8 @@ async def test_api_numbers_are_the_databases(site: tuple[str, Dashboard], centra
         async with http.get(base + f"/api/stores/{STORE}/day") as r:
             day = await r.json()
         assert len(day["present_people_est"]) == truth["minutes"]
+        low, high = day["totals"]["present_now_interval"]  # the last footfall's, from the event
+        assert low <= day["totals"]["present_now_people_est"] <= high
         assert day["totals"]["passers_by"] == truth["passers_by"]
         assert sum(day["per_hour"]["entries"]) == truth["visits"]
         async with http.get(base + f"/export/hours.csv?store={STORE}&date={DAY}") as r:
@@ -174,7 +176,8 @@ async def test_a_marketer_sees_aggregates_not_fleet_health(site: tuple[str, Dash
 
 
 def footfall_event(seq: int, t: str, present: float) -> Event:
-    data = {"present": present, "entries": 2, "exits": 0, "passers_by": 1, "zones": {}}
+    data = {"present": present, "present_interval": [5, 9], "entries": 2, "exits": 0,
+            "passers_by": 1, "zones": {}}
     return Event(f"live-{seq}", STORE, "gw-entrance", seq, "presence.footfall", t, STORE, data, 0)
 
 
@@ -214,7 +217,7 @@ async def test_pages_in_chromium(site: tuple[str, Dashboard], central: Path) -> 
         await db.commit(Commit(events=[footfall_event(10**6, "2023-02-16T22:29:00.000Z",
                                                       7.0)]))
         await page.wait("Number(document.body.dataset.updates || 0) >= 1", within_s=10)
-        assert await page.js("document.querySelector('#t-now').textContent") == "7.0"
+        assert await page.js("document.querySelector('#t-now').textContent") == "7.0 (5–9)"
         assert int(await page.js("document.querySelector('#occupancy').dataset.points")) == \
             truth["minutes"] + 1
 

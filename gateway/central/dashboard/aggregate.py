@@ -56,6 +56,7 @@ def store_day(rows: Iterable[Row], tz: str) -> dict[str, Any]:
     """Everything the store view draws for one day."""
     zone = ZoneInfo(tz)
     present: list[tuple[float, float]] = []
+    interval: list[float] | None = None  # the last footfall's 80 % interval for `present`
     zones: dict[str, list[tuple[float, float]]] = {}
     hours = {k: [0] * 24 for k in ("entries", "exits", "passers_by")}
     dwell: list[float] = []
@@ -68,6 +69,9 @@ def store_day(rows: Iterable[Row], tz: str) -> dict[str, Any]:
         if r.type == "presence.footfall":
             t = _epoch(r.time)
             present.append((t, _num(d.get("present"))))
+            iv = d.get("present_interval")
+            interval = ([_num(iv[0]), _num(iv[1])] if isinstance(iv, list) and len(iv) == 2
+                        else None)
             hour = datetime.fromtimestamp(t, zone).hour
             for k in hours:
                 hours[k][hour] += int(_num(d.get(k)))
@@ -101,6 +105,7 @@ def store_day(rows: Iterable[Row], tz: str) -> dict[str, Any]:
             "median_dwell_s": round(statistics.median(dwell), 1) if dwell else None,
             "identified_visits": len(linked), "offers_fired": sum(offers.values()),
             "present_now_people_est": present[-1][1] if present else 0.0,
+            "present_now_interval": interval,
         },
         "visits_by_class": dict(classes),
         "dwell_histogram": dwell_histogram(dwell),

@@ -215,13 +215,15 @@ class Dashboard:
     async def _stream(self, resp: web.StreamResponse, store: str, last: str, end: str) -> None:
         while True:
             rows = await self.db.fetch(
-                "SELECT time, present, entries, exits, passers_by FROM footfall WHERE store = ?"
-                " AND time > ? AND time < ? ORDER BY time", store, last, end)
-            for t, present, entries, exits, passers in rows:
+                "SELECT f.time, f.present, f.entries, f.exits, f.passers_by, e.data FROM footfall"
+                " f JOIN events e ON e.id = f.event_id WHERE f.store = ? AND f.time > ? AND"
+                " f.time < ? ORDER BY f.time", store, last, end)
+            for t, present, entries, exits, passers, raw in rows:
                 last = str(t)
+                interval = orjson.loads(raw).get("present_interval")
                 data = orjson.dumps({"time": last, "present_people_est": present,
-                                     "entries": entries, "exits": exits,
-                                     "passers_by": passers})
+                                     "present_interval": interval, "entries": entries,
+                                     "exits": exits, "passers_by": passers})
                 await resp.write(b"event: footfall\ndata: " + data + b"\n\n")
             if not rows:
                 await resp.write(b": keep-alive\n\n")

@@ -93,7 +93,8 @@ function fillTotals(t) {
   $("#t-passers").textContent = fmt.int(t.passers_by);
   $("#t-capture").textContent = fmt.pct(t.capture_rate);
   $("#t-dwell").textContent = fmt.dwell(t.median_dwell_s);
-  $("#t-now").textContent = (t.present_now_people_est ?? 0).toFixed(1);
+  $("#t-now").textContent = (t.present_now_people_est ?? 0).toFixed(1) +
+    (t.present_now_interval ? " (" + t.present_now_interval[0] + "–" + t.present_now_interval[1] + ")" : "");
   $("#t-linked").textContent = fmt.int(t.identified_visits);
   $("#t-offers").textContent = fmt.int(t.offers_fired);
 }
@@ -137,6 +138,7 @@ function live(store, day) {
     day.totals.visits += f.entries || 0;
     day.totals.passers_by += f.passers_by || 0;
     day.totals.present_now_people_est = f.present_people_est;
+    day.totals.present_now_interval = f.present_interval || null;
     fillTotals(day.totals);
     for (const pts of Object.values(day.zones_people_est)) pts.push([t, null]);
     drawOccupancy(day);
