@@ -217,7 +217,7 @@ async def test_pages_in_chromium(site: tuple[str, Dashboard], central: Path) -> 
         await db.commit(Commit(events=[footfall_event(10**6, "2023-02-16T22:29:00.000Z",
                                                       7.0)]))
         await page.wait("Number(document.body.dataset.updates || 0) >= 1", within_s=10)
-        assert await page.js("document.querySelector('#t-now').textContent") == "7.0 (5–9)"
+        assert await page.js("document.querySelector('#t-now').textContent") == "7.0 (5.0–9.0)"
         assert int(await page.js("document.querySelector('#occupancy').dataset.points")) == \
             truth["minutes"] + 1
 

@@ -94,7 +94,7 @@ function fillTotals(t) {
   $("#t-capture").textContent = fmt.pct(t.capture_rate);
   $("#t-dwell").textContent = fmt.dwell(t.median_dwell_s);
   $("#t-now").textContent = (t.present_now_people_est ?? 0).toFixed(1) +
-    (t.present_now_interval ? " (" + t.present_now_interval[0] + "–" + t.present_now_interval[1] + ")" : "");
+    (t.present_now_interval ? " (" + t.present_now_interval.map((v) => (+v).toFixed(1)).join("–") + ")" : "");
   $("#t-linked").textContent = fmt.int(t.identified_visits);
   $("#t-offers").textContent = fmt.int(t.offers_fired);
 }
