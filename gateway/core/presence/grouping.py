@@ -33,7 +33,10 @@ Invariants:
   to any address, and meant for counting and visit bookkeeping, never for identification.
 - Bounded memory: groups silent for `resume_s` (>= `max_gap_s`) are dropped (swept every
   `sweep_s` of capture time) with their addresses; at most `max_groups` live groups (oldest
-  evicted first).
+  evicted first). A sweep looks only at groups that may be due: a min-heap holds each group
+  once under a past `last` (which only grows), so every group silent since before the horizon
+  is under it; one found heard again goes back under its new `last`. The old full scan cost
+  28 ms per sweep at 100k groups (~1-2 µs per observation at a crowd's rates).
 - A globally unique (PUBLIC) address is a device of its own and is never linked, unless
   `trust_address_kind=False` (for captures whose anonymisation randomised the LA bit).
 - Observations without a fingerprint (Wi-Fi null data) are each their own group; other radios
@@ -42,8 +45,10 @@ Invariants:
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from presence_gateway.core.model import AddressKind, Observation, Radio
 
@@ -106,6 +111,8 @@ class DeviceGrouper:
         # Live groups by id, oldest first. An OrderedDict: dropped groups leave deleted slots
         # at a plain dict's front that `next(iter(d))` would skip one by one.
         self._groups: OrderedDict[str, _Group] = OrderedDict()
+        # (a past `last`, creation number, group): sweep candidates, see the invariants
+        self._due: list[tuple[float, int, _Group]] = []
         self._next_id = 0
         self._next_sweep = float("-inf")
         self._addresses = 0
@@ -144,6 +151,7 @@ class DeviceGrouper:
         self._next_id += 1
         group = _Group(f"grp-{self._next_id:x}", fp, obs.ts, fp is not None and not public)
         self._groups[group.gid] = group
+        heapq.heappush(self._due, (group.last, self._next_id, group))
         if group.linkable and fp is not None:
             self._by_fp.setdefault(fp, []).append(group)
         if len(self._groups) > self.max_groups:
@@ -205,11 +213,26 @@ class DeviceGrouper:
         """Drop groups silent for more than resume_s, and their addresses."""
         self._next_sweep = now + self.sweep_s
         horizon = now - self.resume_s
-        dead = [g for g in self._groups.values() if g.last < horizon]
-        if not dead:
-            return
+        due = self._due
+        dead: list[_Group] = []
+        while due and due[0][0] < horizon:
+            _, n, g = heapq.heappop(due)
+            if g.dead:
+                continue  # dropped at max_groups meanwhile
+            if g.last < horizon:
+                dead.append(g)
+            else:
+                heapq.heappush(due, (g.last, n, g))  # heard since: due again later
         for g in dead:
             self._drop(g)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A snapshot (core/continuity.py) of an older version has no heap: build it.
+        self.__dict__.update(state)
+        if "_due" not in state:
+            self._groups = OrderedDict(self._groups)
+            self._due = [(g.last, i, g) for i, g in enumerate(self._groups.values())]
+            heapq.heapify(self._due)
 
     def _drop(self, group: _Group) -> None:
         group.dead = True
