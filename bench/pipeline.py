@@ -192,10 +192,14 @@ def paired(n: int, rounds: int, baseline: str | None) -> int:
             env = dict(os.environ)
             if site is not None:
                 env["PYTHONPATH"] = site
-            res = subprocess.run([sys.executable, "-m", "bench.pipeline", "--json",
-                                  "--observations", str(n)], cwd=root, env=env, check=True,
-                                 capture_output=True, text=True)
-            runs[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            for _attempt in range(2):  # one retry: a broker start can fail on a busy machine
+                res = subprocess.run([sys.executable, "-m", "bench.pipeline", "--json",
+                                      "--observations", str(n)], cwd=root, env=env,
+                                     capture_output=True, text=True)
+                if res.returncode == 0:
+                    runs[name].append(json.loads(res.stdout.strip().splitlines()[-1]))
+                    break
+                print(f"{name} failed:\n{res.stderr[-2000:]}", file=sys.stderr)
             print(f"round {r + 1}: {name} done", file=sys.stderr)
     keys = [("us_per_obs", "CPU µs per observation", 2), ("obs_per_s", "observations/s", 0),
             ("acked_per_s", "events/s acknowledged", 0), ("rss_mb", "peak RSS (MB)", 0),
@@ -205,7 +209,7 @@ def paired(n: int, rounds: int, baseline: str | None) -> int:
     for key, label, digits in keys:
         cells = []
         for name in trees:
-            xs = [x[key] for x in runs[name]]
+            xs = [x[key] for x in runs[name]] or [float("nan")]
             cells.append(f"{statistics.median(xs):,.{digits}f} "
                          f"[{min(xs):,.{digits}f}-{max(xs):,.{digits}f}]")
         print(f"| {label} | " + " | ".join(cells) + " |")

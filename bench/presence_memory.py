@@ -1,7 +1,7 @@
 """A day of synthetic traffic with 100k distinct pseudonymous devices: peak memory and speed.
 
     python -m bench.presence_memory [--devices N]
-    python -m bench.presence_memory --crowd [--baseline SITE] [--rounds 3]
+    python -m bench.presence_memory --crowd [--wifi] [--baseline SITE] [--rounds 3]
 
 
 Every device arrives once during the day (evenly spread), is seen six times over five minutes
@@ -96,17 +96,26 @@ def _drain(engine: PresenceEngine, now: float) -> None:
         engine.tick(now)
 
 
-def crowd_traffic(n: int, total: int, start: int = 0) -> Iterator[Observation]:
-    """n BLE devices present at once, round robin, each heard every 60 s of capture time."""
+def crowd_traffic(n: int, total: int, start: int = 0,
+                  wifi: bool = False) -> Iterator[Observation]:
+    """n devices present at once, round robin, each heard every 60 s of capture time: BLE
+    phones, or Wi-Fi phones probing from random addresses (one fingerprint each, so each is
+    a group of the grouper)."""
     dt = 60.0 / n
     for k in range(start, start + total):
         i = k % n
-        yield Observation(ts=1.7e9 + k * dt, radio=Radio.BLE, device=f"{i * 2654435761:016x}",
-                          address_kind=AddressKind.STATIC, rssi=-60 - k % 20, channel=37,
-                          kind=Kind.APPLE.value)
+        device = f"{i * 2654435761:016x}"
+        if wifi:
+            yield Observation(ts=1.7e9 + k * dt, radio=Radio.WIFI, device=device,
+                              address_kind=AddressKind.RANDOM, rssi=-60 - k % 20, channel=6,
+                              kind=Kind.PROBE_REQUEST.value, fingerprint=f"fp{i}")
+        else:
+            yield Observation(ts=1.7e9 + k * dt, radio=Radio.BLE, device=device,
+                              address_kind=AddressKind.STATIC, rssi=-60 - k % 20, channel=37,
+                              kind=Kind.APPLE.value)
 
 
-def crowd_one(n: int, total: int) -> dict[str, float]:
+def crowd_one(n: int, total: int, wifi: bool = False) -> dict[str, float]:
     """One size in this process: the core pipeline as the service drives it in a replay."""
     from presence_gateway.core.envelope import Envelope, Topics
     from presence_gateway.core.pipeline import Pipeline
@@ -128,10 +137,10 @@ def crowd_one(n: int, total: int) -> dict[str, float]:
         return cpu / count * 1e6
 
     # Arrivals: every device heard twice, which starts its visit (an event each) ...
-    arrive = phase(crowd_traffic(n, 2 * n), 2 * n)
+    arrive = phase(crowd_traffic(n, 2 * n, wifi=wifi), 2 * n)
     # ... then the measured part: `total` sightings of devices already present, the same work
     # per observation at every crowd size, so any growth is the structures' and the caches'.
-    cpu = phase(crowd_traffic(n, total, 2 * n), total) * total / 1e6
+    cpu = phase(crowd_traffic(n, total, 2 * n, wifi), total) * total / 1e6
     tracked, rss_tracking = engine.tracked, _rss_mb()
     finish = getattr(pipe, "finish_batches", None)
     most = ended = 0
@@ -150,7 +159,8 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None) -> None:
+def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None,
+          wifi: bool = False) -> None:
     trees = {"this tree": None} if baseline is None else {"baseline": baseline,
                                                           "this tree": None}
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
@@ -163,6 +173,7 @@ def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None) -> No
                     env["PYTHONPATH"] = site
                 res = subprocess.run(
                     [sys.executable, "-m", "bench.presence_memory", "--crowd-one", str(n),
+                     *(["--wifi"] if wifi else []),
                      "--observations", str(total)], cwd=root, env=env, check=True,
                     capture_output=True, text=True)
                 runs.setdefault((name, n), []).append(json.loads(res.stdout))
@@ -191,13 +202,14 @@ def main() -> None:
     ap.add_argument("--observations", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", help="site directory of the tree to compare against")
+    ap.add_argument("--wifi", action="store_true", help="the crowd probes from random addresses")
     args = ap.parse_args()
     if args.crowd_one is not None:
-        print(json.dumps(crowd_one(args.crowd_one, args.observations)))
+        print(json.dumps(crowd_one(args.crowd_one, args.observations, args.wifi)))
         return
     if args.crowd:
         crowd([int(x) for x in args.sizes.split(",")], args.observations, args.rounds,
-              args.baseline)
+              args.baseline, args.wifi)
         return
     n = args.devices
     obs_n, left, us = run(n)
