@@ -29,7 +29,7 @@ test: lint typecheck unit
 # Every property test with its budget multiplied (>= 300k cases per parser; long: hours).
 PG_FUZZ_SCALE ?= 1000
 fuzz: $(STAMP)
-	PG_FUZZ_SCALE=$(PG_FUZZ_SCALE) $(BIN)/pytest -q -p no:cacheprovider -k 'fuzz or hostile or never_raise or garbage' tests
+	PG_FUZZ_SCALE=$(PG_FUZZ_SCALE) $(BIN)/pytest -q -p no:cacheprovider --timeout=0 -k 'fuzz or hostile or never_raise or garbage' tests
 
 # The broker-fault tests again and again (kill -9 of a broker without persistence under load
 # with events.resend, broker restarts mid-stream, SIGKILLed gateways): any loss fails it.
