@@ -156,6 +156,12 @@ class DeviceGrouper:
             self._by_fp.setdefault(fp, []).append(group)
         if len(self._groups) > self.max_groups:
             self._drop(next(iter(self._groups.values())))  # O(1): a linked list's head
+            if len(self._due) > 2 * len(self._groups) + 1024:
+                # Groups dropped at the cap stay in the heap (and alive) until their time
+                # comes: at a crowd above the cap that is one per observation, so rebuild it
+                # from the live groups now and then (O(1) per drop, amortised).
+                self._due = [e for e in self._due if not e[2].dead]
+                heapq.heapify(self._due)
         return group
 
     def _link(self, candidates: list[_Group] | tuple[()], obs: Observation) -> _Group | None:
