@@ -31,6 +31,11 @@ class _Empty(Mapping[Any, Any]):
     def __getitem__(self, key: str) -> Any:
         raise KeyError(key)
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # Not Mapping.get's raise-and-catch of KeyError: 0.48 µs against 0.03 µs, paid by
+        # every observation without fields that the grouper asks for its DS channel.
+        return default
+
     def __iter__(self) -> Iterator[str]:
         return iter(())
 
