@@ -13,6 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
+from presence_gateway.central.ingest import commit_messages
 from presence_gateway.core.model import OutboundMessage
 
 DEMO_DIR = Path("var/demo")
@@ -31,30 +32,10 @@ def prepare(messages: list[OutboundMessage], timezone: str, folder: Path = DEMO_
     db_path = (folder / "central.db").absolute()
     db_path.unlink(missing_ok=True)
     url = f"sqlite:///{db_path}"
-    asyncio.run(_commit(url, messages))
+    asyncio.run(commit_messages(url, messages))
     password = secrets.token_urlsafe(12)
     _private(folder / "dashboard.pw", password + "\n")
     config = folder / "dashboard.yaml"
     _private(config, f"store: {{id: demo-store, timezone: {timezone}}}\n"
                      "dashboard:\n  admin: {user: admin, password: file:dashboard.pw}\n")
     return url, config, password
-
-
-async def _commit(url: str, messages: list[OutboundMessage]) -> None:
-    from presence_gateway.central.db import Commit, open_db
-    from presence_gateway.central.model import Event, Status, parse
-    db = await open_db(url)
-    try:
-        c = Commit()
-        for m in messages:
-            item = parse(m.topic, m.payload)
-            if isinstance(item, Event):
-                c.events.append(item)
-                key = f"{item.store}/{item.gateway}"
-                last = c.positions.get(key, (item.store, item.gateway, 0))[2]
-                c.positions[key] = (item.store, item.gateway, max(last, item.seq))
-            elif isinstance(item, Status):
-                c.statuses.append(item)
-        await db.commit(c)
-    finally:
-        await db.close()

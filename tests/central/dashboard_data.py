@@ -12,8 +12,8 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from presence_gateway.central.db import Commit, open_db
-from presence_gateway.central.model import Event, Status, parse
+from presence_gateway.central.ingest import commit_messages, commit_of
+from presence_gateway.central.model import Status
 from presence_gateway.core.config import parse_config
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.drivers.registry import replay_settings
@@ -39,20 +39,6 @@ def replayed_messages(tmp_path: Path, store: str = STORE,
 
 
 async def commit(url: str, messages: list[OutboundMessage]) -> None:
-    db = await open_db(url)
-    try:
-        c = Commit()
-        for m in messages:
-            item = parse(m.topic, m.payload)
-            if isinstance(item, Event):
-                c.events.append(item)
-                key = f"{item.store}/{item.gateway}"
-                last = c.positions.get(key, (item.store, item.gateway, 0))[2]
-                c.positions[key] = (item.store, item.gateway, max(last, item.seq))
-            elif isinstance(item, Status):
-                c.statuses.append(item)
-        for store in {e.store for e in c.events}:
-            c.statuses.append(Status(store, GATEWAY, "online", None))
-        await db.commit(c)
-    finally:
-        await db.close()
+    """What `central run` would store, plus each store's gateway online."""
+    stores = {e.store for e in commit_of(messages).events}
+    await commit_messages(url, messages, [Status(s, GATEWAY, "online", None) for s in stores])
