@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import orjson
-from aiohttp import web
 
+from presence_gateway.adapters.http import listening
 from presence_gateway.adapters.mosquitto import free_port
 from presence_gateway.central.dashboard import queries
 from presence_gateway.central.dashboard.app import Dashboard
@@ -94,31 +94,30 @@ async def run(tmp: str, events: list[Event], stores: int, days: int, rounds: int
         now = datetime(2023, 2, 16, 23, 0, tzinfo=ZoneInfo(TZ)).timestamp()
         auth = Auth([User("admin", "admin", hash_password("bench-password"))])
         dash = Dashboard(db, auth, timezones={}, default_tz=TZ, clock=lambda: now)
-        runner = web.AppRunner(dash.app())
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        base = f"http://127.0.0.1:{port}"
         try:
-            jar = aiohttp.CookieJar(unsafe=True)
-            async with aiohttp.ClientSession(trust_env=False, cookie_jar=jar) as http:
-                await http.post(base + "/login", data={"username": "admin",
-                                                       "password": "bench-password"})
-                for path in ("/api/stores", "/api/stores/store-007/day", "/api/health",
-                             "/api/campaigns"):
-                    samples = []
-                    for i in range(rounds + 1):
-                        t = time.perf_counter()
-                        async with http.get(base + path) as r:
-                            await r.read()
-                            assert r.status == 200, (path, r.status)
-                        if i:
-                            samples.append(time.perf_counter() - t)
-                    print(f"GET {path:<28} {figures(samples)}")
-            await browser_figures(base, rounds)
+            async with listening(dash.app(), "127.0.0.1", free_port()) as base:
+                await api_figures(base, rounds)
+                await browser_figures(base, rounds)
         finally:
-            await runner.cleanup()
             await db.close()
+
+
+async def api_figures(base: str, rounds: int) -> None:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(trust_env=False, cookie_jar=jar) as http:
+        await http.post(base + "/login", data={"username": "admin",
+                                               "password": "bench-password"})
+        for path in ("/api/stores", "/api/stores/store-007/day", "/api/health",
+                     "/api/campaigns"):
+            samples = []
+            for i in range(rounds + 1):
+                t = time.perf_counter()
+                async with http.get(base + path) as r:
+                    await r.read()
+                    assert r.status == 200, (path, r.status)
+                if i:
+                    samples.append(time.perf_counter() - t)
+            print(f"GET {path:<28} {figures(samples)}")
 
 
 async def browser_figures(base: str, rounds: int) -> None:

@@ -13,12 +13,15 @@ import argparse
 import asyncio
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-
+from presence_gateway.adapters.http import listening
 from presence_gateway.cli.common import Subparsers, add_config
 from presence_gateway.core.config import GatewayConfig, load_config
-from presence_gateway.errors import ConfigError, GatewayError
+from presence_gateway.errors import ConfigError
+
+if TYPE_CHECKING:  # the dashboard's modules load only when the command runs
+    from presence_gateway.central.dashboard.auth import Auth
 
 
 def register(sub: Subparsers) -> None:
@@ -40,7 +43,7 @@ def listen_address(spec: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def build_auth(cfg: GatewayConfig) -> object:
+def build_auth(cfg: GatewayConfig) -> Auth:
     from presence_gateway.central.dashboard.auth import Auth, User, hash_password
     users = [User(u.name, u.role, u.password_hash or hash_password(u.password or ""))
              for u in cfg.dashboard.users]
@@ -59,14 +62,12 @@ def dashboard(args: argparse.Namespace) -> int:
     return asyncio.run(serve(cfg, auth, args.db, host, port))
 
 
-async def serve(cfg: GatewayConfig, auth: object, url: str, host: str, port: int) -> int:
+async def serve(cfg: GatewayConfig, auth: Auth, url: str, host: str, port: int) -> int:
     from presence_gateway.central.dashboard import queries
     from presence_gateway.central.dashboard.app import Dashboard
-    from presence_gateway.central.dashboard.auth import Auth
     from presence_gateway.central.db import open_db
     from presence_gateway.runtime.assembly import load_rules
 
-    assert isinstance(auth, Auth)
     rules = ([r.id for r in load_rules(cfg.offers.rules_path, cfg).rules]
              if cfg.offers.rules_path else [])
     db = await open_db(url)
@@ -75,16 +76,8 @@ async def serve(cfg: GatewayConfig, auth: object, url: str, host: str, port: int
         app = Dashboard(db, auth, timezones=dict(cfg.dashboard.timezones),
                         default_tz=cfg.timezone, rules=rules,
                         simulations=cfg.dashboard.simulations).app()
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-            print(f"dashboard on http://{host}:{port}/ (Ctrl-C stops it)", file=sys.stderr,
-                  flush=True)
+        async with listening(app, host, port) as base:
+            print(f"dashboard on {base}/ (Ctrl-C stops it)", file=sys.stderr, flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -94,8 +87,6 @@ async def serve(cfg: GatewayConfig, auth: object, url: str, host: str, port: int
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
-        finally:
-            await runner.cleanup()
     finally:
         await db.close()
     return 0

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
+from presence_gateway.adapters.http import listening
 from presence_gateway.adapters.mosquitto import free_port
 from presence_gateway.central.dashboard import queries
 from presence_gateway.central.dashboard.aggregate import day_window
@@ -77,14 +77,10 @@ async def site(central: Path, simulations: Path) -> AsyncIterator[tuple[str, Das
     dash = Dashboard(db, Auth(USERS), timezones={STORE: TZ}, default_tz=TZ,
                      rules=["welcome-gold", "never-fires"], simulations=str(simulations),
                      clock=lambda: clock[0])
-    runner = web.AppRunner(dash.app(), shutdown_timeout=0.5)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield f"http://127.0.0.1:{port}", dash
+        async with listening(dash.app(), "127.0.0.1", free_port(), shutdown_timeout=0.5) as base:
+            yield base, dash
     finally:
-        await runner.cleanup()
         await db.close()
 
 

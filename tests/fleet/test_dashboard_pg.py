@@ -7,8 +7,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
+from presence_gateway.adapters.http import listening
 from presence_gateway.adapters.mosquitto import free_port
 from presence_gateway.central.dashboard import queries
 from presence_gateway.central.dashboard.aggregate import day_window
@@ -36,12 +36,7 @@ async def test_api_over_postgresql(pg_url: str, tmp_path: Path) -> None:
                                         " time >= ? AND time < ?", STORE, start, end))
         auth = Auth([User("admin", "admin", hash_password("admin-pass-1"))])
         dash = Dashboard(db, auth, timezones={STORE: TZ}, default_tz=TZ, clock=lambda: NOW)
-        runner = web.AppRunner(dash.app())
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        base = f"http://127.0.0.1:{port}"
-        try:
+        async with listening(dash.app(), "127.0.0.1", free_port()) as base:
             jar = aiohttp.CookieJar(unsafe=True)
             async with aiohttp.ClientSession(trust_env=False, cookie_jar=jar) as http:
                 await http.post(base + "/login", data={"username": "admin",
@@ -54,8 +49,6 @@ async def test_api_over_postgresql(pg_url: str, tmp_path: Path) -> None:
                     assert r.status == 200
                 async with http.get(base + "/api/health") as r:
                     [gw] = await r.json()
-        finally:
-            await runner.cleanup()
     finally:
         await db.close()
     assert minutes > 60 and row["visits_today"] == visits
