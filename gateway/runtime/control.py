@@ -41,6 +41,7 @@ from presence_gateway.core.events import CommandRefused, Event, InboundRejected
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.core.offers.reload import OFFERS_RELOAD, reload_offers, reload_request
 from presence_gateway.core.offers.rules import dwell_marks
+from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.remote import (
     PRESENCE_CONFIGURE,
     configure_request,
@@ -82,7 +83,6 @@ class ControlPlane:
         self.reload_topic = f"{core.topics.commands}/{OFFERS_RELOAD}"
         self.resend_topic = f"{core.topics.commands}/{EVENTS_RESEND}"
         self.configure_topic = f"{core.topics.commands}/{PRESENCE_CONFIGURE}"
-        self.presence = cfg.presence  # replaced by an accepted presence.configure
         self.sync_prefix = f"{core.topics.store}/sync/"
         self.dropped = 0
         self.rejections = RateLimit()  # rejection events + warnings per inbound topic
@@ -184,6 +184,12 @@ class ControlPlane:
                                  version=req.version)
         return [event]
 
+    @property
+    def presence(self) -> PresenceSettings:
+        """The presence settings in force: the engine's (an accepted presence.configure
+        replaces them there; the offer rules' dwell marks are merged in)."""
+        return self.core.engine.s
+
     def _zones(self) -> set[str]:
         return {z.name for z in self.presence.zones}
 
@@ -209,7 +215,6 @@ class ControlPlane:
         if self.outbox is not None:
             await RemoteConfigStore(self.outbox).save("presence", req.version, req.text, now)
         events = self.core.engine.reconfigure(settings, now)
-        self.presence = parsed
         log.info("presence settings %s applied (%d zones) by command %s", req.version,
                  len(parsed.zones), req.command.id)
         return [*events, result_event(PRESENCE_CONFIGURE, now, command_id=req.command.id,

@@ -66,6 +66,14 @@ class Health:
             d.restarts += 1
         d.running = True
 
+    def problem(self, driver: Driver, now: float) -> str | None:
+        """Why `driver` is unhealthy, or None: it failed to its supervisor recently, or it
+        says it is retrying on its own (before it gives up to the supervisor)."""
+        if isinstance(driver, ReportsProblem) and driver.problem is not None:
+            return driver.problem
+        h = self.driver(driver.name)
+        return None if h.healthy(now) else (h.last_error or "failing")
+
     def failed(self, name: str, reason: str) -> None:
         d = self.driver(name)
         d.running, d.failures, d.last_error = False, d.failures + 1, reason
@@ -87,13 +95,11 @@ def verdict(rt: Runtime, health: Health, outbox: OutboxView) -> tuple[bool, dict
     problems: dict[str, str] = {}
     drivers: dict[str, Any] = {}
     for d in rt.drivers:
-        h = health.driver(d.name)
-        retrying = d.problem if isinstance(d, ReportsProblem) else None
-        ok = h.healthy(now) and retrying is None
-        drivers[d.name] = {"ok": ok, "restarts": h.restarts,
-                           "last_error": retrying or h.last_error}
-        if not ok:
-            problems[f"driver:{d.name}"] = retrying or h.last_error or "failing"
+        h, problem = health.driver(d.name), health.problem(d, now)
+        drivers[d.name] = {"ok": problem is None, "restarts": h.restarts,
+                           "last_error": problem or h.last_error}
+        if problem is not None:
+            problems[f"driver:{d.name}"] = problem
     if rt.writer.disk_full:
         problems["outbox"] = "disk full: events are held in memory (bounded) until space returns"
     limit = rt.cfg.storage.outbox_max_rows
@@ -162,10 +168,8 @@ class GatewayCollector(Collector):
                                labels=["driver"])
         now = time.monotonic()
         for d in rt.drivers:
-            h = self.health.driver(d.name)
-            restarts.add_metric([d.name], h.restarts)
-            retrying = d.problem if isinstance(d, ReportsProblem) else None
-            up.add_metric([d.name], 1.0 if h.healthy(now) and retrying is None else 0.0)
+            restarts.add_metric([d.name], self.health.driver(d.name).restarts)
+            up.add_metric([d.name], 0.0 if self.health.problem(d, now) else 1.0)
         yield restarts
         yield up
         yield recovery_metric(rt.drivers)
