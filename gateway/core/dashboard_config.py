@@ -20,6 +20,7 @@ YAML) or given as an argon2 hash; the dashboard shell hashes plain ones at start
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -63,7 +64,7 @@ def read(r: Reader, section: str, resolve: SecretResolver) -> DashboardSettings:
         if text is not None and len(text) < 16:
             r.error(f"{section}.session_key", "the key must be at least 16 characters")
         elif text is not None:
-            import hashlib  # a Fernet key is 32 url-safe base64 bytes: derive one
+            # A Fernet key is 32 url-safe base64 bytes: derive one from the secret.
             key = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest())
     zones: list[tuple[str, str]] = []
     for store, tz in r.mapping(f"{section}.timezones").items():
