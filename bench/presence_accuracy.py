@@ -2,8 +2,9 @@
 
     python -m bench.presence_accuracy [--shared PATH]
 
-Path per frame: pcap record -> gateway.core.wifi.parse_record -> privacy Boundary (fixed test
-secret) -> PresenceEngine with the DEFAULT presence settings, ticked every 10 s of capture time.
+Path per frame: pcap record -> gateway.core.wifi.parse_record -> the default repeat throttle ->
+privacy Boundary (fixed test secret) -> PresenceEngine with the DEFAULT presence settings,
+ticked every 10 s of capture time.
 Each `presence.footfall` event at boundary B is compared with the lab's occupancy in the minute
 [B - 60, B), taken from the CSV row of the same frame index (CSV times are CET = UTC+1, pcap
 times UTC; using the frame index avoids the conversion). Prints MAE and Pearson correlation
@@ -28,16 +29,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from presence_gateway.core.config import load_config
 from presence_gateway.core.events import FootfallCounted, VisitStarted
 from presence_gateway.core.model import AddressKind, Observation, Sighting
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
+from presence_gateway.core.throttle import AdvertThrottle
 from presence_gateway.core.wifi.frames import parse_record
 
 SECRET = b"bench-presence-accuracy-secret!!"
 DAYS = ("2023-02-16", "2023-02-28", "2023-04-17")
 TICK_S = 10.0
+DEFAULTS = load_config(None)
 
 
 def records(path: Path) -> Iterator[tuple[float, int, bytes]]:
@@ -57,11 +61,14 @@ def records(path: Path) -> Iterator[tuple[float, int, bytes]]:
 
 
 def observations(path: Path, *, random_la: bool = False) -> Iterator[tuple[int, Observation]]:
-    """(frame index, observation) for every frame the parser turns into a sighting."""
+    """(frame index, observation) for every frame the parser turns into a sighting and the
+    gateway's default throttle passes (a burst's identical retries count once)."""
     boundary = Boundary(Pseudonymizer(SECRET))
+    throttle = AdvertThrottle(DEFAULTS.ble_repeat_interval_s,
+                              wifi_interval_s=DEFAULTS.wifi_repeat_interval_s)
     for i, (ts, linktype, data) in enumerate(records(path)):
         s = parse_record(data, linktype, ts, "bench")
-        if isinstance(s, Sighting):
+        if isinstance(s, Sighting) and throttle.admit(s):
             obs = boundary.admit(s)
             if obs is not None:
                 if random_la:

@@ -25,6 +25,7 @@ from presence_gateway.core.ha_discovery import DiscoverySettings
 from presence_gateway.core.identity import config as identity_config
 from presence_gateway.core.offers import rules
 from presence_gateway.core.presence import config as presence_config
+from presence_gateway.core.throttle import WIFI_BURST_S
 from presence_gateway.core.yamlread import Reader, load_yaml, read_secret
 from presence_gateway.errors import ConfigError
 
@@ -115,6 +116,7 @@ class GatewayConfig:
     offers: rules.OfferSettings = field(default_factory=rules.OfferSettings)
     queue_max: int = 10000
     ble_repeat_interval_s: float = 1.0
+    wifi_repeat_interval_s: float = WIFI_BURST_S
     http: HttpSettings = field(default_factory=HttpSettings)
     home_assistant: DiscoverySettings = field(default_factory=DiscoverySettings)
     dashboard: dashboard_config.DashboardSettings = field(
@@ -162,11 +164,12 @@ def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None)
         offers=rules.read_settings(r, "offers", secret),
         queue_max=r.int_("queue.max", 10000, 16, 10_000_000),
         ble_repeat_interval_s=r.duration("queue.ble_repeat_interval", 1.0),
+        wifi_repeat_interval_s=r.duration("queue.wifi_repeat_interval", WIFI_BURST_S),
         http=_http(r),
         home_assistant=_home_assistant(r),
         dashboard=dashboard_config.read(r, "dashboard", secret),
     )
-    r.known_keys("queue", {"max", "ble_repeat_interval"})
+    r.known_keys("queue", {"max", "ble_repeat_interval", "wifi_repeat_interval"})
     r.check()
     return cfg
 

@@ -183,7 +183,8 @@ async def _assemble(cfg: GatewayConfig, options: RunOptions, outbox: Outbox, rul
         since = clock.now() - rules.horizon_s if live else 0.0
         core.offers.load_ledger(await ledger.load(since))
     channel = ObservationChannel(core.boundary, cfg.queue_max,
-                                 AdvertThrottle(cfg.ble_repeat_interval_s))
+                                 AdvertThrottle(cfg.ble_repeat_interval_s,
+                                                wifi_interval_s=cfg.wifi_repeat_interval_s))
     writer = OutboxWriter(outbox if options.publish else None,
                           batch_max=cfg.storage.batch_max,
                           interval=cfg.storage.batch_interval_s,
