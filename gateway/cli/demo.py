@@ -123,7 +123,8 @@ def _report(summary: RunSummary, published: dict[str, str], received: dict[str, 
             missing: list[str]) -> int:
     by_type = Counter(received[i] for i in published if i in received)
     print("\nsummary", file=sys.stderr)
-    print(f"  observations: {summary.observations}   rejected frames: "
+    print(f"  observations: {summary.observations} (+{summary.throttled} repeats throttled)"
+          f"   rejected frames: "
           f"{sum(summary.rejects.values())}   queue drops: {summary.queue_drops}", file=sys.stderr)
     print(f"  events published: {len(published)}   received by the subscriber: "
           f"{len(published) - len(missing)}   acknowledged by the broker: {summary.acked}",

@@ -74,8 +74,8 @@ def run_command(args: argparse.Namespace) -> int:
 def print_summary(s: RunSummary, *, published: bool = True) -> None:
     delivery = (f"published: {s.published}  acked: {s.acked}  outbox left: {s.outbox_depth}"
                 if published else "not published (--no-mqtt)")
-    print(f"observations: {s.observations}  events: {s.events}  {delivery}  queue drops: "
-          f"{s.queue_drops}", file=sys.stderr)
+    print(f"observations: {s.observations} (+{s.throttled} repeats throttled)  events: "
+          f"{s.events}  {delivery}  queue drops: {s.queue_drops}", file=sys.stderr)
     for t, n in s.events_by_type.items():
         print(f"  {t}: {n}", file=sys.stderr)
     if s.rejects:

@@ -51,6 +51,7 @@ class RunSummary:
     events_by_type: dict[str, int] = field(default_factory=dict)
     rejects: dict[str, int] = field(default_factory=dict)
     queue_drops: int = 0
+    throttled: int = 0              # repeats dropped before the boundary (core/throttle.py)
     published: int = 0
     acked: int = 0
     outbox_depth: int = 0
@@ -283,6 +284,7 @@ class Service:
         s.events = sum(s.events_by_type.values())
         s.rejects = dict(rt.channel.rejects)
         s.queue_drops = rt.channel.drops
+        s.throttled = rt.channel.throttle.stats.dropped
         s.outbox_depth = rt.outbox.size if rt.publisher is not None else 0
         if rt.publisher is not None:
             s.published, s.acked = rt.publisher.published, rt.publisher.acked

@@ -100,7 +100,9 @@ def test_replay_of_real_captures_reaches_the_broker(tmp_path: Path,
         events = sub.events()
         status = [orjson.loads(p) for t, p, _ in sub.snapshot() if t.endswith("/status")]
     assert not missing, f"{len(missing)} events never arrived"
-    assert summary.observations > 500 and summary.outbox_depth == 0
+    # a probe burst's identical retries are throttled before the core (core/throttle.py)
+    assert summary.observations > 300 and summary.throttled > 100
+    assert summary.observations + summary.throttled > 500 and summary.outbox_depth == 0
     assert summary.acked >= len(published)
     kinds = {e["type"] for e in events}
     assert {"presence.visit.started", "presence.visit.ended", "presence.gateway.stats"} <= kinds
