@@ -116,13 +116,18 @@ def crowd_traffic(n: int, period: float, start: float, span: float,
     fingerprint each, so each is a group of the grouper)."""
     dt = period / n
     first = round(start / dt)
+    # One key object per device, as the pseudonymizer's cache hands the same str for the same
+    # address (a fresh string per sighting would add a compare of the stored key in every
+    # lookup, which the service does not pay).
+    keys = [f"{i * 2654435761:016x}" for i in range(n)]
+    prints = [f"fp{i}" for i in range(n)] if wifi else []
     for k in range(first, first + round(span / dt)):
         i = k % n
-        device = f"{i * 2654435761:016x}"
+        device = keys[i]
         if wifi:
             yield Observation(ts=1.7e9 + k * dt, radio=Radio.WIFI, device=device,
                               address_kind=AddressKind.RANDOM, rssi=-60 - k % 20, channel=6,
-                              kind=Kind.PROBE_REQUEST.value, fingerprint=f"fp{i}")
+                              kind=Kind.PROBE_REQUEST.value, fingerprint=prints[i])
         else:
             yield Observation(ts=1.7e9 + k * dt, radio=Radio.BLE, device=device,
                               address_kind=AddressKind.STATIC, rssi=-60 - k % 20, channel=37,

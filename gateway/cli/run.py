@@ -23,6 +23,7 @@ from pathlib import Path
 
 from presence_gateway.cli.common import Subparsers, add_gateway_options, configure, open_out
 from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.gctune import tune_for_service
 from presence_gateway.runtime.service import RunSummary, Service, run_with_signals
 
 
@@ -61,6 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
             observations_out=open_out(stack, getattr(args, "observations_out", None)))
         if publish:
             Path(cfg.storage.path).parent.mkdir(parents=True, exist_ok=True)
+        tune_for_service()
         summary = asyncio.run(run_with_signals(Service(cfg, options)))
     print_summary(summary, published=publish)
     # A recording that could not be read whole (missing, damaged, cut off) fails the replay,

@@ -123,7 +123,7 @@ class Pipeline:
                     yield self._emit(events, last or 0.0)
                     events = more
             n += 1
-            by_kind[(obs.radio.value, obs.kind)] += 1
+            by_kind[(obs.radio, obs.kind)] += 1  # Radio is a StrEnum: no .value lookup
             if linker is not None and obs.identity is not None:
                 linker.observe(obs)
             out = engine_feed(obs)
@@ -210,7 +210,8 @@ class Pipeline:
         shell = self.shell
         by_radio: Counter[str] = Counter()
         by_kind: dict[str, int] = {}
-        for (radio, kind), n in sorted(self.by_kind.items()):
+        for (member, kind), n in sorted(self.by_kind.items()):
+            radio = str(member)  # a plain str for the event's JSON keys
             by_radio[radio] += n
             by_kind[f"{radio}:{kind}"] = n
         data: dict[str, Any] = {

@@ -61,23 +61,25 @@ class AdvertThrottle:
             content: object = s.fields
         else:
             interval = self.wifi_interval_s
+            # The fingerprint is a cached str per element set; SSIDs are short bytes.
             content = (s.fingerprint, s.ssid)
         if interval <= 0:
             return True
         key = (s.address, s.kind)
         prev = self._last.get(key)
-        if prev is not None:
-            ts, seen, rssi = prev
+        ts = s.ts
+        if prev is not None and ts - prev[0] < interval:
+            seen, rssi = prev[1], prev[2]
             # BLE: identity (see above; a dict compare would cost more than it saves); Wi-Fi:
-            # a two-item tuple of strings/bytes.
-            same = seen is content or (interval is self.wifi_interval_s and seen == content)
-            if (s.ts - ts < interval and same and
-                    (rssi is None or s.rssi is None or abs(s.rssi - rssi) < self.rssi_step_db)):
+            # a two-item tuple of a str and bytes or None.
+            if (seen is content or (interval is self.wifi_interval_s and seen == content)) and \
+                    (rssi is None or s.rssi is None or -self.rssi_step_db < s.rssi - rssi
+                     < self.rssi_step_db):
                 self.stats.dropped += 1
                 return False
-        if s.ts >= self._sweep_at or len(self._last) >= self.max_devices:
-            self._sweep(s.ts)
-        self._last[key] = (s.ts, content, s.rssi)
+        if ts >= self._sweep_at or len(self._last) >= self.max_devices:
+            self._sweep(ts)
+        self._last[key] = (ts, content, s.rssi)
         self.stats.passed += 1
         return True
 

@@ -37,7 +37,7 @@ def build_core(cfg: GatewayConfig, identity: IdentityRuntime, pseudonymizer: Pse
                rules: RuleSet, next_seq: int, started: float | None) -> Core:
     """Pure wiring of the core around the identity runtime's index, linker and opt-out list.
     `started` is the wall-clock start of a live run (None in capture time)."""
-    boundary = Boundary(pseudonymizer, resolver=identity.index, opt_out=identity.opt_out)
+    boundary = Boundary(pseudonymizer, resolver=identity.index.resolve, opt_out=identity.opt_out)
     # Offer dwell conditions are checked at dwell marks (confirmed by a sighting): add theirs.
     presence = dataclasses.replace(
         cfg.presence, dwell_marks_s=dwell_marks(rules, cfg.presence.dwell_marks_s))

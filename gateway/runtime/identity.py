@@ -3,7 +3,7 @@
 The builder (runtime/assembly.py) starts it first, then builds the core around its index,
 linker and opt-out list; the control plane feeds it sync messages and tends it:
     rt = await IdentityRuntime.start(outbox, pseudonymizer, settings, prefix=..., store=...)
-    boundary = Boundary(pseudonymizer, resolver=rt.index, opt_out=rt.opt_out)
+    boundary = Boundary(pseudonymizer, resolver=rt.index.resolve, opt_out=rt.opt_out)
     ... await rt.on_message(topic, payload, now)  -> rejection events, opt-out changes
     periodically: await rt.flush(); await rt.reload_if_changed(); await rt.purge(now, days)
 After anything that may change the opt-out list, the control plane hands `rt.opt_out` to the

@@ -133,7 +133,7 @@ class GatewayCollector(Collector):
         obs = CounterMetricFamily(p + "observations", "Observations fed to the core",
                                   labels=["radio", "kind"])
         for (radio, kind), n in sorted(pipeline.by_kind.items()):
-            obs.add_metric([radio, kind], n)
+            obs.add_metric([str(radio), kind], n)
         yield obs
         rejects = CounterMetricFamily(p + "parse_errors", "Frames and adverts the parsers "
                                       "refused, by reason", labels=["reason"])

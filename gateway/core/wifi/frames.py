@@ -60,7 +60,12 @@ _NULL_DATA = {0x48: 24, 0xC8: 26}  # null, QoS null: header length
 
 # element walk result: (ie_ids, vendor_ouis, fingerprint, ds_channel) or a rejection reason
 _Walked = tuple[tuple[int, ...], tuple[int, ...], str, int | None]
-_CACHES: dict[int, dict[bytes, _Walked | str]] = {0: {}, 4: {}, 10: {}}  # by fixed-field length
+# The fields of a cached element tail, by (directed?) then frequency: a device repeats the same
+# request probe after probe, so its Sightings share one `fields` mapping (nothing downstream
+# mutates fields; the BLE decoders share theirs the same way), built once, not per frame.
+_FieldsMemo = tuple[dict[int | None, dict[str, Any]], dict[int | None, dict[str, Any]]]
+_Cached = tuple[_Walked, _FieldsMemo]
+_CACHES: dict[int, dict[bytes, _Cached | str]] = {0: {}, 4: {}, 10: {}}  # by fixed-field length
 _CACHE_LIMIT = 4096  # distinct element tails (device models x channels); cleared when full
 
 _REJECT: dict[str, Rejection] = {}
@@ -122,8 +127,10 @@ def walk_elements(data: bytes, pos: int, end: int, tag: bytes = b"p") -> _Walked
     return (tuple(ids), tuple(ouis), fingerprint, ds)
 
 
-def _elements(data: bytes, pos: int, end: int, fixed: int) -> tuple[bytes | None, _Walked] | str:
-    """(ssid, walked) for the elements at data[pos:end]; cached by the bytes after the SSID."""
+def _elements(data: bytes, pos: int, end: int, fixed: int
+              ) -> tuple[bytes | None, _Walked, _FieldsMemo | None] | str:
+    """(ssid, walked, fields memo) for the elements at data[pos:end]; cached by the bytes after
+    the SSID (the memo is None when uncached)."""
     ssid: bytes | None = None
     if pos + 2 <= end and data[pos] == _IE_SSID:
         tail = pos + 2 + data[pos + 1]
@@ -133,19 +140,21 @@ def _elements(data: bytes, pos: int, end: int, fixed: int) -> tuple[bytes | None
             ssid = data[pos + 2:tail]
         cache = _CACHES[fixed]
         key = data[tail:end]
-        walked = cache.get(key)
-        if walked is None:
+        cached = cache.get(key)
+        if cached is None:
             walked = walk_elements(data, pos, end, _KIND_TAG[fixed])
+            cached = walked if isinstance(walked, str) else (walked, ({}, {}))
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
-            cache[key] = walked
-    else:  # no leading SSID element (association requests may order differently): uncached
-        walked = walk_elements(data, pos, end, _KIND_TAG[fixed])
-        if not isinstance(walked, str):
-            ssid = _find_ssid(data, pos, end)
-    if isinstance(walked, str):
-        return walked
-    return (ssid, walked)
+            cache[key] = cached
+        if isinstance(cached, str):
+            return cached
+        return (ssid, cached[0], cached[1])
+    # no leading SSID element (association requests may order differently): uncached
+    found = walk_elements(data, pos, end, _KIND_TAG[fixed])
+    if isinstance(found, str):
+        return found
+    return (_find_ssid(data, pos, end), found, None)
 
 
 def _find_ssid(data: bytes, pos: int, end: int) -> bytes | None:
@@ -203,12 +212,17 @@ def parse_record(
     result = _elements(data, body + fixed, end, fixed)
     if isinstance(result, str):
         return reject(result)
-    ssid, (ie_ids, ouis, fingerprint, ds) = result
+    ssid, (ie_ids, ouis, fingerprint, ds), memo = result
     address = data[start + 10:start + 16]
-    fields: dict[str, Any] = {"ssid_directed": ssid is not None, "ie_ids": ie_ids,
-                              "vendor_ouis": ouis, "freq": freq, "ds_channel": ds}
-    if fixed == 10:
-        fields["reassociation"] = True
+    by_freq = None if memo is None else memo[ssid is not None]
+    fields = None if by_freq is None else by_freq.get(freq)
+    if fields is None:
+        fields = {"ssid_directed": ssid is not None, "ie_ids": ie_ids, "vendor_ouis": ouis,
+                  "freq": freq, "ds_channel": ds}
+        if fixed == 10:
+            fields["reassociation"] = True
+        if by_freq is not None:
+            by_freq[freq] = fields
     if channel is None:
         channel = ds  # no radio channel (plain 802.11): the DS parameter set says where it sent
     return new_sighting(ts, _WIFI, address, _KIND_OF_BIT[address[0] & 2], rssi, channel, kind,

@@ -1,0 +1,143 @@
+"""Whole-process CPU per frame of `presence-gateway replay` on a real Wi-Fi day.
+
+    python -m bench.replay_cost [--rounds 5] [--capture PCAP] [--baseline SITE] [--json]
+
+Everything the process does for a recorded day, from reading the pcap to the last event:
+parse, throttle, privacy boundary, presence, identity, offers, envelope and, with a broker,
+the outbox and the publisher. Each run is a fresh `python -m presence_gateway replay` process;
+its CPU (user + sys, from the kernel's accounting of the finished child) minus that of the
+same command on a one-frame capture (start-up: imports, config, SQLite, the broker session)
+is the day's cost, divided by the frames the parser turned into sightings (observations plus
+repeats throttled: what the radio delivered). Runs are interleaved (day, one frame, day with
+broker, one frame with broker) round by round, so a slow spell of the machine hits all alike;
+figures are medians with their range over the rounds' paired differences. The broker is a
+private Mosquitto on a free loopback port; its own CPU is not the gateway's and is not counted.
+`--baseline SITE` runs the same rounds with another tree (a directory holding a
+`presence_gateway` package, e.g. an export of main) interleaved, for a before/after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.summary import report
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.drivers.pcap_records import iter_records
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY = (ROOT.parent / "shared" / "data" / "captures" / "wifi" / "brno_sc6-61"
+       / "position_1_sc6-61_2023-02-28_anonymized.pcap")
+# (older trees print no throttled repeats: they parsed as many frames as they observed)
+_SUMMARY = re.compile(r"observations: (\d+)(?: \(\+(\d+) repeats throttled\))?\s+events: (\d+)")
+
+
+def one_frame(src: Path, dst: Path) -> None:
+    """The capture's first record alone, in a classic pcap with the same link type."""
+    ts, linktype, data = next(iter(iter_records(src)))
+    with dst.open("wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype & 0xFFFF))
+        out.write(struct.pack("<IIII", int(ts), int(ts % 1 * 1e6), len(data), len(data)))
+        out.write(data)
+
+
+def run(args: list[str], site: str | None, workdir: str) -> tuple[float, int, int]:
+    """CPU seconds of one replay process, frames it parsed, events it built."""
+    env = dict(os.environ)
+    if site is not None:
+        env["PYTHONPATH"] = site
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = subprocess.run([sys.executable, "-m", "presence_gateway", "replay",
+                          "--db", os.path.join(workdir, "gw.db"), *args],
+                         cwd=workdir, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child is reaped: counted
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if res.returncode != 0:
+        raise SystemExit(f"replay failed ({res.returncode}):\n{res.stderr[-2000:]}")
+    m = _SUMMARY.search(res.stderr)
+    if m is None:
+        raise SystemExit(f"no summary in the replay's output:\n{res.stderr[-2000:]}")
+    for name in os.listdir(workdir):  # a fresh outbox each run
+        if name.startswith("gw.db"):
+            os.unlink(os.path.join(workdir, name))
+    return cpu, int(m[1]) + int(m[2] or 0), int(m[3])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--capture", type=Path, default=DAY)
+    ap.add_argument("--baseline", help="site directory of the tree to compare against")
+    ap.add_argument("--no-broker", action="store_true", help="only `replay --no-mqtt`")
+    ap.add_argument("--json", action="store_true", help="one JSON line of medians at the end")
+    args = ap.parse_args(argv)
+    if not args.capture.exists():
+        print(f"capture not found: {args.capture} (needs ../shared)", file=sys.stderr)
+        return 0
+    trees: dict[str, str | None] = {"this tree": None}
+    if args.baseline:
+        trees = {"baseline": args.baseline, "this tree": None}
+    per_frame: dict[tuple[str, str], list[float]] = {}
+    per_event: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="pg-replay-cost-") as tmp:
+        one = Path(tmp) / "one-frame.pcap"
+        one_frame(args.capture, one)
+        broker = None if args.no_broker else LocalBroker(workdir=tmp)
+        if broker is not None:
+            broker.start()
+        try:
+            modes = [("--no-mqtt", ["--no-mqtt"])]
+            if broker is not None:
+                modes.append(("Mosquitto", ["--mqtt", broker.url]))
+            for r in range(args.rounds):
+                for name, site in trees.items():
+                    cpu: dict[str, float] = {}
+                    for mode, extra in modes:
+                        day_cpu, frames, events = run([*extra, str(args.capture)], site, tmp)
+                        one_cpu, _, _ = run([*extra, str(one)], site, tmp)
+                        per_frame.setdefault((name, mode), []).append(
+                            (day_cpu - one_cpu) / frames * 1e6)
+                        cpu[mode] = day_cpu - one_cpu
+                    if "Mosquitto" in cpu:
+                        per_event.setdefault(name, []).append(
+                            (cpu["Mosquitto"] - cpu["--no-mqtt"]) / events * 1e6)
+                print(f"round {r + 1}/{args.rounds} done ({frames:,} frames, {events:,} events)",
+                      file=sys.stderr)
+        finally:
+            if broker is not None:
+                broker.stop()
+    med = statistics.median
+    print(f"{args.capture.name}: {frames:,} frames, {events:,} events; CPU µs per frame, "
+          f"median [range] of {args.rounds} paired rounds")
+    print("| tree | replay --no-mqtt | replay into Mosquitto | CPU µs per published event |")
+    print("|---|---|---|---|")
+    for name in trees:
+        cells = []
+        for xs in (per_frame[(name, "--no-mqtt")], per_frame.get((name, "Mosquitto")),
+                   per_event.get(name)):
+            cells.append("n/a" if not xs else f"{med(xs):.2f} [{min(xs):.2f}-{max(xs):.2f}]")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    mine = per_frame[("this tree", "--no-mqtt")]
+    report("replay_us", med(mine), min(mine), max(mine))
+    if ("this tree", "Mosquitto") in per_frame:
+        xs = per_frame[("this tree", "Mosquitto")]
+        report("replay_mqtt_us", med(xs), min(xs), max(xs))
+        ev = per_event["this tree"]
+        report("event_us", med(ev), min(ev), max(ev))
+    if args.json:
+        print(json.dumps({"replay_us": med(mine)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
