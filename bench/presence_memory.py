@@ -37,6 +37,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.summary import report
 from presence_gateway.core.model import AddressKind, Kind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.sessions import PresenceEngine
@@ -209,6 +210,22 @@ def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None,
               f"| {int(rs[0]['tracked']):,} | {med([x['rss_tracking'] for x in rs]):.0f} "
               f"| {med([x['rss_peak'] for x in rs]):.0f} | {int(rs[0]['most_per_call']):,} "
               f"| {med([x['end_s'] for x in rs]):.1f} |")
+    lo_n, hi_n = min(sizes), max(sizes)
+    for name in trees:
+        small, large = runs[(name, lo_n)], runs[(name, hi_n)]
+        # paired: each round's largest crowd over its smallest, both run back to back
+        ratios = [b["us_per_obs"] / a["us_per_obs"] for a, b in zip(small, large, strict=True)]
+        print(f"{name}: {hi_n:,} vs {lo_n:,} devices: {statistics.median(ratios):.2f}x "
+              f"[{min(ratios):.2f}-{max(ratios):.2f}] the cost per observation")
+    mine_small, mine_large = runs[("this tree", lo_n)], runs[("this tree", hi_n)]
+    ratios = [b["us_per_obs"] / a["us_per_obs"]
+              for a, b in zip(mine_small, mine_large, strict=True)]
+    report("crowd_ratio", statistics.median(ratios), min(ratios), max(ratios))
+    for key, rs in (("crowd_us_1k", mine_small), ("crowd_us_100k", mine_large)):
+        us = [x["us_per_obs"] for x in rs]
+        report(key, statistics.median(us), min(us), max(us))
+    rss = [x["rss_peak"] for x in mine_large]
+    report("crowd_rss_mb", statistics.median(rss), min(rss), max(rss))
 
 
 def main() -> None:

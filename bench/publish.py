@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from bench.summary import report
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.adapters.outbox import Outbox
 from presence_gateway.adapters.publisher import Publisher, _PackedProperties
@@ -127,6 +128,9 @@ def main() -> None:
             wall, cpu = asyncio.run(drain(path, broker.port, window, count))
             label = "await each publish" if window == 1 else "read-ahead, ack-clocked"
             rows.append((f"outbox -> broker, window {window} ({label})", count, wall, cpu))
+    for name, count, wall, _ in rows:
+        if name.startswith("outbox -> broker, window 20"):
+            report("publish_per_s", count / wall)
     print(f"{'case':<58} {'msgs':>7} {'msgs/s':>9} {'CPU µs/msg':>11}")
     for name, count, wall, cpu in rows:
         print(f"{name:<58} {count:>7} {count / wall:>9.0f} {cpu / count * 1e6:>11.1f}")

@@ -5,8 +5,9 @@
 Captures:
 - the Brno 2023-02-28 day (27k real probe requests, ../shared; the bundled 2023-04-17 file when
   ../shared is absent);
-- a synthetic file of >= --frames records written to /tmp (not committed): every real Wi-Fi
-  capture repeated, each copy with timestamps shifted and transmitter addresses rewritten.
+- a synthetic file of >= --frames records written to a private temporary directory (removed at
+  the end): every real Wi-Fi capture repeated, each copy with timestamps shifted and
+  transmitter addresses rewritten.
 Rows, CPU time (time.process_time) per frame, pcap reading included:
 - "ours (native reader)": drivers/pcap_records.iter_records -> parse_record (the replay path);
 - "ours (scapy RawPcapReader)": scapy's reader -> parse_record (the documented fallback);
@@ -15,17 +16,23 @@ Rows, CPU time (time.process_time) per frame, pcap reading included:
   sequence, SSID, element ids, vendor OUIs). scapy costs ~1.5 ms per frame, so on the synthetic
   file its reader is timed over every record and its dissection over --scapy-sample evenly
   spaced frames; its µs/frame is the sum of the two per-frame costs.
+Then the paired comparison (`--rounds`, interleaved): each round times our parser over every
+record of the day and scapy's dissection over --scapy-sample evenly spaced ones, both from
+bytes in memory; the ratio per round, median and range.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import struct
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.summary import report
 from presence_gateway.core.wifi.frames import parse_record
 from presence_gateway.drivers.pcap_records import iter_records, read_scapy
 
@@ -33,7 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO / ".." / "shared" / "data" / "captures" / "wifi"
 BUNDLED = REPO / "tests" / "data" / "wifi"
 BRNO_DAY = SHARED / "brno_sc6-61" / "position_1_sc6-61_2023-02-28_anonymized.pcap"
-SYNTH = Path("/tmp/presence_gateway_wifi_synth.pcap")
 
 
 def scapy_fields(data: bytes) -> tuple[Any, ...] | None:
@@ -71,16 +77,15 @@ def _count(results: Iterable[object]) -> int:
     return n
 
 
-def build_synthetic(target: int) -> Path:
+def build_synthetic(target: int, folder: Path) -> Path:
     """Repeat every real capture until `target` records; each copy shifts time by a day and
     XORs the copy number into the transmitter address (so addresses do not repeat)."""
-    if SYNTH.exists() and _count(iter_records(SYNTH)) >= target:
-        return SYNTH
+    synth = folder / "wifi_synth.pcap"
     sources = sorted(SHARED.glob("**/*.pcap")) or sorted(BUNDLED.glob("*.pcap"))
     base = [r for p in sources for r in iter_records(p) if r[1] & 0xFFFF == 127]
     rec = struct.Struct("<IIII")
     written = 0
-    with SYNTH.open("wb") as out:
+    with synth.open("wb") as out:
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 127))
         copy = 0
         while written < target:
@@ -98,7 +103,7 @@ def build_synthetic(target: int) -> Path:
                 written += 1
                 if written >= target:
                     break
-    return SYNTH
+    return synth
 
 
 def measure(path: Path, scapy_sample: int) -> list[tuple[str, int, float]]:
@@ -143,18 +148,35 @@ def table(name: str, rows: list[tuple[str, int, float]]) -> str:
     return "\n".join(lines)
 
 
+def paired(path: Path, rounds: int, sample: int) -> list[float]:
+    records = [(lt, d) for _, lt, d in iter_records(path)]
+    picked = [d for _, d in records[::max(1, len(records) // sample)]]
+    ratios = []
+    for _ in range(rounds):
+        n, ours = _cpu(lambda: _count(parse_record(d, lt, 0.0) for lt, d in records))
+        m, theirs = _cpu(lambda: _count(_scapy(d) for d in picked))
+        ratios.append((theirs / m) / (ours / n))
+    return ratios
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=1_000_000)
     parser.add_argument("--scapy-sample", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     day = BRNO_DAY
     if not day.exists():
         day = BUNDLED / "position_1_sc6-61_2023-04-17_anonymized.pcap"
     print(table(f"{day.name} (every frame, both parsers)", measure(day, 0)))
-    synth = build_synthetic(args.frames)
-    print(table(f"synthetic {synth} ({args.frames:,} frames from the real captures)",
-                measure(synth, args.scapy_sample)))
+    with tempfile.TemporaryDirectory(prefix="pg-wifi-parse-") as tmp:
+        synth = build_synthetic(args.frames, Path(tmp))
+        print(table(f"synthetic capture ({args.frames:,} frames from the real captures)",
+                    measure(synth, args.scapy_sample)))
+    ratios = paired(day, args.rounds, args.scapy_sample)
+    print(f"\npaired, {args.rounds} interleaved rounds on {day.name}: scapy / ours = "
+          f"{statistics.median(ratios):,.0f}x [{min(ratios):,.0f}-{max(ratios):,.0f}]")
+    report("wifi_scapy_ratio", statistics.median(ratios), min(ratios), max(ratios))
     return 0
 
 
