@@ -26,13 +26,14 @@ from presence_gateway.core.identity import config as identity_config
 from presence_gateway.core.offers import rules
 from presence_gateway.core.presence import config as presence_config
 from presence_gateway.core.throttle import WIFI_BURST_S
+from presence_gateway.core.visit_gate import MODES as VISIT_MODES
 from presence_gateway.core.yamlread import Reader, load_yaml, read_secret
 from presence_gateway.errors import ConfigError
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _TOP = frozenset({"store", "gateway", "drivers", "mqtt", "storage", "privacy", "presence",
                   "identity", "offers", "queue", "logging", "http", "home_assistant",
-                  "dashboard"})
+                  "dashboard", "events"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,9 @@ class GatewayConfig:
     queue_max: int = 10000
     ble_repeat_interval_s: float = 1.0
     wifi_repeat_interval_s: float = WIFI_BURST_S
+    # Which visits are published: "all", or "visitors" (passers-by only in footfall counts;
+    # core/visit_gate.py)
+    visit_events: str = "all"
     http: HttpSettings = field(default_factory=HttpSettings)
     home_assistant: DiscoverySettings = field(default_factory=DiscoverySettings)
     dashboard: dashboard_config.DashboardSettings = field(
@@ -144,7 +148,7 @@ def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None)
         r.error("", "the top level must be a mapping of sections")
         r.check()
     r.known_keys("", _TOP)
-    for section in ("store", "gateway", "mqtt", "storage", "privacy", "queue"):
+    for section in ("store", "gateway", "mqtt", "storage", "privacy", "queue", "events"):
         r.mapping(section)
     r.known_keys("store", {"id", "timezone"})
     r.known_keys("gateway", {"id"})
@@ -165,11 +169,13 @@ def parse_config(text: str, filename: str, *, env: dict[str, str] | None = None)
         queue_max=r.int_("queue.max", 10000, 16, 10_000_000),
         ble_repeat_interval_s=r.duration("queue.ble_repeat_interval", 1.0),
         wifi_repeat_interval_s=r.duration("queue.wifi_repeat_interval", WIFI_BURST_S),
+        visit_events=r.str_("events.visits", "all", choices=VISIT_MODES),
         http=_http(r),
         home_assistant=_home_assistant(r),
         dashboard=dashboard_config.read(r, "dashboard", secret),
     )
     r.known_keys("queue", {"max", "ble_repeat_interval", "wifi_repeat_interval"})
+    r.known_keys("events", {"visits"})
     r.check()
     return cfg
 

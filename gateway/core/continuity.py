@@ -26,6 +26,7 @@ from typing import Any
 
 from presence_gateway.core.pipeline import Pipeline
 from presence_gateway.core.presence.sessions import PresenceEngine
+from presence_gateway.core.visit_gate import VisitGate
 
 MAGIC = b"PGC1"
 _TAG = 32
@@ -44,8 +45,10 @@ class Thawed:
 
 
 def freeze(pipeline: Pipeline, engine: PresenceEngine, *, taken_at: float, key: bytes) -> bytes:
-    clock = {"last_ts": pipeline.last_ts, "max_ts": pipeline.max_ts,
-             "next_stats": pipeline.next_stats, "next_tick": pipeline.next_tick}
+    clock: dict[str, Any] = {"last_ts": pipeline.last_ts, "max_ts": pipeline.max_ts,
+                             "next_stats": pipeline.next_stats, "next_tick": pipeline.next_tick}
+    if isinstance(pipeline.gate, VisitGate):  # visits held until classified go along
+        clock["gate"] = pipeline.gate.freeze()
     body = pickle.dumps({"taken_at": taken_at, "engine": engine, "clock": clock},
                         protocol=pickle.HIGHEST_PROTOCOL)
     return MAGIC + hmac.new(key, MAGIC + body, hashlib.sha256).digest() + body
@@ -83,3 +86,7 @@ def adopt(pipeline: Pipeline, engine: PresenceEngine, thawed: Thawed) -> None:
     c = thawed.clock
     pipeline.resume_clock(last_ts=c.get("last_ts"), max_ts=c.get("max_ts"),
                           next_stats=c.get("next_stats"), next_tick=c.get("next_tick"))
+    # Held visits of a gateway that published only visitors: kept if this one does too (a
+    # gateway switched to `all` publishes its visits from the next event on).
+    if isinstance(pipeline.gate, VisitGate) and "gate" in c:
+        pipeline.gate.adopt(c["gate"])

@@ -4,7 +4,8 @@ Invariants:
 - Pure and deterministic: the same observations and the same `now` values give the same
   events (ids aside, which carry randomness), so replay in capture time is exact.
 - Stages run in one fixed order: presence engine -> identity linker (adds customer ids only
-  under consent) -> offer engine (only on state changes) -> envelope. Each stage is optional
+  under consent) -> offer engine (only on state changes) -> visit gate (what is published of
+  the visits: `events.visits`) -> envelope. Each stage is optional
   behind a small protocol so the core is testable piece by piece.
 - Bounded: the engine ends at most a batch of visits per `tick` (`backlog` says more are
   due); the `*_batches` forms hand over one batch of messages at a time so a shell can commit
@@ -49,15 +50,22 @@ class Offers(Protocol):
     def on_events(self, events: Sequence[Event], now: float) -> list[Event]: ...
 
 
+class Gate(Protocol):
+    """What is published of the events (core/visit_gate.py); offers see them all first."""
+
+    def __call__(self, events: Iterable[Event]) -> list[Event]: ...
+
+
 class Pipeline:
     def __init__(self, *, engine: Engine, envelope: Envelope, stats_interval_s: float = 60.0,
                  linker: Linker | None = None, offers: Offers | None = None,
                  gateway_id: str = "", started: float | None = None,
-                 tick_interval_s: float = 1.0) -> None:
+                 tick_interval_s: float = 1.0, gate: Gate | None = None) -> None:
         self.engine = engine
         self.envelope = envelope
         self.linker = linker
         self.offers = offers
+        self.gate = gate
         self.stats_interval_s = stats_interval_s
         self.gateway_id = gateway_id
         self.by_kind: Counter[tuple[str, str]] = Counter()
@@ -194,10 +202,11 @@ class Pipeline:
             events = self.linker.decorate(events)
         if not events:
             return []
-        if self.offers is not None:
-            offers = self.offers.on_events(events, now)
-            if offers:
-                events = events + offers
+        offers = self.offers.on_events(events, now) if self.offers is not None else None
+        if self.gate is not None:
+            events = self.gate(events)
+        if offers:
+            events = events + offers
         return self.inject(events)
 
     def inject(self, events: Sequence[Event]) -> list[OutboundMessage]:

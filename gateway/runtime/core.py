@@ -16,6 +16,7 @@ from presence_gateway.core.offers.rules import RuleSet, dwell_marks
 from presence_gateway.core.pipeline import Pipeline
 from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
+from presence_gateway.core.visit_gate import VisitGate
 from presence_gateway.runtime.identity import IdentityRuntime
 
 
@@ -50,9 +51,10 @@ def build_core(cfg: GatewayConfig, identity: IdentityRuntime, pseudonymizer: Pse
                     layout=cfg.mqtt.topic_layout, partitions=cfg.mqtt.partitions)
     envelope = Envelope(topics=topics, qos=cfg.mqtt.qos, next_seq=next_seq,
                         source=f"urn:presence-gateway:{cfg.store_id}:{cfg.gateway_id}")
+    gate = VisitGate(engine) if cfg.visit_events == "visitors" else None
     pipeline = Pipeline(engine=engine, envelope=envelope, gateway_id=cfg.gateway_id,
                         stats_interval_s=cfg.presence.stats_interval_s, linker=identity.linker,
-                        offers=offers, started=started)
+                        offers=offers, started=started, gate=gate)
     return Core(pseudonymizer, boundary, engine, identity.linker, offers, topics, envelope,
                 pipeline)
 

@@ -98,6 +98,8 @@ class PresenceEngine:
         self.expire_batch = EXPIRE_BATCH
         self._budget = 0  # units this tick call may still end (see expire_batch)
         self.backlog = False  # the last tick stopped at expire_batch: call it again
+        # Visits that walked in since the visit gate last looked (None: nobody listens).
+        self.walkins: list[str] | None = None
 
     # -- hot path -------------------------------------------------------------------------
     @property
@@ -109,7 +111,7 @@ class PresenceEngine:
     # (resolved zones, noise constants, footfall's zone table, horizons) follows the settings.
     _KEPT = frozenset({"_units", "_dormant", "_fixtures", "_next_footfall", "_last_state",
                        "_day", "_started", "evicted", "peers", "grouper", "expire_batch",
-                       "backlog"})
+                       "backlog", "walkins"})
 
     def reconfigure(self, settings: PresenceSettings, now: float) -> list[Event]:
         """Apply new settings (zones, thresholds, timings) to a running engine: open visits
@@ -274,6 +276,8 @@ class PresenceEngine:
             # before it started (a reboot in an open store); it counts in `present` at once,
             # but it is no entry: nobody saw it come in.
             u.walkin = u.inside = True
+        if u.walkin and self.walkins is not None and u.visit is not None:
+            self.walkins.append(u.visit)
         return False
 
     def _make_fixture(self, u: Unit, ts: float, out: list[Event]) -> None:
@@ -483,6 +487,19 @@ class PresenceEngine:
     @property
     def units(self) -> int:
         return len(self._units)
+
+    def take_walkins(self) -> list[str]:
+        """The visits that walked in since the last call; the first call starts the list
+        (nothing is kept for a gateway without a visit gate)."""
+        got = self.walkins or []
+        self.walkins = []
+        return got
+
+    def is_visitor(self, device: str, visit_id: str) -> bool:
+        """That visit is the unit's open one and has walked in (the visit gate's question,
+        core/visit_gate.py; a batch may hold the end of a device's last visit and a new one)."""
+        u = self._units.get(device)
+        return u is not None and u.visit == visit_id and u.walkin
 
     @property
     def quiet_horizon_s(self) -> float:
