@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--capture", type=Path, default=DAY)
     ap.add_argument("--baseline", help="site directory of the tree to compare against")
     ap.add_argument("--no-broker", action="store_true", help="only `replay --no-mqtt`")
+    ap.add_argument("--visitors", action="store_true",
+                    help="also this tree with `events: {visits: visitors}`, interleaved")
     ap.add_argument("--json", action="store_true", help="one JSON line of medians at the end")
     args = ap.parse_args(argv)
     if not args.capture.exists():
@@ -87,11 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     trees: dict[str, str | None] = {"this tree": None}
     if args.baseline:
         trees = {"baseline": args.baseline, "this tree": None}
+    if args.visitors:
+        trees["this tree, events.visits: visitors"] = None
     per_frame: dict[tuple[str, str], list[float]] = {}
     per_event: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="pg-replay-cost-") as tmp:
         one = Path(tmp) / "one-frame.pcap"
         one_frame(args.capture, one)
+        visitors = Path(tmp) / "visitors.yaml"
+        visitors.write_text("events: {visits: visitors}\n")
         broker = None if args.no_broker else LocalBroker(workdir=tmp)
         if broker is not None:
             broker.start()
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name, site in trees.items():
                     cpu: dict[str, float] = {}
                     for mode, extra in modes:
+                        if name.endswith("visitors"):
+                            extra = [*extra, "-c", str(visitors)]
                         day_cpu, frames, events = run([*extra, str(args.capture)], site, tmp)
                         one_cpu, _, _ = run([*extra, str(one)], site, tmp)
                         per_frame.setdefault((name, mode), []).append(
@@ -117,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             if broker is not None:
                 broker.stop()
     med = statistics.median
-    print(f"{args.capture.name}: {frames:,} frames, {events:,} events; CPU µs per frame, "
-          f"median [range] of {args.rounds} paired rounds")
+    print(f"{args.capture.name}: {frames:,} frames; CPU µs per frame, median [range] of "
+          f"{args.rounds} paired rounds")
     print("| tree | replay --no-mqtt | replay into Mosquitto | CPU µs per published event |")
     print("|---|---|---|---|")
     for name in trees:
