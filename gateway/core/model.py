@@ -170,17 +170,25 @@ class OutboundMessage:
 
 
 def fast_constructor(cls: type[T]) -> Callable[..., T]:
-    """A positional constructor for a frozen, slotted dataclass that writes the slots through
-    their member descriptors: the same object the generated __init__ builds (there is no
-    __post_init__ or validation to skip), at about half the cost, because a frozen __init__
-    assigns every field through object.__setattr__. For the per-observation hot path only;
-    tests assert equality with the regular constructor. Generated like dataclasses' own
-    __init__ (exec of a template over the field names, no outside input)."""
+    """A positional constructor for a frozen, slotted dataclass: the same object the generated
+    __init__ builds (there is no __post_init__ or validation to skip), at about 40 % of the
+    cost. A frozen __init__ assigns every field through object.__setattr__ (~1.2 µs for 13
+    fields); this one fills a twin class with the same __slots__ in the same order (plain slot
+    stores, which CPython specialises) and then assigns `__class__`, which CPython allows only
+    between identical slot layouts (so a field added to the dataclass changes both: the twin is
+    made from the dataclass's own __slots__). ~0.2 µs for a Sighting against ~0.5 µs through
+    per-slot descriptors. For the per-observation hot path only; tests assert equality with
+    the regular constructor. Generated like dataclasses' own __init__ (exec of a template over
+    the field names, no outside input)."""
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    env: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    env.update({f"set_{n}": vars(cls)[n].__set__ for n in names})
-    body = "".join(f"    set_{n}(obj, {n})\n" for n in names)
-    src = f"def make({', '.join(names)}):\n    obj = new(cls)\n{body}    return obj\n"
+    slots = tuple(vars(cls).get("__slots__", ()))
+    if sorted(slots) != sorted(names):
+        raise TypeError(f"{cls.__name__}: a fast constructor needs slots=True and no extra slots")
+    twin = type(f"_{cls.__name__}Slots", (), {"__slots__": slots})
+    env: dict[str, Any] = {"new": object.__new__, "cls": cls, "twin": twin}
+    body = "".join(f"    obj.{n} = {n}\n" for n in names)
+    src = (f"def make({', '.join(names)}):\n    obj = new(twin)\n{body}"
+           f"    obj.__class__ = cls\n    return obj\n")
     exec(src, env)
     make: Callable[..., T] = env["make"]
     return make

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import pytest
 
-from presence_gateway.core.model import AddressKind, Observation, Radio, Sighting, new_observation
+from presence_gateway.core.model import (
+    AddressKind,
+    Observation,
+    Radio,
+    Sighting,
+    fast_constructor,
+    new_observation,
+)
 from presence_gateway.core.privacy import Boundary, Pseudonymizer, format_mac, parse_mac
 
 SECRET = b"s" * 32
@@ -85,6 +93,18 @@ def test_fast_constructor_builds_the_same_frozen_object() -> None:
     assert fast == Observation(*args) and type(fast) is Observation
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.rssi = 0  # type: ignore[misc]
+    # a real instance: copies, pickles (continuity snapshots) and replaces like one
+    assert pickle.loads(pickle.dumps(fast)) == fast
+    assert dataclasses.replace(fast, rssi=-50).rssi == -50 and fast.rssi == -70
+
+
+def test_fast_constructor_refuses_a_class_it_cannot_mirror() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    with pytest.raises(TypeError):
+        fast_constructor(NoSlots)
 
 
 def test_mac_helpers() -> None:
