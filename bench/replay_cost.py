@@ -12,8 +12,9 @@ repeats throttled: what the radio delivered). Runs are interleaved (day, one fra
 broker, one frame with broker) round by round, so a slow spell of the machine hits all alike;
 figures are medians with their range over the rounds' paired differences. The broker is a
 private Mosquitto on a free loopback port; its own CPU is not the gateway's and is not counted.
-`--baseline SITE` runs the same rounds with another tree (a directory holding a
-`presence_gateway` package, e.g. an export of main) interleaved, for a before/after.
+`--baseline [NAME=]SITE` (repeatable) runs the same rounds with other trees (directories
+holding a `presence_gateway` package, e.g. exports of earlier commits) interleaved, for a
+before/after of each lever.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from pathlib import Path
 
 from bench.summary import report
 from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.core.model import Sighting
+from presence_gateway.core.wifi.frames import parse_record
 from presence_gateway.drivers.pcap_records import iter_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +51,12 @@ def one_frame(src: Path, dst: Path) -> None:
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype & 0xFFFF))
         out.write(struct.pack("<IIII", int(ts), int(ts % 1 * 1e6), len(data), len(data)))
         out.write(data)
+
+
+def frames_in(path: Path) -> int:
+    """Records the Wi-Fi parser turns into sightings: what every tree is divided by (older
+    trees print no count of the repeats they throttled)."""
+    return sum(isinstance(parse_record(d, lt, ts), Sighting) for ts, lt, d in iter_records(path))
 
 
 def run(args: list[str], site: str | None, workdir: str) -> tuple[float, int, int]:
@@ -77,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--capture", type=Path, default=DAY)
-    ap.add_argument("--baseline", help="site directory of the tree to compare against")
+    ap.add_argument("--baseline", action="append", default=[], metavar="[NAME=]SITE",
+                    help="site directory of a tree to compare against (repeatable)")
     ap.add_argument("--no-broker", action="store_true", help="only `replay --no-mqtt`")
     ap.add_argument("--visitors", action="store_true",
                     help="also this tree with `events: {visits: visitors}`, interleaved")
@@ -86,14 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.capture.exists():
         print(f"capture not found: {args.capture} (needs ../shared)", file=sys.stderr)
         return 0
-    trees: dict[str, str | None] = {"this tree": None}
-    if args.baseline:
-        trees = {"baseline": args.baseline, "this tree": None}
+    trees: dict[str, str | None] = {}
+    for i, spec in enumerate(args.baseline):
+        name, _, site = spec.rpartition("=")
+        trees[name or ("baseline" if len(args.baseline) == 1 else f"baseline {i + 1}")] = site
+    trees["this tree"] = None
     if args.visitors:
         trees["this tree, events.visits: visitors"] = None
     per_frame: dict[tuple[str, str], list[float]] = {}
     per_event: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="pg-replay-cost-") as tmp:
+        frames = frames_in(args.capture)
         one = Path(tmp) / "one-frame.pcap"
         one_frame(args.capture, one)
         visitors = Path(tmp) / "visitors.yaml"
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                     for mode, extra in modes:
                         if name.endswith("visitors"):
                             extra = [*extra, "-c", str(visitors)]
-                        day_cpu, frames, events = run([*extra, str(args.capture)], site, tmp)
+                        day_cpu, _, events = run([*extra, str(args.capture)], site, tmp)
                         one_cpu, _, _ = run([*extra, str(one)], site, tmp)
                         per_frame.setdefault((name, mode), []).append(
                             (day_cpu - one_cpu) / frames * 1e6)
