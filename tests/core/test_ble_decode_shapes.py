@@ -130,3 +130,29 @@ def test_decode_shapes() -> None:
     assert _shape(decode(Advert(manufacturer_data={0x004C: b"\xbe\xac"}))) == (
         ("manufacturer", malformed),
     )
+
+
+def test_cdp_per_byte_table() -> None:
+    """CDP Decodeds are shared per second byte (vendors._CDP): each must still be that byte's."""
+    from presence_gateway.core.ble.vendors import CDP_DEVICE_TYPES, microsoft
+
+    for b in range(256):
+        for tail in (b"\x00\x00", b"\xff\xff\xff"):  # the rest of the payload never matters
+            found = microsoft(bytes((0x01, b)) + tail)
+            assert isinstance(found, Decoded)
+            assert dict(found.fields) == {
+                "device_type": b & 0x1F,
+                "device": CDP_DEVICE_TYPES.get(b & 0x1F),
+                "version": b >> 5,
+            }
+    assert microsoft(b"\x01\x09\x20") == "microsoft_cdp_truncated"
+
+
+def test_ibeacon_uuid_text_memo() -> None:
+    """Beacons sharing a proximity UUID (beacons._UUID_TEXTS) keep their own major/minor."""
+    for major, minor in ((1, 2), (7, 9), (1, 2)):
+        body = bytes.fromhex(IB[4:36]) + bytes((0, major, 0, minor, 0xC5))
+        found = decode_apple(b"\x02\x15" + body)
+        assert _shape(found) == (("ibeacon", {**IBEACON[1], "major": major, "minor": minor}),)
+        assert isinstance(found, tuple)
+        assert found[0].identity_hints == (f"ibeacon:{IBEACON[1]['uuid']}/{major}/{minor}",)
