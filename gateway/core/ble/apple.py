@@ -175,12 +175,21 @@ def decode_apple(payload: bytes) -> tuple[Decoded, ...] | str | None:
     """Split Apple manufacturer data into iBeacon and Continuity messages.
 
     Hot path (an iPhone's Nearby Info, alone or after one other message, is most of what a
-    store hears): a message body is sliced only for the types that read it, and Nearby Info is
-    decoded inline rather than through the detail table.
+    store hears): a lone Nearby Info skips the loop, a message body is sliced only for the
+    types that read it, and Nearby Info is decoded inline rather than through the table.
     """
     n = len(payload)
     if not n:
         return None
+    if n > 2 and payload[0] == 0x10 and payload[1] == n - 2:  # a lone Nearby Info, no loop
+        code = payload[2] & 0x0F
+        msg: _Msg = {
+            "type": 16,
+            "name": "nearby_info",
+            "action_code": code,
+            "activity": ACTIVITY.get(code),
+        }
+        return (decoded("apple", {"messages": [msg], "device_class": None}),)
     beacons: list[Decoded] | None = None
     messages: list[_Msg] = []
     device_class: str | None = None
@@ -202,9 +211,13 @@ def decode_apple(payload: bytes) -> tuple[Decoded, ...] | str | None:
             if length:
                 code = payload[start] & 0x0F
                 messages.append(
-                    {"type": t, "name": "nearby_info", "action_code": code,
-                     "activity": ACTIVITY.get(code)}
-                )  # fmt: skip
+                    {
+                        "type": t,
+                        "name": "nearby_info",
+                        "action_code": code,
+                        "activity": ACTIVITY.get(code),
+                    }
+                )
             else:
                 messages.append({"type": t, "name": "nearby_info"})
             continue
@@ -221,7 +234,7 @@ def decode_apple(payload: bytes) -> tuple[Decoded, ...] | str | None:
             messages.append({"type": t, "name": _NAME[t], "truncated": True})
             break
         detail = _DETAIL.get(t)
-        msg: _Msg = {"type": t, "name": _NAME[t]}
+        msg = {"type": t, "name": _NAME[t]}
         messages.append(msg)
         if detail is not None:
             device_class = detail(msg, payload[start:off]) or device_class

@@ -179,7 +179,8 @@ def _generic(company: int) -> tuple[Decoded, ...]:
 def _manufacturer(company: int, payload: bytes) -> tuple[Decoded, ...]:
     """One manufacturer data entry -> its Decoded items (never empty)."""
     try:
-        if payload[:2] == ble_beacons.ALTBEACON_CODE:  # any company may carry an AltBeacon
+        # Any company may carry an AltBeacon; the first-byte test spares most payloads a slice.
+        if payload and payload[0] == 0xBE and payload[:2] == ble_beacons.ALTBEACON_CODE:
             found: tuple[Decoded, ...] | Decoded | str | None = ble_beacons.altbeacon(payload)
         else:
             special = _MFR.get(company)
@@ -216,11 +217,18 @@ def _service(uuid: str, data: bytes) -> Decoded | None:
 def _decode_items(
     mfr: tuple[tuple[int, bytes], ...], svc: tuple[tuple[str, bytes], ...]
 ) -> tuple[Decoded, ...]:
-    if not svc:  # the common shapes: one manufacturer entry, or nothing to decode
+    # The common shapes first, without the list: one manufacturer entry (phones, PCs, most
+    # beacons), one service data entry (sensors, Eddystone, EN), or nothing to decode.
+    if not svc:
         if len(mfr) == 1:
-            return _manufacturer(*mfr[0])
+            company, payload = mfr[0]
+            return _manufacturer(company, payload)
         if not mfr:
             return _ADVERT
+    elif not mfr and len(svc) == 1:
+        uuid, data = svc[0]
+        found = _service(uuid, data)
+        return _ADVERT if found is None else (found,)
     out: list[Decoded] = []
     for uuid, data in svc:
         found = _service(uuid, data)
