@@ -156,3 +156,23 @@ def test_ibeacon_uuid_text_memo() -> None:
         assert _shape(found) == (("ibeacon", {**IBEACON[1], "major": major, "minor": minor}),)
         assert isinstance(found, tuple)
         assert found[0].identity_hints == (f"ibeacon:{IBEACON[1]['uuid']}/{major}/{minor}",)
+
+
+def test_hot_path_constructors_build_frozen_dataclasses() -> None:
+    """types.advert / types.decoded build through a same-slots twin class (see types.py): the
+    result must be the real frozen dataclass, field by field, immutable and picklable."""
+    import dataclasses
+    import pickle
+
+    from presence_gateway.core.ble.types import advert, decoded
+
+    a = advert("n", {1: b"x"}, {"u": b"y"}, ("s",), -3)
+    d = decoded("ibeacon", {"major": 1}, ("h",))
+    for built, ref in ((a, Advert("n", {1: b"x"}, {"u": b"y"}, ("s",), -3)),
+                       (d, Decoded("ibeacon", {"major": 1}, ("h",)))):  # fmt: skip
+        assert type(built) is type(ref)
+        assert dataclasses.astuple(built) == dataclasses.astuple(ref)
+        assert pickle.loads(pickle.dumps(built)) == ref
+        first = dataclasses.fields(built)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(built, first, "x")
