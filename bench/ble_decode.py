@@ -19,7 +19,8 @@ reported as the median and [min-max] of the rounds, since the 2-core VM is share
   (Theengs costs ~0.5-1.5 ms each), times ours then theirs on exactly that sample, and the ratio
   is per round. "all": every advert that parses; "both": the adverts Theengs names and we decode
   to a specific kind (not the generic "advert"/"manufacturer").
---json: one last line of JSON (keys in JSON_KEYS) for `make bench`'s summary table.
+--json: one last line of JSON (keys in JSON_KEYS) for `make bench`'s summary table: µs floats,
+ratios as floats (null when theengsdecoder is not installed), corpus = distinct adverts (int).
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:34} {args.n:>13,} {f'{med:.3f} [{lo:.3f}-{hi:.3f}]':>30}")
     print(f"({args.rounds} rounds; the no-memo rows without 'as heard' are the distinct corpus)")
 
-    result: dict[str, float | int] = {
+    result: dict[str, float | int | None] = {
         "uncached_advert_us": statistics.median(ours["ours Advert, no memo"]),
         "uncached_raw_us": statistics.median(ours["ours raw AD, no memo"]),
         "memo_raw_us": statistics.median(ours["ours raw AD, memo"]),
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("all", "both"):
         pairs = (paired or {}).get(name) or []
         if not pairs:
-            result.update({f"theengs_ratio_{name}{s}": float("nan") for s in ("", "_min", "_max")})
+            # null, not NaN: json.dumps would write NaN, which strict JSON readers refuse
+            result.update({f"theengs_ratio_{name}{s}": None for s in ("", "_min", "_max")})
             continue
         ratio = _stats([theirs / us for us, theirs in pairs])
         theirs_med = _stats([theirs for _, theirs in pairs])
