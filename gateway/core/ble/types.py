@@ -123,7 +123,10 @@ def decoded(kind: str, fields: Mapping[str, Any], identity_hints: tuple[str, ...
 
 for _cls, _twin in ((Advert, _AdvertSlots), (Decoded, _DecodedSlots)):
     # A field added to the dataclass but not to its twin fails here, at import, never builds a
-    # half-filled object. (CPython keeps slots sorted, so only the set of names matters; the
-    # __class__ assignment itself would also refuse a different layout.)
+    # half-filled object. (CPython keeps slots sorted, so only the set of names matters.)
     if sorted(f.name for f in fields(_cls)) != sorted(_twin.__slots__):
         raise RuntimeError(f"{_twin.__name__} does not mirror {_cls.__name__}'s fields")
+# Any other layout change (a __weakref__ slot, a base class) makes the __class__ assignment
+# raise TypeError: build one of each now so that happens at import, not on the first advert.
+advert(None, EMPTY, EMPTY, (), None)
+decoded("advert", EMPTY)
