@@ -103,6 +103,12 @@ PARSE_CASES: list[tuple[str, str, Advert | str]] = [
     ("000002010603ff", "", Advert()),
     ("0201060aff4c0010051b1c2a3b4c", "05ff4c00", "ad_overrun"),  # overrun in the scan response
     ("0702aafe0d1801", "", "ad_overrun"),
+    # a leading Flags structure is stepped over without a loop turn: the rest must still count
+    ("020106", "", Advert()),
+    ("02010603ff4c", "", "ad_overrun"),
+    ("0201060302", "", Advert()),
+    ("020106", "02010604ff4c0001", Advert(manufacturer_data={0x004C: b"\x01"})),
+    ("02010600000303aafe", "", Advert(service_uuids=(EDDYSTONE,))),
 ]
 
 

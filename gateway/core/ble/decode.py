@@ -87,7 +87,9 @@ def _parse(data: bytes, scan_response: bytes) -> Advert | Rejection:
     tx: int | None = None
     for buf in (data, scan_response) if scan_response else (data,):
         n = len(buf)
-        off = 0
+        # Most advertising data starts with the 3-byte Flags structure, which nothing keeps:
+        # step over it without a loop turn (a shorter buffer ends the loop either way).
+        off = 3 if n > 2 and buf[1] == 0x01 and buf[0] == 0x02 else 0
         while off + 2 < n:
             length = buf[off]
             if not length:  # zero padding
