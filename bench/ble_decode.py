@@ -1,69 +1,60 @@
 """BLE decode benchmark: our parse_ad + decode vs the Theengs decoder on the same adverts.
 
-    python -m bench.ble_decode [--n 1000000] [--theengs-n 20000]
+    python -m bench.ble_decode [--n 200000] [--rounds 7] [--theengs-n 3000] [--json]
 
-Corpus: every advertising PDU with AD data in ../shared/data/captures/ble/ice9_hackrf_boston
-(LE link layer with PHDR, read by hand below) plus the decoding vectors, cycled up to --n
-adverts. Rows:
-- "ours raw, no memo": AD bytes -> Advert -> Decoded with the memo bypassed (every advert cold).
-- "ours raw, memo": the same stream through the public API (repeats hit the LRU memo).
-- "ours Advert, memo / no memo": decode() alone from an Advert (the bleak path).
-- "theengs": TheengsDecoder.decodeBLE(json) on prebuilt JSON strings (a sample of --theengs-n,
-  since it costs ~1 ms per advert); µs/advert is directly comparable.
-"Both decode" restricts both sides to adverts that Theengs names and we decode to a specific kind.
+Corpus (bench/ble_corpus.py): every BLE source in ../shared/data/captures/ble (ice9 PHDR pcaps,
+nRF Sniffer pcapng, btsnoop log, every vector file), deduplicated by AD bytes; the per-source
+counts are printed. Rows, each timed in --rounds interleaved rounds (round r runs every row once),
+reported as the median and [min-max] of the rounds, since the 2-core VM is shared:
+- "ours raw AD, no memo": AD bytes -> Advert -> Decoded with the memo bypassed, the distinct
+  corpus cycled to --n adverts (every advert cold).
+- "ours Advert, no memo": decode() alone from a parsed Advert (the bleak path), memo bypassed.
+- "ours raw AD, memo": the public API on the sources in file order (repeats kept, cycled to
+  --n), i.e. what a replay costs with the LRU memo, the first pass's misses included (so a
+  smaller --n gives a higher figure).
+- "..., as heard": the two no-memo rows on that file-order stream, so each format weighs as
+  often as it is heard (Apple Continuity dominates) instead of once per distinct advert.
+- Theengs: TheengsDecoder.decodeBLE(json) on prebuilt JSON strings vs our decode() from the
+  Advert with the memo bypassed, PAIRED: each round takes a fresh sample of --theengs-n adverts
+  (Theengs costs ~0.5-1.5 ms each), times ours then theirs on exactly that sample, and the ratio
+  is per round. "all": every advert that parses; "both": the adverts Theengs names and we decode
+  to a specific kind (not the generic "advert"/"manufacturer").
+--json: one last line of JSON (keys in JSON_KEYS) for `make bench`'s summary table: µs floats,
+ratios as floats (null when theengsdecoder is not installed), corpus = distinct adverts (int).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import struct
+import random
+import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from bench import ble_corpus
 from presence_gateway.core.ble import decode as ble
 from presence_gateway.core.ble.decode import Advert, decode, parse_ad
 from presence_gateway.core.ble.types import uuid16
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "captures" / "ble"
-VECTORS = Path(__file__).resolve().parents[1] / "tests" / "data" / "ble"
-_ADV_WITH_DATA = {0, 2, 4, 6}  # ADV_IND, ADV_NONCONN_IND, SCAN_RSP, ADV_SCAN_IND
+JSON_KEYS = (
+    "uncached_advert_us",
+    "uncached_raw_us",
+    "memo_raw_us",
+    "theengs_ratio_all",
+    "theengs_ratio_all_min",
+    "theengs_ratio_all_max",
+    "theengs_ratio_both",
+    "theengs_ratio_both_min",
+    "theengs_ratio_both_max",
+    "corpus",
+)
+GENERIC_KINDS = frozenset({"advert", "manufacturer"})
 
-
-def _pcap_records(path: Path) -> Iterator[bytes]:
-    raw = path.read_bytes()
-    endian = "<" if raw[:4] == b"\xd4\xc3\xb2\xa1" else ">"
-    off = 24
-    while off + 16 <= len(raw):
-        incl = struct.unpack_from(endian + "I", raw, off + 8)[0]
-        yield raw[off + 16 : off + 16 + incl]
-        off += 16 + incl
-
-
-def capture_ads() -> list[bytes]:
-    """AD data of every advertising PDU in the PHDR captures (10-byte PHDR, AA, header, AdvA)."""
-    out: list[bytes] = []
-    for path in sorted((SHARED / "ice9_hackrf_boston").glob("*.pcap")):
-        for rec in _pcap_records(path):
-            if len(rec) < 22 or rec[10:14] != b"\xd6\xbe\x89\x8e":
-                continue
-            pdu_type, length = rec[14] & 0x0F, rec[15]
-            if pdu_type in _ADV_WITH_DATA and 6 <= length <= len(rec) - 16:
-                out.append(rec[22 : 16 + length])
-    return out
-
-
-def vector_ads() -> list[bytes]:
-    out = []
-    for v in json.loads((VECTORS / "bluetooth_data_tools_gap_vectors.json").read_text())["vectors"]:
-        out.append(bytes.fromhex("".join(v["ad_payloads_hex"])))
-    for name in ("beacontools_parser_vectors.json", "altbeacon_vectors.json"):
-        out += [
-            bytes.fromhex(v["ad_hex"]) for v in json.loads((VECTORS / name).read_text())["vectors"]
-        ]
-    return out
+# The memo bypassed: the functions under the LRU wrappers (what a never-seen advert costs).
+parse_cold: Callable[[bytes, bytes], object] = ble._parse.__wrapped__
+decode_cold: Callable[..., object] = ble._decode_items.__wrapped__
 
 
 def theengs_json(advert: Advert) -> str:
@@ -79,97 +70,158 @@ def theengs_json(advert: Advert) -> str:
     return json.dumps(doc)
 
 
-def _time(fn: Callable[[], object]) -> float:
+def _items(adverts: Sequence[Advert]) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    return [(tuple(a.manufacturer_data.items()), tuple(a.service_data.items())) for a in adverts]
+
+
+def raw_cold(stream: Sequence[bytes]) -> float:
     start = time.perf_counter()
-    fn()
+    for ad in stream:
+        a = parse_cold(ad, b"")
+        if type(a) is Advert:
+            mfr, svc = a.manufacturer_data, a.service_data
+            decode_cold(tuple(mfr.items()) if mfr else (), tuple(svc.items()) if svc else ())
     return time.perf_counter() - start
 
 
-def _loop(fn: Callable[..., object], items: Sequence[tuple[Any, ...]]) -> float:
+def advert_cold(adverts: Sequence[Advert]) -> float:
+    """What decode() does on a memo miss: the item tuples, then the decoders."""
     start = time.perf_counter()
-    for item in items:
-        fn(*item)
+    for a in adverts:
+        mfr, svc = a.manufacturer_data, a.service_data
+        decode_cold(tuple(mfr.items()) if mfr else (), tuple(svc.items()) if svc else ())
     return time.perf_counter() - start
 
 
-def _row(name: str, n: int, seconds: float) -> tuple[str, int, float, float]:
-    return name, n, n / seconds, seconds / n * 1e6
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--theengs-n", type=int, default=20_000)
-    args = ap.parse_args()
-    base = capture_ads() + vector_ads()
-    stream = [base[i % len(base)] for i in range(args.n)]
-    adverts = [a for a in map(parse_ad, base) if isinstance(a, Advert)]
-    advert_stream = [adverts[i % len(adverts)] for i in range(args.n)]
-    parse_cold, decode_cold = ble._parse.__wrapped__, ble._decode_items.__wrapped__
-
-    def raw_cold() -> None:
-        for ad in stream:
-            a = parse_cold(ad, b"")
-            if isinstance(a, Advert):
-                decode_cold(tuple(a.manufacturer_data.items()), tuple(a.service_data.items()))
-
-    def raw_memo() -> None:
-        for ad in stream:
-            a = parse_ad(ad)
-            if isinstance(a, Advert):
-                decode(a)
-
-    def advert_cold() -> None:
-        for a in advert_stream:
-            decode_cold(tuple(a.manufacturer_data.items()), tuple(a.service_data.items()))
-
-    def advert_memo() -> None:
-        for a in advert_stream:
+def raw_memo(stream: Sequence[bytes]) -> float:
+    start = time.perf_counter()
+    for ad in stream:
+        a = parse_ad(ad)
+        if type(a) is Advert:
             decode(a)
-
-    ble.memo_clear()
-    rows = [
-        _row("ours raw AD, no memo", args.n, _time(raw_cold)),
-        _row("ours raw AD, memo", args.n, _time(raw_memo)),
-        _row("ours Advert, no memo", args.n, _time(advert_cold)),
-        _row("ours Advert, memo", args.n, _time(advert_memo)),
-    ]
-    rows += _theengs_rows(adverts, args.theengs_n, decode_cold)
-    print(f"corpus: {len(base)} distinct adverts ({len(adverts)} parse), stream {args.n:,}")
-    print(f"{'decoder':34} {'adverts':>10} {'adverts/s':>12} {'µs/advert':>10}")
-    for name, n, rate, us in rows:
-        print(f"{name:34} {n:>10,} {rate:>12,.0f} {us:>10.3f}")
-    theengs_us = {r[0]: r[3] for r in rows}
-    for ours, theirs in (("ours Advert, no memo (both)", "theengs (both)"),
-                         ("ours Advert, no memo", "theengs (all)")):  # fmt: skip
-        if ours in theengs_us and theirs in theengs_us:
-            print(f"ratio {theirs} / {ours}: {theengs_us[theirs] / theengs_us[ours]:,.0f}x")
+    return time.perf_counter() - start
 
 
-def _theengs_rows(
-    adverts: list[Advert], n: int, decode_cold: Callable[..., object]
-) -> list[tuple[str, int, float, float]]:
+def _theirs(docs: Sequence[str]) -> float:
+    from TheengsDecoder import decodeBLE
+
+    start = time.perf_counter()
+    for doc in docs:
+        decodeBLE(doc)
+    return time.perf_counter() - start
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def _cycle(items: Sequence[Any], n: int) -> list[Any]:
+    return [items[i % len(items)] for i in range(n)]
+
+
+def measure_ours(
+    distinct: list[bytes], file_order: list[bytes], n: int, rounds: int
+) -> dict[str, list[float]]:
+    """µs per advert of each of our rows, one value per round (rows interleaved per round)."""
+    adverts = [a for a in map(parse_ad, distinct) if type(a) is Advert]
+    heard = [a for a in map(parse_ad, file_order) if type(a) is Advert]
+    streams: dict[str, tuple[Callable[[Any], float], list[Any]]] = {
+        "ours raw AD, no memo": (raw_cold, _cycle(distinct, n)),
+        "ours Advert, no memo": (advert_cold, _cycle(adverts, n)),
+        "ours raw AD, memo": (raw_memo, _cycle(file_order, n)),
+        "ours raw AD, no memo, as heard": (raw_cold, _cycle(file_order, n)),
+        "ours Advert, no memo, as heard": (advert_cold, _cycle(heard, n)),
+    }
+    out: dict[str, list[float]] = {name: [] for name in streams}
+    for _ in range(rounds):
+        ble.memo_clear()  # each memo round starts cold, as a fresh process would
+        for name, (fn, stream) in streams.items():
+            out[name].append(fn(stream) / len(stream) * 1e6)
+    return out
+
+
+def measure_theengs(
+    distinct: list[bytes], per_round: int, rounds: int, ours_repeat: int = 10
+) -> dict[str, list[tuple[float, float]]] | None:
+    """Per round and set: (ours µs, theirs µs) on the same sample, ours first."""
     try:
         from TheengsDecoder import decodeBLE
     except ImportError:
         print("theengsdecoder not installed: pip install theengsdecoder")
-        return []
+        return None
+    adverts = [a for a in map(parse_ad, distinct) if type(a) is Advert]
     docs = [theengs_json(a) for a in adverts]
     both = [
         i
         for i, (a, doc) in enumerate(zip(adverts, docs, strict=True))
-        if decodeBLE(doc) and decode(a)[0].kind not in {"advert", "manufacturer"}
+        if decodeBLE(doc) and decode(a)[0].kind not in GENERIC_KINDS
     ]
-    rows = []
-    for label, idx in (("all", list(range(len(docs)))), ("both", both)):
-        if not idx:
+    sets = {"all": list(range(len(adverts))), "both": both}
+    rng = random.Random(15)
+    out: dict[str, list[tuple[float, float]]] = {name: [] for name in sets}
+    for _ in range(rounds):
+        for name, idx in sets.items():
+            if not idx:
+                continue
+            sample = [rng.choice(idx) for _ in range(per_round)]
+            # Ours is ~1000x faster: the same sample repeated keeps its timing well above the
+            # clock's resolution; µs/advert is unaffected (the memo is bypassed).
+            ours = advert_cold([adverts[i] for i in sample] * ours_repeat)
+            theirs = _theirs([docs[i] for i in sample])
+            out[name].append((ours / (per_round * ours_repeat) * 1e6, theirs / per_round * 1e6))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=200_000, help="adverts per round and row (ours)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--theengs-n", type=int, default=3_000, help="Theengs adverts per round")
+    ap.add_argument("--json", action="store_true", help="end with one line of JSON")
+    args = ap.parse_args(argv)
+    per_source = ble_corpus.sources()
+    distinct = ble_corpus.distinct(per_source)
+    file_order = [ad for ads in per_source.values() for ad in ads]
+    print(f"{'source':56} {'adverts':>8} {'distinct':>9}")
+    for name, ads in per_source.items():
+        print(f"{name:56} {len(ads):>8,} {len(set(ads)):>9,}")
+    parsed = sum(1 for ad in distinct if type(parse_ad(ad)) is Advert)
+    print(f"{'corpus (distinct across sources)':56} {len(file_order):>8,} {len(distinct):>9,}")
+    print(f"({parsed:,} parse, {len(distinct) - parsed:,} are ad_overrun rejections)\n")
+
+    ours = measure_ours(distinct, file_order, args.n, args.rounds)
+    print(f"{'decoder':34} {'adverts/round':>13} {'µs/advert median [min-max]':>30}")
+    for name, values in ours.items():
+        med, lo, hi = _stats(values)
+        print(f"{name:34} {args.n:>13,} {f'{med:.3f} [{lo:.3f}-{hi:.3f}]':>30}")
+    print(f"({args.rounds} rounds; the no-memo rows without 'as heard' are the distinct corpus)")
+
+    result: dict[str, float | int | None] = {
+        "uncached_advert_us": statistics.median(ours["ours Advert, no memo"]),
+        "uncached_raw_us": statistics.median(ours["ours raw AD, no memo"]),
+        "memo_raw_us": statistics.median(ours["ours raw AD, memo"]),
+    }
+    paired = measure_theengs(distinct, args.theengs_n, args.rounds)
+    for name in ("all", "both"):
+        pairs = (paired or {}).get(name) or []
+        if not pairs:
+            # null, not NaN: json.dumps would write NaN, which strict JSON readers refuse
+            result.update({f"theengs_ratio_{name}{s}": None for s in ("", "_min", "_max")})
             continue
-        sample = [(docs[idx[i % len(idx)]],) for i in range(n)]
-        items = [adverts[idx[i % len(idx)]] for i in range(n * 10)]
-        ours = [(tuple(a.manufacturer_data.items()), tuple(a.service_data.items())) for a in items]
-        rows.append(_row(f"theengs ({label})", n, _loop(decodeBLE, sample)))
-        rows.append(_row(f"ours Advert, no memo ({label})", len(ours), _loop(decode_cold, ours)))
-    return rows
+        ratio = _stats([theirs / us for us, theirs in pairs])
+        theirs_med = _stats([theirs for _, theirs in pairs])
+        ours_med = _stats([us for us, _ in pairs])
+        print(
+            f"theengs ({name}): {theirs_med[0]:,.1f} µs [{theirs_med[1]:,.1f}-{theirs_med[2]:,.1f}]"
+            f" vs ours Advert, no memo {ours_med[0]:.3f} µs [{ours_med[1]:.3f}-{ours_med[2]:.3f}]"
+            f" -> paired ratio {ratio[0]:,.0f}x [{ratio[1]:,.0f}-{ratio[2]:,.0f}]"
+            f" ({len(pairs)} rounds x {args.theengs_n:,} adverts)"
+        )
+        keys = (f"theengs_ratio_{name}{s}" for s in ("", "_min", "_max"))
+        result.update(dict(zip(keys, ratio, strict=True)))
+    result["corpus"] = len(distinct)
+    if args.json:
+        print(json.dumps({k: result[k] for k in JSON_KEYS}))
 
 
 if __name__ == "__main__":

@@ -172,39 +172,76 @@ _NAME = tuple(NAMES.get(t, f"0x{t:02x}") for t in range(256))
 
 
 def decode_apple(payload: bytes) -> tuple[Decoded, ...] | str | None:
-    """Split Apple manufacturer data into iBeacon and Continuity messages."""
+    """Split Apple manufacturer data into iBeacon and Continuity messages.
+
+    Hot path (an iPhone's Nearby Info, alone or after one other message, is most of what a
+    store hears): a lone Nearby Info skips the loop, a message body is sliced only for the
+    types that read it, and Nearby Info is decoded inline rather than through the table.
+    """
     n = len(payload)
     if not n:
         return None
-    out: list[Decoded] = []
+    if n > 2 and payload[0] == 0x10 and payload[1] == n - 2:  # a lone Nearby Info, no loop
+        code = payload[2] & 0x0F
+        msg: _Msg = {
+            "type": 16,
+            "name": "nearby_info",
+            "action_code": code,
+            "activity": ACTIVITY.get(code),
+        }
+        return (decoded("apple", {"messages": [msg], "device_class": None}),)
+    beacons: list[Decoded] | None = None
     messages: list[_Msg] = []
     device_class: str | None = None
     off = 0
     while off < n:
         t = payload[off]
-        if t == 0x01:  # overflow area: no length byte
-            body, off, truncated = payload[off + 1 : off + 17], off + 17, False
-        elif off + 1 >= n:
-            body, off, truncated = b"", n, True
-        else:
-            # HomeKit packs a 3-bit subtype above a 5-bit length (HAP spec, BLE advertisement).
-            length = payload[off + 1] & 0x1F if t == 0x06 else payload[off + 1]
-            body = payload[off + 2 : off + 2 + length]
-            truncated = len(body) < length
-            off += 2 + length
-        if t == 0x02 and len(body) == 21:
-            beacon = ibeacon_body(body)
+        if t == 0x01:  # overflow area: no length byte, the 16 bytes after the type (no detail)
+            messages.append({"type": 1, "name": "overflow"})
+            off += 17
+            continue
+        if off + 1 >= n:
+            messages.append({"type": t, "name": _NAME[t], "truncated": True})
+            break
+        # HomeKit packs a 3-bit subtype above a 5-bit length (HAP spec, BLE advertisement).
+        length = payload[off + 1] & 0x1F if t == 0x06 else payload[off + 1]
+        start = off + 2
+        off = start + length
+        if t == 0x10 and off <= n:  # Nearby Info: the low nibble of its first byte
+            if length:
+                code = payload[start] & 0x0F
+                messages.append(
+                    {
+                        "type": t,
+                        "name": "nearby_info",
+                        "action_code": code,
+                        "activity": ACTIVITY.get(code),
+                    }
+                )
+            else:
+                messages.append({"type": t, "name": "nearby_info"})
+            continue
+        if t == 0x02 and (length if off <= n else n - start) == 21:
+            # An iBeacon (even one whose declared length runs past the payload, as before):
+            # its own Decoded, not a Continuity message.
+            beacon = ibeacon_body(payload[start : start + 21])
             if isinstance(beacon, Decoded):
-                out.append(beacon)
+                if beacons is None:
+                    beacons = []
+                beacons.append(beacon)
                 continue
-        msg: _Msg = {"type": t, "name": _NAME[t]}
-        messages.append(msg)
-        if truncated:
-            msg["truncated"] = True
+        if off > n:
+            messages.append({"type": t, "name": _NAME[t], "truncated": True})
             break
         detail = _DETAIL.get(t)
+        msg = {"type": t, "name": _NAME[t]}
+        messages.append(msg)
         if detail is not None:
-            device_class = detail(msg, body) or device_class
-    if messages:
-        out.append(decoded("apple", {"messages": messages, "device_class": device_class}))
-    return tuple(out)
+            device_class = detail(msg, payload[start:off]) or device_class
+    if not messages:
+        return tuple(beacons) if beacons else ()
+    apple = decoded("apple", {"messages": messages, "device_class": device_class})
+    if beacons is None:
+        return (apple,)
+    beacons.append(apple)
+    return tuple(beacons)

@@ -25,12 +25,23 @@ IBEACON_PREFIX = b"\x02\x15"  # Apple TLV type 0x02, length 21
 ALTBEACON_CODE = b"\xbe\xac"
 
 
+# Proximity UUID bytes -> text. A store's beacons share a handful of UUIDs (one per fleet or
+# app) and differ in major/minor, so formatting each once saves most of an iBeacon's decode.
+# Bounded: past _UUID_TEXTS_MAX distinct UUIDs new ones are formatted every time.
+_UUID_TEXTS: dict[bytes, str] = {}
+_UUID_TEXTS_MAX = 4096
+
+
 def ibeacon_body(body: bytes) -> Decoded | str:
     """The 21 bytes after `02 15`: uuid, major, minor, power."""
     if len(body) < 21:
         return "ibeacon_truncated"
     raw, major, minor, power = _IBEACON.unpack_from(body)
-    uuid = uuid_be(raw)
+    uuid = _UUID_TEXTS.get(raw)
+    if uuid is None:
+        uuid = uuid_be(raw)
+        if len(_UUID_TEXTS) < _UUID_TEXTS_MAX:
+            _UUID_TEXTS[raw] = uuid
     return decoded(
         "ibeacon",
         {"uuid": uuid, "major": major, "minor": minor, "power": power},

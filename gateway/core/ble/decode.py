@@ -48,97 +48,93 @@ REJECT_NOT_BYTES = Rejection(Radio.BLE, "ad_not_bytes")
 _BUFFERS = (bytes, bytearray, memoryview)
 
 # AD types (Bluetooth Core Supplement, Part A, section 1).
-_UUID16_TYPES = frozenset((0x02, 0x03))
-_UUID32_TYPES = frozenset((0x04, 0x05))
-_UUID128_TYPES = frozenset((0x06, 0x07))
+# 0x02/0x03 16-bit, 0x04/0x05 32-bit, 0x06/0x07 128-bit service UUID lists (incomplete/complete).
+_UUID128_LAST = 0x07
 _SHORT_NAME, _COMPLETE_NAME, _TX_POWER = 0x08, 0x09, 0x0A
 _SVC16, _SVC32, _SVC128, _MANUFACTURER = 0x16, 0x20, 0x21, 0xFF
 
 
-class _Acc:
-    """Mutable accumulator for one parse (local to parse_ad, never escapes)."""
-
-    __slots__ = ("mfr", "name", "name_complete", "svc", "tx", "uuids")
-
-    def __init__(self) -> None:
-        self.mfr: dict[int, bytes] = {}
-        self.svc: dict[str, bytes] = {}
-        self.uuids: list[str] = []
-        self.name: str | None = None
-        self.name_complete = False
-        self.tx: int | None = None
-
-
-def _uuid_list(acc: _Acc, t: int, body: bytes) -> None:
+def _uuid_list(uuids: list[str] | None, t: int, body: bytes) -> list[str]:
+    """Service UUID list structures (0x02-0x07) -> the advert's list, in order, no repeats."""
+    out = [] if uuids is None else uuids
     n = len(body)
-    if t in _UUID16_TYPES:
+    if t <= 0x03:
         new = [uuid16(body[i] | body[i + 1] << 8) for i in range(0, n - 1, 2)]
-    elif t in _UUID32_TYPES:
+    elif t <= 0x05:
         new = [uuid32(int.from_bytes(body[i : i + 4], "little")) for i in range(0, n - 3, 4)]
     else:
         new = [uuid128(body[i : i + 16]) for i in range(0, n - 15, 16)]
     for u in new:
-        if u not in acc.uuids:
-            acc.uuids.append(u)
-
-
-def _structure(acc: _Acc, t: int, body: bytes) -> None:
-    """Apply one AD structure with a non-empty body; unknown types are ignored."""
-    if t == _MANUFACTURER:
-        if len(body) >= 2:
-            acc.mfr[body[0] | body[1] << 8] = body[2:]
-    elif t == _SVC16:
-        if len(body) >= 2:
-            acc.svc[uuid16(body[0] | body[1] << 8)] = body[2:]
-    elif t == _COMPLETE_NAME or (t == _SHORT_NAME and not acc.name_complete):
-        acc.name = body.decode("utf-8", "replace")
-        acc.name_complete = t == _COMPLETE_NAME
-    elif t == _TX_POWER:
-        # Exactly one signed octet (Core Supplement Part A 1.5). A longer body is malformed and
-        # skipped, as bluetooth-data-tools does; its first byte is not a trustworthy power.
-        if len(body) == 1:
-            acc.tx = body[0] - 256 if body[0] > 127 else body[0]
-    elif t in _UUID16_TYPES or t in _UUID32_TYPES or t in _UUID128_TYPES:
-        _uuid_list(acc, t, body)
-    elif t == _SVC32:
-        if len(body) >= 4:
-            acc.svc[uuid32(int.from_bytes(body[:4], "little"))] = body[4:]
-    elif t == _SVC128 and len(body) >= 16:
-        acc.svc[uuid128(body[:16])] = body[16:]
-
-
-def _walk(acc: _Acc, buf: bytes) -> bool:
-    """Walk the AD structures of one buffer; False when a length runs past the end.
-
-    A 1- or 2-byte tail cannot hold a structure with data and is ignored (zero padding, or the
-    cut-off tail that bluetooth-data-tools also ignores).
-    """
-    n = len(buf)
-    off = 0
-    while off + 2 < n:
-        length = buf[off]
-        if not length:  # zero padding
-            off += 1
-            continue
-        end = off + 1 + length
-        if end > n:
-            return False
-        t = buf[off + 1]
-        if t == _MANUFACTURER:  # the common case first; flags (0x01) are skipped
-            if length > 2:
-                acc.mfr[buf[off + 2] | buf[off + 3] << 8] = buf[off + 4 : end]
-        elif t > 1 and length > 1:
-            _structure(acc, t, buf[off + 2 : end])
-        off = end
-    return True
+        if u not in out:
+            out.append(u)
+    return out
 
 
 @lru_cache(maxsize=MEMO_SIZE)
 def _parse(data: bytes, scan_response: bytes) -> Advert | Rejection:
-    acc = _Acc()
-    if not _walk(acc, data) or not _walk(acc, scan_response):
-        return REJECT_OVERRUN
-    return advert(acc.name, acc.mfr or EMPTY, acc.svc or EMPTY, tuple(acc.uuids), acc.tx)
+    """Walk the AD structures of the advertising data, then of the scan response.
+
+    One flat loop with local variables (no accumulator object, containers created on first
+    use): this runs for every advert the memo has not seen, and attribute or call overhead per
+    structure was most of its cost. A 1- or 2-byte tail cannot hold a structure with data and
+    is ignored (zero padding, or the cut-off tail that bluetooth-data-tools also ignores).
+    """
+    mfr: dict[int, bytes] | None = None
+    svc: dict[str, bytes] | None = None
+    uuids: list[str] | None = None
+    name: str | None = None
+    name_complete = False
+    tx: int | None = None
+    for buf in (data, scan_response) if scan_response else (data,):
+        n = len(buf)
+        # Most advertising data starts with the 3-byte Flags structure, which nothing keeps:
+        # step over it without a loop turn (a shorter buffer ends the loop either way).
+        off = 3 if n > 2 and buf[1] == 0x01 and buf[0] == 0x02 else 0
+        while off + 2 < n:
+            length = buf[off]
+            if not length:  # zero padding
+                off += 1
+                continue
+            end = off + 1 + length
+            if end > n:
+                return REJECT_OVERRUN
+            t = buf[off + 1]
+            if t == _MANUFACTURER:  # the common case first
+                if length > 2:
+                    if mfr is None:
+                        mfr = {}
+                    mfr[buf[off + 2] | buf[off + 3] << 8] = buf[off + 4 : end]
+            elif t <= 1 or length == 1:  # flags, type 0, or an empty body: nothing to keep
+                pass
+            elif t == _SVC16:
+                if length > 2:
+                    if svc is None:
+                        svc = {}
+                    svc[uuid16(buf[off + 2] | buf[off + 3] << 8)] = buf[off + 4 : end]
+            elif t == _COMPLETE_NAME or (t == _SHORT_NAME and not name_complete):
+                name = buf[off + 2 : end].decode("utf-8", "replace")
+                name_complete = t == _COMPLETE_NAME
+            elif t == _TX_POWER:
+                # Exactly one signed octet (Core Supplement Part A 1.5). A longer body is
+                # malformed and skipped, as bluetooth-data-tools does; its first byte is not a
+                # trustworthy power.
+                if length == 2:
+                    tx = buf[off + 2] - 256 if buf[off + 2] > 127 else buf[off + 2]
+            elif t <= _UUID128_LAST:
+                uuids = _uuid_list(uuids, t, buf[off + 2 : end])
+            elif t == _SVC32:
+                if length > 4:
+                    if svc is None:
+                        svc = {}
+                    svc[uuid32(int.from_bytes(buf[off + 2 : off + 6], "little"))] = buf[
+                        off + 6 : end
+                    ]
+            elif t == _SVC128 and length > 16:
+                if svc is None:
+                    svc = {}
+                svc[uuid128(buf[off + 2 : off + 18])] = buf[off + 18 : end]
+            off = end
+    return advert(name, mfr or EMPTY, svc or EMPTY, tuple(uuids) if uuids else (), tx)
 
 
 def parse_ad(data: bytes, scan_response: bytes = b"") -> Advert | Rejection:
@@ -167,47 +163,81 @@ _SVC: dict[str, Callable[[bytes], _Result]] = {
 _ADVERT = (Decoded("advert", EMPTY),)
 
 
-def _manufacturer(company: int, payload: bytes, out: list[Decoded]) -> None:
+_GENERIC_ONE: dict[int, tuple[Decoded, ...]] = {}  # company -> (generic Decoded,), see below
+
+
+def _generic(company: int) -> tuple[Decoded, ...]:
+    """The well-formed generic result of a company as a shared 1-tuple: most manufacturer data
+    (Microsoft's non-CDP scenarios, every unlisted company) ends here, and the tuple is the
+    whole result when the advert has nothing else. Bounded like vendors.generic's own memo."""
+    found = _GENERIC_ONE.get(company)
+    if found is None:
+        found = (ble_vendors.generic(company),)
+        if len(_GENERIC_ONE) < 65536:
+            _GENERIC_ONE[company] = found
+    return found
+
+
+def _manufacturer(company: int, payload: bytes) -> tuple[Decoded, ...]:
+    """One manufacturer data entry -> its Decoded items (never empty)."""
     try:
-        found: tuple[Decoded, ...] | Decoded | str | None = None
-        if payload[:2] == ble_beacons.ALTBEACON_CODE:  # any company may carry an AltBeacon
-            found = ble_beacons.altbeacon(payload)
+        # Any company may carry an AltBeacon; the first-byte test spares most payloads a slice.
+        if payload and payload[0] == 0xBE and payload[:2] == ble_beacons.ALTBEACON_CODE:
+            found: tuple[Decoded, ...] | Decoded | str | None = ble_beacons.altbeacon(payload)
         else:
             special = _MFR.get(company)
-            found = special(payload) if special is not None else None
+            if special is None:
+                return _generic(company)
+            found = special(payload)
     except (IndexError, ValueError, TypeError):  # defence in depth: decoders check bounds
         found = "decoder_error"
     if type(found) is tuple and found:
-        out.extend(found)
-    elif type(found) is Decoded:
-        out.append(found)
-    else:
-        out.append(ble_vendors.generic(company, found if isinstance(found, str) else None))
+        return found
+    if type(found) is Decoded:
+        return (found,)
+    if isinstance(found, str):
+        return (ble_vendors.generic(company, found),)
+    return _generic(company)
 
 
-def _service(uuid: str, data: bytes, out: list[Decoded]) -> None:
+def _service(uuid: str, data: bytes) -> Decoded | None:
     special = _SVC.get(uuid)
     if special is None:
-        return
+        return None
     try:
         found = special(data)
     except (IndexError, ValueError, TypeError):
         found = "decoder_error"
     if isinstance(found, Decoded):
-        out.append(found)
-    elif found is not None:
-        out.append(Decoded("advert", {"service_uuid": uuid, "malformed": found}))
+        return found
+    if found is not None:
+        return Decoded("advert", {"service_uuid": uuid, "malformed": found})
+    return None
 
 
 @lru_cache(maxsize=MEMO_SIZE)
 def _decode_items(
     mfr: tuple[tuple[int, bytes], ...], svc: tuple[tuple[str, bytes], ...]
 ) -> tuple[Decoded, ...]:
+    # The common shapes first, without the list: one manufacturer entry (phones, PCs, most
+    # beacons), one service data entry (sensors, Eddystone, EN), or nothing to decode.
+    if not svc:
+        if len(mfr) == 1:
+            company, payload = mfr[0]
+            return _manufacturer(company, payload)
+        if not mfr:
+            return _ADVERT
+    elif not mfr and len(svc) == 1:
+        uuid, data = svc[0]
+        found = _service(uuid, data)
+        return _ADVERT if found is None else (found,)
     out: list[Decoded] = []
     for uuid, data in svc:
-        _service(uuid, data, out)
+        found = _service(uuid, data)
+        if found is not None:
+            out.append(found)
     for company, payload in mfr:
-        _manufacturer(company, payload, out)
+        out.extend(_manufacturer(company, payload))
     return tuple(out) if out else _ADVERT
 
 

@@ -71,18 +71,27 @@ def generic(company_id: int, malformed: str | None = None) -> Decoded:
     return found
 
 
+_CDP: dict[int, Decoded] = {}  # the CDP byte -> its Decoded: 256 values at most
+
+
 def _cdp(payload: bytes) -> Decoded | str:
+    """Only the second byte is exposed (device type, version), so its Decoded is built once
+    per value and shared, as the generic fallback is: CDP is the commonest vendor advert after
+    Apple's (Windows PCs and phones with Phone Link)."""
     if len(payload) < 4:
         return "microsoft_cdp_truncated"
-    device_type = payload[1] & 0x1F
-    return decoded(
-        "microsoft_cdp",
-        {
-            "device_type": device_type,
-            "device": CDP_DEVICE_TYPES.get(device_type),
-            "version": payload[1] >> 5,
-        },
-    )
+    found = _CDP.get(payload[1])
+    if found is None:
+        device_type = payload[1] & 0x1F
+        found = _CDP[payload[1]] = decoded(
+            "microsoft_cdp",
+            {
+                "device_type": device_type,
+                "device": CDP_DEVICE_TYPES.get(device_type),
+                "version": payload[1] >> 5,
+            },
+        )
+    return found
 
 
 # Swift Pair: where the display name starts, per sub-scenario (Microsoft "Swift Pair" docs):
