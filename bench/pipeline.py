@@ -60,11 +60,11 @@ def synthesize(paths: list[str], total: int, folder: Path) -> tuple[list[str], i
     addresses are left as they are (rewriting them would break the link layer's CRC)."""
     base: dict[int, list[tuple[float, bytes]]] = {}
     for p in paths:
-        recs = list(iter_records(p))
-        if not recs:
+        read = list(iter_records(p))
+        if not read:
             continue
-        t0 = recs[0][0]
-        for ts, lt, data in recs:  # captures of different years all start at t = 0
+        t0 = read[0][0]
+        for ts, lt, data in read:  # captures of different years all start at t = 0
             base.setdefault(lt & 0xFFFF, []).append((ts - t0, data))
     n_all = sum(len(v) for v in base.values())
     out: list[str] = []
