@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench import ble_corpus
+from bench.summary import report
 from presence_gateway.core.ble import decode as ble
 from presence_gateway.core.ble.decode import Advert, decode, parse_ad
 from presence_gateway.core.ble.types import uuid16
@@ -220,6 +221,12 @@ def main(argv: list[str] | None = None) -> None:
         keys = (f"theengs_ratio_{name}{s}" for s in ("", "_min", "_max"))
         result.update(dict(zip(keys, ratio, strict=True)))
     result["corpus"] = len(distinct)
+    advert = ours["ours Advert, no memo"]
+    report("ble_uncached_us", statistics.median(advert), min(advert), max(advert))
+    for name in ("all", "both"):
+        got = [result[f"theengs_ratio_{name}{s}"] for s in ("", "_min", "_max")]
+        if all(v is not None for v in got):
+            report(f"ble_theengs_{name}", *(float(v or 0.0) for v in got))
     if args.json:
         print(json.dumps({k: result[k] for k in JSON_KEYS}))
 
