@@ -64,3 +64,13 @@ def test_a_snapshot_without_the_heap_still_sweeps() -> None:
     for o in obs[1_000:]:
         assert old.observe(o) == ref.observe(o)
     assert old.stats == ref.stats
+
+
+def test_the_grouper_keeps_as_many_groups_as_the_engine_keeps_units() -> None:
+    """A group dropped at its cap while its unit lives comes back as a second unit of the same
+    phone: with 50,000 groups a 100k crowd of randomizing phones doubled the engine's units
+    to its cap and every observation evicted one (bench.presence_memory --crowd --wifi)."""
+    from presence_gateway.core.presence.config import PresenceSettings
+    from presence_gateway.core.presence.grouping import DeviceGrouper
+
+    assert DeviceGrouper().max_groups >= PresenceSettings().max_devices
