@@ -43,6 +43,12 @@ from presence_gateway.core.events import (
 from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall, Population, occupancy_states
+from presence_gateway.core.presence.hopping import (
+    FIXED,
+    ChannelPlan,
+    PlanInference,
+    channel_bit,
+)
 from presence_gateway.core.presence.sync import Peers
 from presence_gateway.core.presence.tracker import (
     INF,
@@ -72,7 +78,7 @@ def visit_id(key: str, first_seen: float) -> str:
 
 class PresenceEngine:
     def __init__(self, settings: PresenceSettings, *, gateway_id: str, store_id: str,
-                 grouper: Grouper | None = None) -> None:
+                 grouper: Grouper | None = None, plan: ChannelPlan | None = None) -> None:
         s = settings
         self.s = settings
         self.gateway_id = gateway_id
@@ -84,7 +90,11 @@ class PresenceEngine:
         self._offsets = dict(s.rssi_offsets)  # empty (falsy) unless calibrated
         self._dormant: dict[str, float] = {}  # unit key -> presence seconds today (long stays)
         self._fixtures: set[str] = set()  # auto-detected today
-        self._horizon = max(s.visit_timeout_s, s.sighting_window_s)
+        # The Wi-Fi channel plan (core/presence/hopping.py): given by a live radio, learnt
+        # from the frames' channels for a recording. Windows stretch by n / k per unit.
+        self._infer = PlanInference() if plan is None else None
+        self._plan = plan if plan is not None else FIXED
+        self._horizon = max(s.visit_timeout_s, s.sighting_window_s) * self._plan.size
         self._q, self._r, self._out = (s.kalman_process_noise, s.kalman_measurement_noise,
                                        s.outlier_db)
         self.footfall = Footfall(tuple(z.name for z in s.zones), s.people_per_device,
@@ -109,7 +119,7 @@ class PresenceEngine:
     # (resolved zones, noise constants, footfall's zone table, horizons) follows the settings.
     _KEPT = frozenset({"_units", "_dormant", "_fixtures", "_next_footfall", "_last_state",
                        "_day", "_started", "evicted", "peers", "grouper", "expire_batch",
-                       "backlog"})
+                       "backlog", "_plan", "_infer"})
 
     def reconfigure(self, settings: PresenceSettings, now: float) -> list[Event]:
         """Apply new settings (zones, thresholds, timings) to a running engine: open visits
@@ -117,7 +127,7 @@ class PresenceEngine:
         others keep their zone and are judged again on the next reading with the new
         thresholds; the day's counts carry over (per zone for the zones that remain)."""
         fresh = PresenceEngine(settings, gateway_id=self.gateway_id, store_id=self.store_id,
-                               grouper=self.grouper)
+                               grouper=self.grouper, plan=self._plan)
         out: list[Event] = []
         for u in self._units.values():
             if u.zone is not None:
@@ -139,10 +149,15 @@ class PresenceEngine:
         """Take over a frozen engine's state (core/continuity.py): units, open visits, zone
         state, the day's counters. Its settings equal ours (checked by the caller)."""
         state = dict(vars(frozen))
-        state.pop("s", None)
+        for own in ("s", "_plan", "_infer", "_horizon"):  # this gateway's radio plan wins
+            state.pop(own, None)
         vars(self).update(state)
-        # A snapshot taken by an older version holds a plain dict (and no batch settings).
+        # A snapshot taken by an older version holds a plain dict (and no batch settings,
+        # and units without their channel mask).
         self._units = OrderedDict(self._units)
+        for u in self._units.values():
+            if not hasattr(u, "chans"):
+                u.chans = 0
         self.expire_batch = getattr(frozen, "expire_batch", EXPIRE_BATCH)
         self._budget = 0
         self.backlog = getattr(frozen, "backlog", False)
@@ -161,11 +176,17 @@ class PresenceEngine:
             u = units[key] = self._new_unit(key, obs)
         else:
             units.move_to_end(key)
-            if ts - u.last >= self.s.visit_timeout_s and u.visit is not None:
+            st = self._stretch(u)
+            if ts - u.last >= self.s.visit_timeout_s * st and u.visit is not None:
                 self._end_visit(u, out)
                 u.reset(ts)
-            elif ts - u.last >= self.s.sighting_window_s and u.visit is None:
+            elif ts - u.last >= self.s.sighting_window_s * st and u.visit is None:
                 u.reset(ts)
+        if obs.radio is Radio.WIFI:
+            bit = channel_bit(obs.channel)
+            u.chans |= bit
+            if self._infer is not None and not bit & self._plan.mask:
+                self._learn_plan(obs.channel)
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
@@ -200,6 +221,18 @@ class PresenceEngine:
         if u.next_mark <= ts:
             self._marks(u, ts, out)
         return out
+
+    def _learn_plan(self, channel: int | None) -> None:
+        assert self._infer is not None
+        plan = self._infer.observe(channel)
+        if plan is not None:
+            self._plan = plan
+            s = self.s
+            self._horizon = max(s.visit_timeout_s, s.sighting_window_s) * plan.size
+
+    def _stretch(self, u: Unit) -> float:
+        """1 / p: how much longer this unit's gaps are under the channel plan."""
+        return 1.0 if u.radio is not Radio.WIFI else self._plan.stretch(u.chans)
 
     # -- visits ---------------------------------------------------------------------------
     def _new_unit(self, key: str, obs: Observation) -> Unit:
@@ -286,7 +319,7 @@ class PresenceEngine:
                    reason: str = "timeout") -> None:
         if u.visit is None:
             return
-        end = u.last + self.s.visit_timeout_s if at is None else at
+        end = u.last + self.s.visit_timeout_s * self._stretch(u) if at is None else at
         if u.zone is not None:
             self._exit_zone(u, end, out)
         duration = u.last - u.first
@@ -414,8 +447,9 @@ class PresenceEngine:
         horizon = self._horizon
         while units:
             u = next(iter(units.values()))  # O(1) on an OrderedDict, see the invariants
-            if u.last + horizon > now and not (u.visit is not None and
-                                               u.last + self.s.visit_timeout_s <= now):
+            if u.last + horizon > now and not (
+                    u.visit is not None
+                    and u.last + self.s.visit_timeout_s * self._stretch(u) <= now):
                 break
             if self._budget <= 0:
                 self.backlog = True
@@ -452,7 +486,10 @@ class PresenceEngine:
         if u.max_x < s.walkin_min_rssi + s.weak_margin_db and now - u.first > s.weak_max_presence_s:
             return False  # weak AND long: a neighbouring room, not the zone
         quiet = now - u.last
-        return quiet <= s.exit_min_quiet_s or u.gap == 0.0 \
+        st = self._stretch(u)
+        if quiet > s.visit_timeout_s * st:
+            return False  # ended, only not expired yet (it is not at the front)
+        return quiet <= s.exit_min_quiet_s * st or u.gap == 0.0 \
             or quiet <= s.exit_rhythm_factor * u.gap
 
     def _footfall(self, now: float, out: list[Event]) -> None:

@@ -57,7 +57,7 @@ def default_grouper() -> Grouper:
 class Unit:
     """One device (or group of addresses) and its open visit, if any."""
 
-    __slots__ = ("announced", "cand", "cand_due", "count", "day_present", "dwell", "first",
+    __slots__ = ("announced", "cand", "cand_due", "chans", "count", "day_present", "dwell", "first",
                  "fixture", "gap", "hi", "hold", "inside", "key", "last", "limit", "lo", "mark_i",
                  "max_x", "next_mark", "owned", "path", "person", "radio", "ref", "sensor",
                  "sig", "strong", "visit", "walkin", "zone", "zone_since")
@@ -76,6 +76,7 @@ class Unit:
         self.owned = True
         self.last: float = ts
         self.gap = 0.0  # running mean of the gaps between its bursts (0: not known yet)
+        self.chans = 0  # bitmask of the Wi-Fi channels it was heard on (core/presence/hopping)
         self.reset(ts)
 
     def heard(self, ts: float) -> None:
