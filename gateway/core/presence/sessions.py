@@ -26,6 +26,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -49,6 +50,7 @@ from presence_gateway.core.presence.hopping import (
     PlanInference,
     channel_bit,
 )
+from presence_gateway.core.presence.placement import PlacementLearner
 from presence_gateway.core.presence.sync import Peers
 from presence_gateway.core.presence.tracker import (
     INF,
@@ -88,6 +90,8 @@ class PresenceEngine:
         self._zones_wifi = resolve_zones(s.zones, s.ref_power_wifi)
         self._units: OrderedDict[str, Unit] = OrderedDict()  # order == last-sighting order
         self._offsets = dict(s.rssi_offsets)  # empty (falsy) unless calibrated
+        # Learnt per-sensor offsets for the sensors not calibrated (core/presence/placement)
+        self._placement = PlacementLearner(s.placement_reference_p90, s.placement_max_offset_db)
         self._dormant: dict[str, float] = {}  # unit key -> presence seconds today (long stays)
         self._fixtures: set[str] = set()  # auto-detected today
         # The Wi-Fi channel plan (core/presence/hopping.py): given by a live radio, learnt
@@ -119,7 +123,7 @@ class PresenceEngine:
     # (resolved zones, noise constants, footfall's zone table, horizons) follows the settings.
     _KEPT = frozenset({"_units", "_dormant", "_fixtures", "_next_footfall", "_last_state",
                        "_day", "_started", "evicted", "peers", "grouper", "expire_batch",
-                       "backlog", "_plan", "_infer"})
+                       "backlog", "_plan", "_infer", "_placement"})
 
     def reconfigure(self, settings: PresenceSettings, now: float) -> list[Event]:
         """Apply new settings (zones, thresholds, timings) to a running engine: open visits
@@ -143,6 +147,9 @@ class PresenceEngine:
         vars(self).update(vars(fresh))
         vars(self).update(kept)
         self.footfall.carry_over(old)
+        # what was learnt of each sensor stays; the rule's parameters are the new settings'
+        self._placement.reference = settings.placement_reference_p90
+        self._placement.max_offset = settings.placement_max_offset_db
         return out
 
     def adopt(self, frozen: PresenceEngine) -> None:
@@ -196,14 +203,17 @@ class PresenceEngine:
             if sensor != u.sensor:
                 u.sensor = sensor
                 u.lo, u.hi = INF, -INF  # zones are per sensor: decide again
-            if self._offsets:
-                rssi = rssi + self._offsets.get(sensor, 0.0)
+            off = self._offsets.get(sensor) if self._offsets else None
+            if off is not None:
+                rssi = rssi + off
+            elif obs.radio is Radio.WIFI and self._placement.enabled:
+                rssi = rssi + self._placement.observe(sensor, rssi, ts)
             if not u.sig.update(rssi, ts, self._q, self._r, self._out):
                 return out
         u.heard(ts)
         u.count += 1
         if u.visit is None:
-            if u.fixture or u.count < self.s.min_sightings:
+            if u.fixture or u.count < self._evidence(u):
                 return out
             self._start_visit(u, out)
         x = u.sig.x
@@ -229,6 +239,15 @@ class PresenceEngine:
             self._plan = plan
             s = self.s
             self._horizon = max(s.visit_timeout_s, s.sighting_window_s) * plan.size
+
+    def _evidence(self, u: Unit) -> int:
+        """`min_sightings` at this unit's catch probability p: the readings a fixed radio
+        would have had in the same time, times p (at least 1). A one-off frame is thinned by
+        p too, so one reading at p <= 1/2 is as much evidence of a device as two at p = 1."""
+        m = self.s.min_sightings
+        if u.radio is not Radio.WIFI or self._plan.size == 1:
+            return m
+        return max(1, math.ceil(m / self._plan.stretch(u.chans) - 1e-9))
 
     def _stretch(self, u: Unit) -> float:
         """1 / p: how much longer this unit's gaps are under the channel plan."""
@@ -292,7 +311,7 @@ class PresenceEngine:
         if ts - u.first + u.day_present > u.limit:
             self._make_fixture(u, ts, out)
             return True
-        if u.walkin or u.strong < s.min_sightings:  # one strong frame may be a reflection
+        if u.walkin or u.strong < self._evidence(u):  # one strong frame may be a reflection
             return False
         # Strong on min_sightings readings: inside now, so it counts in `present` at once.
         # Whether it was a visit (an entry) or a passer-by is decided by walk_in.min_time.
@@ -483,10 +502,11 @@ class PresenceEngine:
         """Still here, not merely not timed out: silent for no longer than its own rhythm
         allows (presence_config: exit.rhythm_factor, exit.min_quiet)."""
         s = self.s
-        if u.max_x < s.walkin_min_rssi + s.weak_margin_db and now - u.first > s.weak_max_presence_s:
+        st = self._stretch(u)  # the peak is judged over as many readings as on one channel
+        if u.max_x < s.walkin_min_rssi + s.weak_margin_db \
+                and now - u.first > s.weak_max_presence_s * st:
             return False  # weak AND long: a neighbouring room, not the zone
         quiet = now - u.last
-        st = self._stretch(u)
         if quiet > s.visit_timeout_s * st:
             return False  # ended, only not expired yet (it is not at the front)
         return quiet <= s.exit_min_quiet_s * st or u.gap == 0.0 \
