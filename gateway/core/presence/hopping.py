@@ -3,15 +3,17 @@
 A gateway that hops over n channels, `dwell_s` on each, hears a probe burst sent on one
 channel only while it dwells there. The model (docs/presence.md "Channel hopping"):
 
-- A phone's bursts are a Poisson-like stream of rate lambda; a burst sent on channels the
-  radio's plan shares with the phone is caught when the radio is on one of them: the catch
-  probability of a burst is p = k / n, k the plan's channels the phone was heard on (at least
-  1: the fixed-channel variants of the Brno days keep channel-2 frames only, p = 1 / n; a
-  phone that sweeps every channel of a scan is soon heard on all n, p -> 1).
+- A phone's bursts are a Poisson-like stream of rate lambda; a burst is caught when the radio
+  is on one of the channels the phone probes on: the catch probability of a burst is
+  p = m / n, m of the plan's n channels probed by the phone (`CatchModel`: m estimated from
+  the distinct channels it was heard on; the fixed-channel variants of the Brno days keep
+  channel-2 frames only, p = 1 / n; a phone that sweeps every channel of a scan, p ~ 1).
 - Thinning a Poisson stream by p leaves a Poisson stream of rate p * lambda: every gap grows
   by 1 / p in expectation, so every window the engine judges sightings with (the sighting
-  window, the quiet floor of the exit rule, the visit timeout) is stretched by 1 / p for that
-  unit. The rhythm exit needs nothing: it learns the gaps the radio actually sees.
+  window, the quiet floor of the exit rule, the visit timeout, the weak rule's time) is
+  stretched by 1 / p for that unit, and the evidence asked of it (`min_sightings` readings,
+  and as many strong ones) is scaled by p, at least one reading: a one-off frame is thinned
+  by p too. The rhythm exit needs nothing: it learns the gaps the radio actually sees.
 
 A fixed-channel radio (one channel, or no plan known) has p = 1 and the engine is unchanged.
 
@@ -59,17 +61,60 @@ class ChannelPlan:
         """The share of time the radio spends on any one of its channels."""
         return 1.0 / self.size
 
-    def stretch(self, heard_mask: int) -> float:
-        """1 / p for a unit heard on the channels in `heard_mask`: n / k, k the plan's
-        channels among them (at least 1). 1.0 for a fixed radio."""
-        n = self.size
-        if n == 1:
-            return 1.0
-        k = (heard_mask & self.mask).bit_count()
-        return n / max(1, min(k, n))
+    def heard_on(self, heard_mask: int) -> int:
+        """How many of the plan's channels a unit was heard on (at least 1)."""
+        return max(1, min((heard_mask & self.mask).bit_count(), self.size))
 
 
 FIXED = ChannelPlan()
+
+# Readings before a unit's own channels say how many channels it probes on; until then the
+# store's running estimate stands in (one reading is on one channel either way, two barely
+# tell a sweeping phone from one that probes on one channel).
+OWN_READINGS = 3
+
+
+def channels_probed(k: int, readings: int, n: int) -> int:
+    """The number m of the plan's n channels a phone probes on, from k distinct channels
+    among `readings` caught bursts: each caught burst lands on one of its m channels, so
+    after c bursts it is expected on m (1 - (1 - 1/m)^c) distinct ones; m is the fewest
+    channels whose expectation reaches k (a moment estimate, on the side of fewer channels:
+    longer windows), n when none does (a new channel at every burst so far: a phone that
+    sweeps them all)."""
+    for m in range(max(1, k), n + 1):
+        if m * (1.0 - (1.0 - 1.0 / m) ** readings) >= k - 1e-9:
+            return m
+    return n
+
+
+class CatchModel:
+    """p, the probability that the plan's radio catches one of a phone's probe bursts: m / n,
+    m the channels the phone probes on (`channels_probed`). A phone probing on one channel
+    (the lower-bound variants of the Brno days) has p = 1 / n; one that sweeps every channel
+    in each scan (phones' active scans do; the hopping 04-17 day hears one device's scan on
+    channels 2, 4 and 6 within 0.2 s) has p ~ 1. A unit with fewer than OWN_READINGS readings
+    gets the store's running mean of the units' own estimates, starting at 1 / n."""
+
+    __slots__ = ("learnt", "mean_p", "plan")
+
+    def __init__(self, plan: ChannelPlan) -> None:
+        self.plan = plan
+        self.mean_p = plan.duty
+        self.learnt = 0
+
+    def p(self, heard_mask: int, readings: int) -> float:
+        n = self.plan.size
+        if n == 1:
+            return 1.0
+        if readings < OWN_READINGS:
+            return self.mean_p
+        return channels_probed(self.plan.heard_on(heard_mask), readings, n) / n
+
+    def learn(self, p: float) -> None:
+        """A unit's own estimate (taken once, at OWN_READINGS readings): a running mean over
+        the first 20 units, then an exponential one (the store's phones change over a day)."""
+        self.learnt += 1
+        self.mean_p += (p - self.mean_p) * max(0.05, 1.0 / (self.learnt + 1))
 
 
 class PlanInference:

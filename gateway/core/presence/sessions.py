@@ -46,6 +46,8 @@ from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall, Population, occupancy_states
 from presence_gateway.core.presence.hopping import (
     FIXED,
+    OWN_READINGS,
+    CatchModel,
     ChannelPlan,
     PlanInference,
     channel_bit,
@@ -95,9 +97,10 @@ class PresenceEngine:
         self._dormant: dict[str, float] = {}  # unit key -> presence seconds today (long stays)
         self._fixtures: set[str] = set()  # auto-detected today
         # The Wi-Fi channel plan (core/presence/hopping.py): given by a live radio, learnt
-        # from the frames' channels for a recording. Windows stretch by n / k per unit.
+        # from the frames' channels for a recording. Windows stretch by 1 / p per unit.
         self._infer = PlanInference() if plan is None else None
         self._plan = plan if plan is not None else FIXED
+        self._catch = CatchModel(self._plan)
         self._horizon = max(s.visit_timeout_s, s.sighting_window_s) * self._plan.size
         self._q, self._r, self._out = (s.kalman_process_noise, s.kalman_measurement_noise,
                                        s.outlier_db)
@@ -123,7 +126,7 @@ class PresenceEngine:
     # (resolved zones, noise constants, footfall's zone table, horizons) follows the settings.
     _KEPT = frozenset({"_units", "_dormant", "_fixtures", "_next_footfall", "_last_state",
                        "_day", "_started", "evicted", "peers", "grouper", "expire_batch",
-                       "backlog", "_plan", "_infer", "_placement"})
+                       "backlog", "_plan", "_infer", "_catch", "_placement"})
 
     def reconfigure(self, settings: PresenceSettings, now: float) -> list[Event]:
         """Apply new settings (zones, thresholds, timings) to a running engine: open visits
@@ -156,7 +159,7 @@ class PresenceEngine:
         """Take over a frozen engine's state (core/continuity.py): units, open visits, zone
         state, the day's counters. Its settings equal ours (checked by the caller)."""
         state = dict(vars(frozen))
-        for own in ("s", "_plan", "_infer", "_horizon"):  # this gateway's radio plan wins
+        for own in ("s", "_plan", "_infer", "_catch", "_horizon"):  # this radio's plan wins
             state.pop(own, None)
         vars(self).update(state)
         # A snapshot taken by an older version holds a plain dict (and no batch settings,
@@ -164,7 +167,7 @@ class PresenceEngine:
         self._units = OrderedDict(self._units)
         for u in self._units.values():
             if not hasattr(u, "chans"):
-                u.chans = 0
+                u.chans, u.chans_n, u.stretch = 0, 0, 1.0
         self.expire_batch = getattr(frozen, "expire_batch", EXPIRE_BATCH)
         self._budget = 0
         self.backlog = getattr(frozen, "backlog", False)
@@ -191,9 +194,10 @@ class PresenceEngine:
                 u.reset(ts)
         if obs.radio is Radio.WIFI:
             bit = channel_bit(obs.channel)
-            u.chans |= bit
             if self._infer is not None and not bit & self._plan.mask:
                 self._learn_plan(obs.channel)
+            if self._plan.size > 1:
+                self._hopped(u, bit)
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
@@ -237,21 +241,32 @@ class PresenceEngine:
         plan = self._infer.observe(channel)
         if plan is not None:
             self._plan = plan
+            self._catch = CatchModel(plan)
             s = self.s
             self._horizon = max(s.visit_timeout_s, s.sighting_window_s) * plan.size
+
+    def _hopped(self, u: Unit, bit: int) -> None:
+        """A Wi-Fi reading under a channel plan: the unit's channels and its 1 / p."""
+        new = not u.chans & bit
+        u.chans |= bit
+        u.chans_n += 1
+        if new or u.chans_n <= 4 * OWN_READINGS:  # settled after a few readings on old ones
+            p = self._catch.p(u.chans, u.chans_n)
+            if u.chans_n == OWN_READINGS:
+                self._catch.learn(p)
+            u.stretch = 1.0 / p
 
     def _evidence(self, u: Unit) -> int:
         """`min_sightings` at this unit's catch probability p: the readings a fixed radio
         would have had in the same time, times p (at least 1). A one-off frame is thinned by
         p too, so one reading at p <= 1/2 is as much evidence of a device as two at p = 1."""
         m = self.s.min_sightings
-        if u.radio is not Radio.WIFI or self._plan.size == 1:
-            return m
-        return max(1, math.ceil(m / self._plan.stretch(u.chans) - 1e-9))
+        return m if u.stretch == 1.0 else max(1, math.ceil(m / u.stretch - 1e-9))
 
-    def _stretch(self, u: Unit) -> float:
+    @staticmethod
+    def _stretch(u: Unit) -> float:
         """1 / p: how much longer this unit's gaps are under the channel plan."""
-        return 1.0 if u.radio is not Radio.WIFI else self._plan.stretch(u.chans)
+        return u.stretch
 
     # -- visits ---------------------------------------------------------------------------
     def _new_unit(self, key: str, obs: Observation) -> Unit:

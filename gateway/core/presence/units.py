@@ -57,10 +57,11 @@ def default_grouper() -> Grouper:
 class Unit:
     """One device (or group of addresses) and its open visit, if any."""
 
-    __slots__ = ("announced", "cand", "cand_due", "chans", "count", "day_present", "dwell", "first",
-                 "fixture", "gap", "hi", "hold", "inside", "key", "last", "limit", "lo", "mark_i",
-                 "max_x", "next_mark", "owned", "path", "person", "radio", "ref", "sensor",
-                 "sig", "strong", "visit", "walkin", "zone", "zone_since")
+    __slots__ = ("announced", "cand", "cand_due", "chans", "chans_n", "count", "day_present",
+                 "dwell", "first", "fixture", "gap", "hi", "hold", "inside", "key", "last",
+                 "limit", "lo", "mark_i", "max_x", "next_mark", "owned", "path", "person",
+                 "radio", "ref", "sensor", "sig", "stretch", "strong", "visit", "walkin", "zone",
+                 "zone_since")
 
     def __init__(self, key: str, radio: Radio, ts: float, rssi: float, r: float,
                  person: bool) -> None:
@@ -76,7 +77,11 @@ class Unit:
         self.owned = True
         self.last: float = ts
         self.gap = 0.0  # running mean of the gaps between its bursts (0: not known yet)
-        self.chans = 0  # bitmask of the Wi-Fi channels it was heard on (core/presence/hopping)
+        # Under a channel plan (core/presence/hopping.py): the channels it was heard on (a
+        # bitmask), its readings so far, and 1 / p, how much sparser the radio hears it.
+        self.chans = 0
+        self.chans_n = 0
+        self.stretch = 1.0
         self.reset(ts)
 
     def heard(self, ts: float) -> None:
