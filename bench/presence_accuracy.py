@@ -40,6 +40,7 @@ from presence_gateway.core.throttle import AdvertThrottle
 from presence_gateway.core.wifi.frames import parse_record
 
 SECRET = b"bench-presence-accuracy-secret!!"
+BEFORE = False  # --before: no channel plan (one channel) and no learnt placement offset
 DAYS = ("2023-02-16", "2023-02-28", "2023-04-17")
 TICK_S = 10.0
 DEFAULTS = load_config(None)
@@ -95,7 +96,11 @@ def replay(path: Path, truth_by_frame: list[float | None] | None, *, random_la: 
     `intervals` (if given) receives each minute's `present_interval`; `radio` (if given)
     is a hopping variant's radio and `plan` its channel plan, given to the engine as a live
     driver gives it (None: the engine infers it from the frames' channels)."""
-    engine = PresenceEngine(PresenceSettings(), gateway_id="bench", store_id="lab", plan=plan)
+    settings = PresenceSettings()
+    if BEFORE:  # the engine as it was: no channel plan, no learnt placement offset
+        plan = ChannelPlan()
+        settings = dataclasses.replace(settings, placement_max_offset_db=0.0)
+    engine = PresenceEngine(settings, gateway_id="bench", store_id="lab", plan=plan)
     est: dict[int, float] = {}
     truth: dict[int, float] = {}
     units: set[str] = set()
@@ -257,7 +262,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(__file__).resolve().parents[1].parent / "shared"
     ap.add_argument("--shared", type=Path, default=default)
+    ap.add_argument("--before", action="store_true",
+                    help="the engine without the channel plan and the learnt placement offset")
     args = ap.parse_args()
+    global BEFORE
+    BEFORE = args.before
     wifi = args.shared / "data" / "captures" / "wifi"
     if not wifi.is_dir():
         raise SystemExit(f"captures not found under {wifi}")
