@@ -148,3 +148,17 @@ def test_the_live_radio_plan_reaches_the_engine_and_a_recording_learns_it() -> N
     every = parse_config("drivers:\n  - {type: wifi_monitor, interface: wlan1, "
                          "channels: all}\n", "gw.yaml")
     assert channel_plan(every, Mode.LIVE) is None
+
+
+def test_a_restart_keeps_a_learnt_plan_and_a_live_radio_keeps_its_own() -> None:
+    import pickle
+
+    eng = engine(None)
+    run(eng, [on(wifi(float(t), f"d{t % 5}"), 1 + (t % 3) * 5) for t in range(30)], until=40.0)
+    frozen = pickle.loads(pickle.dumps(eng))
+    learnt = engine(None)
+    learnt.adopt(frozen)
+    assert learnt._plan.channels == (1, 6, 11) and learnt._infer is not None
+    live = engine(ChannelPlan((1, 6), 0.1))
+    live.adopt(frozen)
+    assert live._plan == ChannelPlan((1, 6), 0.1) and live._infer is None

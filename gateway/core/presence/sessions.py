@@ -153,8 +153,10 @@ class PresenceEngine(ZoneSteps):
         """Take over a frozen engine's state (core/continuity.py): units, open visits, zone
         state, the day's counters. Its settings equal ours (checked by the caller)."""
         state = dict(vars(frozen))
-        for own in ("s", "_plan", "_infer", "_catch", "_horizon"):  # this radio's plan wins
-            state.pop(own, None)
+        state.pop("s", None)
+        if self._infer is None:  # a live radio's plan wins; a learnt one carries on
+            for own in ("_plan", "_infer", "_catch", "_horizon"):
+                state.pop(own, None)
         vars(self).update(state)
         # A snapshot taken by an older version holds a plain dict (and no batch settings,
         # and units without their channel mask).
