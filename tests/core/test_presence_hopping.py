@@ -162,3 +162,15 @@ def test_a_restart_keeps_a_learnt_plan_and_a_live_radio_keeps_its_own() -> None:
     live = engine(ChannelPlan((1, 6), 0.1))
     live.adopt(frozen)
     assert live._plan == ChannelPlan((1, 6), 0.1) and live._infer is None
+
+
+def test_the_cold_start_window_is_stretched_too() -> None:
+    # A phone inside when the gateway starts is first heard 1 / p times later on average: at
+    # p = 1/3 one first heard at 10 min is still a cold-start device (5 min x 3), counted at
+    # once and not as an entry; a fixed radio reads it as a new arrival.
+    trace = [ble(0.0, "shelf-beacon", -50, kind="ibeacon"),
+             on(wifi(600.0, "p", -55), 6), on(wifi(601.0, "p", -55), 6)]
+    hop = run(engine(PLAN3), trace, until=700.0)
+    fixed = run(engine(FIXED), trace, until=700.0)
+    assert present(hop)[660.0] == 0.8 and present(fixed)[660.0] == 0.0
+    assert all(e.data["entries"] == 0 for e in hop if e.type == "presence.footfall")

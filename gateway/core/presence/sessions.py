@@ -332,10 +332,11 @@ class PresenceEngine(ZoneSteps):
             u.walkin = u.inside = True
             if u.person:
                 self.footfall.entry()
-        elif u.first - self._started < s.walkin_min_s:
+        elif u.first - self._started < s.walkin_min_s * u.stretch:
             # Cold start: a device heard from the gateway's first minutes may have been inside
             # before it started (a reboot in an open store); it counts in `present` at once,
-            # but it is no entry: nobody saw it come in.
+            # but it is no entry: nobody saw it come in. "First minutes" at the unit's catch
+            # probability: under a channel plan a device inside is first heard 1 / p later.
             u.walkin = u.inside = True
         return False
 
