@@ -86,7 +86,22 @@ def test_an_engine_without_a_plan_learns_it_from_a_recordings_channels() -> None
     eng = engine(None)
     trace = [on(wifi(float(t), f"d{t % 5}"), 1 + (t % 3) * 5) for t in range(30)]
     run(eng, trace, until=40.0)
-    assert eng._plan.channels == (1, 6, 11)
+    assert eng._plans.plan_of("gw-1").channels == (1, 6, 11)
+
+
+def test_each_sensor_learns_its_own_plan() -> None:
+    # Two fixed sniffers on channels 1 and 6 (sensors a and b) are two fixed radios, not one
+    # two-channel hopper; a third sensor hops over 1/6/11.
+    eng = engine(None)
+    trace = []
+    for t in range(30):
+        trace.append(on(wifi(float(t), f"d{t % 5}", sensor="a"), 1))
+        trace.append(on(wifi(t + 0.1, f"d{t % 5}", sensor="b"), 6))
+        trace.append(on(wifi(t + 0.2, f"d{t % 5}", sensor="c"), 1 + (t % 3) * 5))
+    run(eng, trace, until=40.0)
+    assert eng._plans.plan_of("a").size == 1 and eng._plans.plan_of("b").size == 1
+    assert eng._plans.plan_of("c").channels == (1, 6, 11)
+    assert eng._horizon == 3 * 300.0  # the longest stretch: the hopper's n
 
 
 def single_channel_phone() -> list[Observation]:
@@ -158,10 +173,11 @@ def test_a_restart_keeps_a_learnt_plan_and_a_live_radio_keeps_its_own() -> None:
     frozen = pickle.loads(pickle.dumps(eng))
     learnt = engine(None)
     learnt.adopt(frozen)
-    assert learnt._plan.channels == (1, 6, 11) and learnt._infer is not None
+    assert learnt._plans.plan_of("gw-1").channels == (1, 6, 11) and learnt._plans.given is None
+    assert learnt._horizon == 3 * 300.0
     live = engine(ChannelPlan((1, 6), 0.1))
     live.adopt(frozen)
-    assert live._plan == ChannelPlan((1, 6), 0.1) and live._infer is None
+    assert live._plans.given == ChannelPlan((1, 6), 0.1) and live._horizon == 2 * 300.0
 
 
 def test_the_cold_start_window_is_stretched_too() -> None:

@@ -18,8 +18,10 @@ channel only while it dwells there. The model (docs/presence.md "Channel hopping
 A fixed-channel radio (one channel, or no plan known) has p = 1 and the engine is unchanged.
 
 Invariants: pure; `ChannelPlan` is a frozen value the runtime assembly builds from the live
-driver's `channels` / `dwell` (or `None` for a recording: `PlanInference` learns it from the
-channels the capture's frames were heard on, bounded memory: one slot per channel).
+driver's `channels` / `dwell` (or `None` for a recording, or several radios with different
+plans: `RadioPlans` then learns each sensor's plan with `PlanInference` from the channels its
+frames were heard on). Bounded memory: one slot per channel per sensor, at most
+`MAX_SENSORS` sensors learnt (more read as fixed radios).
 """
 
 from __future__ import annotations
@@ -143,3 +145,56 @@ class PlanInference:
             return None
         self.plan = ChannelPlan(chans)
         return self.plan
+
+
+MAX_SENSORS = 256
+
+
+class _SensorPlan:
+    __slots__ = ("catch", "inference", "plan")
+
+    def __init__(self) -> None:
+        self.inference = PlanInference()
+        self.plan = FIXED
+        self.catch = CatchModel(FIXED)
+
+
+class RadioPlans:
+    """The plan and catch model behind each sensor's frames: the one `given` for every sensor
+    (a live radio's), or learnt per sensor from the channels its frames were tagged with (a
+    recording; radios with different plans: each sensor is one radio)."""
+
+    __slots__ = ("_given", "_learnt", "max_size")
+
+    def __init__(self, given: ChannelPlan | None) -> None:
+        self._given: tuple[ChannelPlan, CatchModel] | None = (
+            None if given is None else (given, CatchModel(given)))
+        self._learnt: dict[str, _SensorPlan] = {}
+        self.max_size = 1 if given is None else given.size  # the longest stretch: n
+
+    @property
+    def given(self) -> ChannelPlan | None:
+        return None if self._given is None else self._given[0]
+
+    def heard(self, sensor: str, channel: int | None) -> tuple[ChannelPlan, CatchModel]:
+        """The plan a frame of `sensor` on `channel` was caught under (learning it)."""
+        if self._given is not None:
+            return self._given
+        sp = self._learnt.get(sensor)
+        if sp is None:
+            if len(self._learnt) >= MAX_SENSORS:
+                return FIXED, CatchModel(FIXED)
+            sp = self._learnt[sensor] = _SensorPlan()
+        bit = channel_bit(channel)
+        if bit and not bit & sp.plan.mask:
+            plan = sp.inference.observe(channel)
+            if plan is not None:
+                sp.plan, sp.catch = plan, CatchModel(plan)
+                self.max_size = max(self.max_size, plan.size)
+        return sp.plan, sp.catch
+
+    def plan_of(self, sensor: str) -> ChannelPlan:
+        if self._given is not None:
+            return self._given[0]
+        sp = self._learnt.get(sensor)
+        return FIXED if sp is None else sp.plan

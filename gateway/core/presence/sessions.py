@@ -42,11 +42,10 @@ from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall, Population, occupancy_states
 from presence_gateway.core.presence.hopping import (
-    FIXED,
     OWN_READINGS,
     CatchModel,
     ChannelPlan,
-    PlanInference,
+    RadioPlans,
     channel_bit,
 )
 from presence_gateway.core.presence.placement import PlacementLearner
@@ -91,11 +90,11 @@ class PresenceEngine(ZoneSteps):
         self._dormant: dict[str, float] = {}  # unit key -> presence seconds today (long stays)
         self._fixtures: set[str] = set()  # auto-detected today
         # The Wi-Fi channel plan (core/presence/hopping.py): given by a live radio, learnt
-        # from the frames' channels for a recording. Windows stretch by 1 / p per unit.
-        self._infer = PlanInference() if plan is None else None
-        self._plan = plan if plan is not None else FIXED
-        self._catch = CatchModel(self._plan)
-        self._horizon = max(s.visit_timeout_s, s.sighting_window_s) * self._plan.size
+        # per sensor from the frames' channels for a recording. Windows stretch by 1 / p per
+        # unit.
+        self._plans = RadioPlans(plan)
+        self._horizon = 0.0
+        self._set_horizon()
         self._q, self._r, self._out = (s.kalman_process_noise, s.kalman_measurement_noise,
                                        s.outlier_db)
         self.footfall = Footfall(tuple(z.name for z in s.zones), s.people_per_device,
@@ -120,7 +119,7 @@ class PresenceEngine(ZoneSteps):
     # (resolved zones, noise constants, footfall's zone table, horizons) follows the settings.
     _KEPT = frozenset({"_units", "_dormant", "_fixtures", "_next_footfall", "_last_state",
                        "_day", "_started", "evicted", "peers", "grouper", "expire_batch",
-                       "backlog", "_plan", "_infer", "_catch", "_placement"})
+                       "backlog", "_plans", "_placement"})
 
     def reconfigure(self, settings: PresenceSettings, now: float) -> list[Event]:
         """Apply new settings (zones, thresholds, timings) to a running engine: open visits
@@ -128,7 +127,7 @@ class PresenceEngine(ZoneSteps):
         others keep their zone and are judged again on the next reading with the new
         thresholds; the day's counts carry over (per zone for the zones that remain)."""
         fresh = PresenceEngine(settings, gateway_id=self.gateway_id, store_id=self.store_id,
-                               grouper=self.grouper, plan=self._plan)
+                               grouper=self.grouper, plan=self._plans.given)
         out: list[Event] = []
         for u in self._units.values():
             if u.zone is not None:
@@ -143,6 +142,7 @@ class PresenceEngine(ZoneSteps):
         kept = {k: v for k, v in vars(self).items() if k in self._KEPT}
         vars(self).update(vars(fresh))
         vars(self).update(kept)
+        self._set_horizon()
         self.footfall.carry_over(old)
         # what was learnt of each sensor stays; the rule's parameters are the new settings'
         self._placement.reference = settings.placement_reference_p90
@@ -154,10 +154,10 @@ class PresenceEngine(ZoneSteps):
         state, the day's counters. Its settings equal ours (checked by the caller)."""
         state = dict(vars(frozen))
         state.pop("s", None)
-        if self._infer is None:  # a live radio's plan wins; a learnt one carries on
-            for own in ("_plan", "_infer", "_catch", "_horizon"):
-                state.pop(own, None)
+        if self._plans.given is not None or "_plans" not in state:
+            state.pop("_plans", None)  # a live radio's plan wins; a learnt one carries on
         vars(self).update(state)
+        self._set_horizon()
         # A snapshot taken by an older version holds a plain dict (and no batch settings,
         # and units without their channel mask).
         self._units = OrderedDict(self._units)
@@ -189,11 +189,11 @@ class PresenceEngine(ZoneSteps):
             elif ts - u.last >= self.s.sighting_window_s * st and u.visit is None:
                 u.reset(ts)
         if obs.radio is Radio.WIFI:
-            bit = channel_bit(obs.channel)
-            if self._infer is not None and not bit & self._plan.mask:
-                self._learn_plan(obs.channel)
-            if self._plan.size > 1:
-                self._hopped(u, bit)
+            plan, catch = self._plans.heard(obs.sensor or self.gateway_id, obs.channel)
+            if plan.size > 1:
+                if plan.size * self._base_horizon > self._horizon:
+                    self._set_horizon()
+                self._hopped(u, channel_bit(obs.channel), catch)
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
@@ -232,24 +232,25 @@ class PresenceEngine(ZoneSteps):
             self._marks(u, ts, out)
         return out
 
-    def _learn_plan(self, channel: int | None) -> None:
-        assert self._infer is not None
-        plan = self._infer.observe(channel)
-        if plan is not None:
-            self._plan = plan
-            self._catch = CatchModel(plan)
-            s = self.s
-            self._horizon = max(s.visit_timeout_s, s.sighting_window_s) * plan.size
+    @property
+    def _base_horizon(self) -> float:
+        return max(self.s.visit_timeout_s, self.s.sighting_window_s)
 
-    def _hopped(self, u: Unit, bit: int) -> None:
+    def _set_horizon(self) -> None:
+        """Units expire after the longest window at the longest stretch (n of the largest
+        plan: p is never below 1 / n)."""
+        self._horizon = self._base_horizon * self._plans.max_size
+
+    @staticmethod
+    def _hopped(u: Unit, bit: int, catch: CatchModel) -> None:
         """A Wi-Fi reading under a channel plan: the unit's channels and its 1 / p."""
         new = not u.chans & bit
         u.chans |= bit
         u.chans_n += 1
         if new or u.chans_n <= 4 * OWN_READINGS:  # settled after a few readings on old ones
-            p = self._catch.p(u.chans, u.chans_n)
+            p = catch.p(u.chans, u.chans_n)
             if u.chans_n == OWN_READINGS:
-                self._catch.learn(p)
+                catch.learn(p)
             u.stretch = 1.0 / p
 
     def _evidence(self, u: Unit) -> int:
