@@ -190,3 +190,20 @@ def test_the_cold_start_window_is_stretched_too() -> None:
     fixed = run(engine(FIXED), trace, until=700.0)
     assert present(hop)[660.0] == 0.8 and present(fixed)[660.0] == 0.0
     assert all(e.data["entries"] == 0 for e in hop if e.type == "presence.footfall")
+
+
+def test_a_visit_ends_at_its_own_stretch_behind_a_longer_one() -> None:
+    # "slow" probes on one channel only (p = 1/3: timeout x 3) and is first in expiry order;
+    # "sweep" is heard on every channel (p = 1) and goes quiet later: its visit ends at its
+    # own last + 5 min, in that footfall interval, not when "slow" expires 15 min after it.
+    trace = WARM + [on(wifi(float(t), "slow", -50), 6) for t in range(0, 301, 60)]
+    trace += [on(wifi(float(t), "sweep", -50), (1, 6, 11)[(t // 30) % 3])
+              for t in range(30, 331, 30)]
+    events = run(engine(PLAN3), sorted(trace, key=lambda o: o.ts), until=2000.0)
+    ended = {e.data["device"]: e.time for e in events if e.type == "presence.visit.ended"}
+    emitted_at = next(i for i, e in enumerate(events)
+                      if e.type == "presence.visit.ended" and e.data["device"] == "sweep")
+    footfall_before = [e.time for e in events[:emitted_at] if e.type == "presence.footfall"]
+    assert ended["sweep"] == 330.0 + 300.0
+    assert ended["slow"] == 300.0 + 900.0
+    assert footfall_before[-1] < 660.0  # emitted at the 660 s boundary, not at 1200 s

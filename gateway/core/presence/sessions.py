@@ -465,7 +465,15 @@ class PresenceEngine(ZoneSteps):
     def _footfall(self, now: float, out: list[Event]) -> None:
         self._roll_day(int(now // _DAY))
         pop = Population()
+        stretched = self._plans.max_size > 1
+        timeout = self.s.visit_timeout_s
         for u in self._units.values():
+            if stretched and u.visit is not None and u.last + timeout * u.stretch <= now:
+                # Under a channel plan the front-first expiry runs at the longest stretch; a
+                # visit with a shorter one behind it ends here, at its own last + timeout / p,
+                # so its exit is counted in this interval, not when the front one expires.
+                self._end_visit(u, out)
+                continue
             if u.visit is not None and u.inside and u.person and not u.fixture \
                     and self._inside(u, now):
                 pop.add(u.radio is Radio.WIFI, u.zone.name if u.zone is not None else None)
