@@ -26,7 +26,6 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -41,13 +40,7 @@ from presence_gateway.core.events import (
 from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall, Population, occupancy_states
-from presence_gateway.core.presence.hopping import (
-    OWN_READINGS,
-    CatchModel,
-    ChannelPlan,
-    RadioPlans,
-    channel_bit,
-)
+from presence_gateway.core.presence.hopping import ChannelPlan, RadioPlans, channel_bit
 from presence_gateway.core.presence.placement import PlacementLearner
 from presence_gateway.core.presence.sync import Peers
 from presence_gateway.core.presence.tracker import (
@@ -193,7 +186,7 @@ class PresenceEngine(ZoneSteps):
             if plan.size > 1:
                 if plan.size * self._base_horizon > self._horizon:
                     self._set_horizon()
-                self._hopped(u, channel_bit(obs.channel), catch)
+                u.hopped(channel_bit(obs.channel), catch)
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
@@ -241,24 +234,8 @@ class PresenceEngine(ZoneSteps):
         plan: p is never below 1 / n)."""
         self._horizon = self._base_horizon * self._plans.max_size
 
-    @staticmethod
-    def _hopped(u: Unit, bit: int, catch: CatchModel) -> None:
-        """A Wi-Fi reading under a channel plan: the unit's channels and its 1 / p."""
-        new = not u.chans & bit
-        u.chans |= bit
-        u.chans_n += 1
-        if new or u.chans_n <= 4 * OWN_READINGS:  # settled after a few readings on old ones
-            p = catch.p(u.chans, u.chans_n)
-            if u.chans_n == OWN_READINGS:
-                catch.learn(p)
-            u.stretch = 1.0 / p
-
     def _evidence(self, u: Unit) -> int:
-        """`min_sightings` at this unit's catch probability p: the readings a fixed radio
-        would have had in the same time, times p (at least 1). A one-off frame is thinned by
-        p too, so one reading at p <= 1/2 is as much evidence of a device as two at p = 1."""
-        m = self.s.min_sightings
-        return m if u.stretch == 1.0 else max(1, math.ceil(m / u.stretch - 1e-9))
+        return u.evidence(self.s.min_sightings)
 
     @staticmethod
     def _stretch(u: Unit) -> float:
