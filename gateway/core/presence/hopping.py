@@ -151,12 +151,19 @@ MAX_SENSORS = 256
 
 
 class _SensorPlan:
-    __slots__ = ("catch", "inference", "plan")
+    """One sensor's plan and catch model (`size` cached: read on every Wi-Fi frame)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("catch", "inference", "known", "plan", "size")
+
+    def __init__(self, plan: ChannelPlan = FIXED) -> None:
         self.inference = PlanInference()
-        self.plan = FIXED
-        self.catch = CatchModel(FIXED)
+        self.known: set[int] = set(plan.channels)  # channels settled into the plan
+        self.set(plan)
+
+    def set(self, plan: ChannelPlan) -> None:
+        self.plan = plan
+        self.size = plan.size
+        self.catch = CatchModel(plan)
 
 
 class RadioPlans:
@@ -167,34 +174,38 @@ class RadioPlans:
     __slots__ = ("_given", "_learnt", "max_size")
 
     def __init__(self, given: ChannelPlan | None) -> None:
-        self._given: tuple[ChannelPlan, CatchModel] | None = (
-            None if given is None else (given, CatchModel(given)))
+        self._given = None if given is None else _SensorPlan(given)
         self._learnt: dict[str, _SensorPlan] = {}
         self.max_size = 1 if given is None else given.size  # the longest stretch: n
 
     @property
     def given(self) -> ChannelPlan | None:
-        return None if self._given is None else self._given[0]
+        return None if self._given is None else self._given.plan
 
-    def heard(self, sensor: str, channel: int | None) -> tuple[ChannelPlan, CatchModel]:
-        """The plan a frame of `sensor` on `channel` was caught under (learning it)."""
+    def heard(self, sensor: str, channel: int | None) -> _SensorPlan:
+        """The plan a frame of `sensor` on `channel` was caught under (learning it). On the
+        hot path: a settled channel costs a dict and a set lookup."""
         if self._given is not None:
             return self._given
         sp = self._learnt.get(sensor)
         if sp is None:
             if len(self._learnt) >= MAX_SENSORS:
-                return FIXED, CatchModel(FIXED)
+                return _FIXED_PLAN
             sp = self._learnt[sensor] = _SensorPlan()
-        bit = channel_bit(channel)
-        if bit and not bit & sp.plan.mask:
-            plan = sp.inference.observe(channel)
-            if plan is not None:
-                sp.plan, sp.catch = plan, CatchModel(plan)
-                self.max_size = max(self.max_size, plan.size)
-        return sp.plan, sp.catch
+        if channel in sp.known or channel is None:
+            return sp
+        plan = sp.inference.observe(channel)
+        if plan is not None:
+            sp.known = set(plan.channels)
+            sp.set(plan)
+            self.max_size = max(self.max_size, plan.size)
+        return sp
 
     def plan_of(self, sensor: str) -> ChannelPlan:
         if self._given is not None:
-            return self._given[0]
+            return self._given.plan
         sp = self._learnt.get(sensor)
         return FIXED if sp is None else sp.plan
+
+
+_FIXED_PLAN = _SensorPlan()

@@ -84,11 +84,13 @@ class PlacementLearner:
             if len(self._sensors) >= MAX_SENSORS:
                 return 0.0
             st = self._sensors[sensor] = _Sensor(ts)
-        if ts >= st.window + WINDOW_S or st.n >= WINDOW_READINGS:
+        if st.n >= WINDOW_READINGS or ts >= st.window + WINDOW_S:
             self._close(st)
             st.window = ts
-        i = round(rssi) - _LOW
-        st.hist[min(max(i, 0), _BINS - 1)] += 1
+        i = int(rssi) - _LOW  # radios report whole dBm
+        if not 0 <= i < _BINS:
+            i = 0 if i < 0 else _BINS - 1
+        st.hist[i] += 1
         st.n += 1
         return st.offset
 

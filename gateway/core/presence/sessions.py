@@ -182,11 +182,11 @@ class PresenceEngine(ZoneSteps):
             elif ts - u.last >= self.s.sighting_window_s * st and u.visit is None:
                 u.reset(ts)
         if obs.radio is Radio.WIFI:
-            plan, catch = self._plans.heard(obs.sensor or self.gateway_id, obs.channel)
-            if plan.size > 1:
-                if plan.size * self._base_horizon > self._horizon:
+            sp = self._plans.heard(obs.sensor or self.gateway_id, obs.channel)
+            if sp.size > 1:
+                if sp.size * self._base_horizon > self._horizon:
                     self._set_horizon()
-                u.hopped(channel_bit(obs.channel), catch)
+                u.hopped(channel_bit(obs.channel), sp.catch)
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
