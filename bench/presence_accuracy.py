@@ -25,7 +25,7 @@ import csv
 import dataclasses
 import importlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,14 @@ from presence_gateway.core.config import load_config
 from presence_gateway.core.events import FootfallCounted, VisitStarted
 from presence_gateway.core.model import AddressKind, Observation, Sighting
 from presence_gateway.core.presence.config import PresenceSettings
+from presence_gateway.core.presence.hopping import ChannelPlan
 from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
 from presence_gateway.core.throttle import AdvertThrottle
 from presence_gateway.core.wifi.frames import parse_record
 
 SECRET = b"bench-presence-accuracy-secret!!"
+BEFORE = False  # --before: no channel plan (one channel) and no learnt placement offset
 DAYS = ("2023-02-16", "2023-02-28", "2023-04-17")
 TICK_S = 10.0
 DEFAULTS = load_config(None)
@@ -60,15 +62,25 @@ def records(path: Path) -> Iterator[tuple[float, int, bytes]]:
     yield from mod.iter_pcap(str(path))
 
 
-def observations(path: Path, *, random_la: bool = False) -> Iterator[tuple[int, Observation]]:
+Radio_ = Callable[[Sighting], Iterable[Sighting]]
+
+
+def observations(path: Path, *, random_la: bool = False, radio: Radio_ | None = None,
+                 ) -> Iterator[tuple[int, Observation]]:
     """(frame index, observation) for every frame the parser turns into a sighting and the
-    gateway's default throttle passes (a burst's identical retries count once)."""
+    gateway's default throttle passes (a burst's identical retries count once). `radio` (the
+    hopping variants) maps each recorded frame to what a hopping radio would have heard of
+    it, before the throttle, as on a gateway."""
     boundary = Boundary(Pseudonymizer(SECRET))
     throttle = AdvertThrottle(DEFAULTS.ble_repeat_interval_s,
                               wifi_interval_s=DEFAULTS.wifi_repeat_interval_s)
     for i, (ts, linktype, data) in enumerate(records(path)):
-        s = parse_record(data, linktype, ts, "bench")
-        if isinstance(s, Sighting) and throttle.admit(s):
+        s0 = parse_record(data, linktype, ts, "bench")
+        if not isinstance(s0, Sighting):
+            continue
+        for s in (s0,) if radio is None else radio(s0):
+            if not throttle.admit(s):
+                continue
             obs = boundary.admit(s)
             if obs is not None:
                 if random_la:
@@ -78,19 +90,22 @@ def observations(path: Path, *, random_la: bool = False) -> Iterator[tuple[int, 
 
 def replay(path: Path, truth_by_frame: list[float | None] | None, *, random_la: bool = False,
            intervals: dict[int, tuple[float, float]] | None = None,
-           keep: Callable[[Observation], bool] | None = None,
+           radio: Radio_ | None = None, plan: ChannelPlan | None = None,
            ) -> tuple[dict[int, float], dict[int, float], int]:
     """Estimated present per minute, true occupancy per minute, distinct units seen.
-    `intervals` (if given) receives each minute's `present_interval`; `keep` (if given)
-    drops the observations it refuses (the hopping variants)."""
-    engine = PresenceEngine(PresenceSettings(), gateway_id="bench", store_id="lab")
+    `intervals` (if given) receives each minute's `present_interval`; `radio` (if given)
+    is a hopping variant's radio and `plan` its channel plan, given to the engine as a live
+    driver gives it (None: the engine infers it from the frames' channels)."""
+    settings = PresenceSettings()
+    if BEFORE:  # the engine as it was: no channel plan, no learnt placement offset
+        plan = ChannelPlan()
+        settings = dataclasses.replace(settings, placement_max_offset_db=0.0)
+    engine = PresenceEngine(settings, gateway_id="bench", store_id="lab", plan=plan)
     est: dict[int, float] = {}
     truth: dict[int, float] = {}
     units: set[str] = set()
     next_tick: float | None = None
-    for i, obs in observations(path, random_la=random_la):
-        if keep is not None and not keep(obs):
-            continue
+    for i, obs in observations(path, random_la=random_la, radio=radio):
         while next_tick is not None and next_tick <= obs.ts:
             for ev in engine.tick(next_tick):
                 if isinstance(ev, FootfallCounted):
@@ -143,19 +158,46 @@ HOP_PLANS: tuple[tuple[str, tuple[int, ...], float], ...] = (
     ("10 ch, 250 ms", tuple(range(2, 12)), 0.25),
     ("10 ch, 100 ms", tuple(range(2, 12)), 0.1),
 )
+# The sweeping variant: a phone's active scan visits channels 1-11 in order, SWEEP_S on each
+# (a ~0.2 s scan), sending the same probe on each; the recorded channel-2 frame at t places
+# channel c at t + (c - 2) * SWEEP_S. An assumption (the sniffer recorded channel 2 only).
+SWEEP_S = 0.02
 
 
-def hop_filter(channels: tuple[int, ...], dwell_s: float) -> Callable[[Observation], bool]:
-    """Keep a frame only if a radio hopping over `channels`, `dwell_s` on each (phase 0 at
-    the Unix epoch), was on the frame's channel when it was sent. A lower bound of what a
-    hopper sees: the fixed sniffer did not record the same phone's bursts on the other
-    channels, which a hopper would catch while it is away from channel 2."""
-    n = len(channels)
+def _on(channels: tuple[int, ...], dwell_s: float, t: float) -> int:
+    """The channel the radio is on at t (phase 0 at the Unix epoch)."""
+    return channels[int(t // dwell_s) % len(channels)]
 
-    def keep(obs: Observation) -> bool:
-        return channels[int(obs.ts // dwell_s) % n] == obs.channel
 
-    return keep
+def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False) -> Radio_:
+    """What a radio hopping over `channels`, `dwell_s` on each, hears of a recorded channel-2
+    frame. Default: the frame if the radio was on its channel when it was sent, else nothing
+    (a lower bound: the phone's copies on the other channels were not recorded). `sweep`:
+    also the copies a sweeping phone sent on the plan's other channels (SWEEP_S), each tagged
+    with the channel the radio was on, as a hopper's capture tags them."""
+
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        if s.channel is None:
+            return ()
+        if not sweep:
+            return (s,) if _on(channels, dwell_s, s.ts) == s.channel else ()
+        out = []
+        for c in channels:
+            t = s.ts + (c - s.channel) * SWEEP_S
+            if _on(channels, dwell_s, t) == c:
+                out.append(dataclasses.replace(s, ts=s.ts, channel=c))
+        return out[:1]  # the burst's first copy heard; the throttle drops the rest anyway
+
+    return heard
+
+
+def shift_radio(db: int) -> Radio_:
+    """Every frame's RSSI moved by `db`: the same room heard from a hotter or colder spot."""
+
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        return (s if s.rssi is None else dataclasses.replace(s, rssi=s.rssi + db),)
+
+    return heard
 
 
 def score(est: dict[int, float], truth: dict[int, float]) -> tuple[float, float]:
@@ -166,34 +208,65 @@ def score(est: dict[int, float], truth: dict[int, float]) -> tuple[float, float]
     return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(mins), pearson(a, b)
 
 
+def coverage(iv: dict[int, tuple[float, float]], truth: dict[int, float]) -> float:
+    """The share of minutes whose true occupancy lies in `present_interval`."""
+    mins = [k for k in truth if k in iv]
+    return sum(iv[k][0] <= truth[k] <= iv[k][1] for k in mins) / len(mins)
+
+
+def variants() -> list[tuple[str, Radio_ | None, ChannelPlan | None]]:
+    """(name, radio, plan given to the engine) of every variant of the class days."""
+    out: list[tuple[str, Radio_ | None, ChannelPlan | None]] = [
+        ("fixed (as recorded)", None, None)]
+    out += [(name, hop_radio(chs, dwell), ChannelPlan(chs, dwell))
+            for name, chs, dwell in HOP_PLANS]
+    out += [(f"{name}, phone sweeps 1-11", hop_radio(chs, dwell, sweep=True),
+             ChannelPlan(chs, dwell)) for name, chs, dwell in HOP_PLANS[::2]]
+    out += [(f"RSSI {db:+d} dB", shift_radio(db), None) for db in (-6, 6)]
+    out += [(f"10 ch, 250 ms, RSSI {db:+d} dB", _chain(shift_radio(db), hop_radio(
+        tuple(range(2, 12)), 0.25)), ChannelPlan(tuple(range(2, 12)), 0.25)) for db in (-6, 6)]
+    return out
+
+
+def _chain(first: Radio_, then: Radio_) -> Radio_:
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        return [y for x in first(s) for y in then(x)]
+
+    return heard
+
+
 def hopping(wifi: Path) -> None:
-    """MAE / r per hopping variant of the class days (the empty day hops already)."""
+    """MAE / r / interval coverage per variant of the class days (the empty day hops
+    already)."""
     days = DAYS[:2]
-    print("| variant | " + " | ".join(f"{d} frames kept | MAE | r" for d in days) + " |")
-    print("|---|" + "---|---|---|" * len(days))
-    plans: list[tuple[str, Callable[[Observation], bool] | None]] = [("fixed (as recorded)",
-                                                                      None)]
-    plans += [(name, hop_filter(chs, dwell)) for name, chs, dwell in HOP_PLANS]
-    for name, keep in plans:
+    print("| variant | " + " | ".join(f"{d} frames kept | MAE | r | coverage"
+                                     for d in days) + " |")
+    print("|---|" + "---|---|---|---|" * len(days))
+    for name, radio, plan in variants():
         cells = []
         for day in days:
             base = wifi / "brno_sc6-61" / f"position_1_sc6-61_{day}"
             pcap = Path(f"{base}_anonymized.pcap")
-            est, truth, _ = replay(pcap, occupancy(Path(f"{base}_ver-99.csv")), keep=keep)
-            total = kept = 0
-            for _, obs in observations(pcap):
-                total += 1
-                kept += keep is None or keep(obs)
+            iv: dict[int, tuple[float, float]] = {}
+            est, truth, _ = replay(pcap, occupancy(Path(f"{base}_ver-99.csv")), radio=radio,
+                                   plan=plan, intervals=iv)
+            total = sum(1 for _ in observations(pcap))
+            kept = sum(1 for _ in observations(pcap, radio=radio))
             mae, r = score(est, truth)
-            cells.append(f"{kept / total:.0%} | {mae:.2f} | {_r(r)}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+            cells.append(f"{kept / total:.0%} | {mae:.2f} | {_r(r)} | "
+                         f"{coverage(iv, truth):.2f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(__file__).resolve().parents[1].parent / "shared"
     ap.add_argument("--shared", type=Path, default=default)
+    ap.add_argument("--before", action="store_true",
+                    help="the engine without the channel plan and the learnt placement offset")
     args = ap.parse_args()
+    global BEFORE
+    BEFORE = args.before
     wifi = args.shared / "data" / "captures" / "wifi"
     if not wifi.is_dir():
         raise SystemExit(f"captures not found under {wifi}")

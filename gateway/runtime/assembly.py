@@ -37,9 +37,10 @@ from presence_gateway.adapters.outbox_budget import Budget
 from presence_gateway.adapters.publisher import Publisher
 from presence_gateway.adapters.scratch import copy_database
 from presence_gateway.core.config import GatewayConfig
-from presence_gateway.core.driver_config import default_ble
+from presence_gateway.core.driver_config import WifiMonitorSettings, default_ble
 from presence_gateway.core.model import OutboundMessage
 from presence_gateway.core.offers.rules import EMPTY_RULES, RuleSet, parse_rules
+from presence_gateway.core.presence.hopping import ChannelPlan
 from presence_gateway.core.presence.remote import parse_presence
 from presence_gateway.core.throttle import AdvertThrottle
 from presence_gateway.drivers.base import Driver
@@ -103,6 +104,17 @@ def load_rules(path: str, cfg: GatewayConfig | None) -> RuleSet:
         raise ConfigError(path, "", None, f"cannot read file: {exc}") from None
     zones = {z.name for z in cfg.presence.zones} if cfg is not None else None
     return parse_rules(text, path, zones=zones)
+
+
+def channel_plan(cfg: GatewayConfig, mode: Mode) -> ChannelPlan | None:
+    """The Wi-Fi channel plan the presence engine corrects for (core/presence/hopping.py):
+    a live run's wifi_monitor radio says it; a recording (or `channels: all`, or several
+    radios with different plans) gives None and the engine learns it from the frames."""
+    if mode is not Mode.LIVE:
+        return None
+    plans = {ChannelPlan(d.channels, d.dwell_s) for d in cfg.drivers
+             if isinstance(d, WifiMonitorSettings) and d.channels is not None}
+    return plans.pop() if len(plans) == 1 else None
 
 
 def drivers_for(cfg: GatewayConfig, mode: Mode) -> list[Driver]:
@@ -175,7 +187,8 @@ async def _assemble(cfg: GatewayConfig, options: RunOptions, outbox: Outbox, rul
     cfg = await _remote_presence(cfg, outbox)
     core = build_core(cfg, identity, pseudonymizer, rules=rules,
                       next_seq=(await outbox.last_seq()) + 1,
-                      started=clock.now() if live else None)
+                      started=clock.now() if live else None,
+                      plan=channel_plan(cfg, options.mode))
     if core.offers is not None:
         # A replay's capture time is unknown yet: load every stored row (the table holds at
         # most the rules' horizon); the engine's windows ignore older ones. A simulation starts

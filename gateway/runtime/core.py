@@ -14,6 +14,7 @@ from presence_gateway.core.identity.link import Linker
 from presence_gateway.core.offers.engine import OfferEngine
 from presence_gateway.core.offers.rules import RuleSet, dwell_marks
 from presence_gateway.core.pipeline import Pipeline
+from presence_gateway.core.presence.hopping import ChannelPlan
 from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
 from presence_gateway.core.visit_gate import VisitGate
@@ -35,14 +36,17 @@ class Core:
 
 
 def build_core(cfg: GatewayConfig, identity: IdentityRuntime, pseudonymizer: Pseudonymizer, *,
-               rules: RuleSet, next_seq: int, started: float | None) -> Core:
+               rules: RuleSet, next_seq: int, started: float | None,
+               plan: ChannelPlan | None = None) -> Core:
     """Pure wiring of the core around the identity runtime's index, linker and opt-out list.
-    `started` is the wall-clock start of a live run (None in capture time)."""
+    `started` is the wall-clock start of a live run (None in capture time); `plan` the live
+    Wi-Fi radio's channel plan (None: the engine learns it from the frames' channels)."""
     boundary = Boundary(pseudonymizer, resolver=identity.index.resolve, opt_out=identity.opt_out)
     # Offer dwell conditions are checked at dwell marks (confirmed by a sighting): add theirs.
     presence = dataclasses.replace(
         cfg.presence, dwell_marks_s=dwell_marks(rules, cfg.presence.dwell_marks_s))
-    engine = PresenceEngine(presence, gateway_id=cfg.gateway_id, store_id=cfg.store_id)
+    engine = PresenceEngine(presence, gateway_id=cfg.gateway_id, store_id=cfg.store_id,
+                            plan=plan)
     offers = None
     if rules.rules or cfg.offers.rules_path:
         offers = OfferEngine(rules, timezone=cfg.timezone, store_id=cfg.store_id,

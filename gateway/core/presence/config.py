@@ -108,6 +108,12 @@ class PresenceSettings:
     # Per-sensor RSSI correction in dB, added to every reading of that sensor before smoothing
     # (from `presence-gateway calibrate`): radios of one model still differ by a few dB.
     rssi_offsets: tuple[tuple[str, float], ...] = ()
+    # Placement (core/presence/placement.py): sensors without a configured offset learn one
+    # from their Wi-Fi readings: the 90th percentile of ~5 min windows brought to the
+    # reference spot's (-51 dBm, Brno position 1, occupied), at most max_offset_db either way
+    # (0: off); windows further off than that (an empty room) teach nothing.
+    placement_reference_p90: float = -51.0
+    placement_max_offset_db: float = 9.0
 
 
 def _zone(r: Reader, path: str, i: int) -> ZoneSettings | None:
@@ -171,7 +177,7 @@ def _marks(r: Reader, path: str, default: tuple[float, ...]) -> tuple[float, ...
 _KEYS = frozenset({
     "visit_timeout", "stats_interval", "zones", "kalman", "reference_power", "outlier_db",
     "min_sightings", "sighting_window", "dwell_marks", "walk_in", "fixtures", "footfall",
-    "arbitration", "max_devices", "exit", "rssi_offsets"})
+    "arbitration", "max_devices", "exit", "rssi_offsets", "placement"})
 
 
 def read(r: Reader, section: str) -> PresenceSettings:
@@ -185,7 +191,8 @@ def read(r: Reader, section: str) -> PresenceSettings:
                       ("fixtures", {"max_presence_per_day", "public_address_max_presence",
                                     "devices"}),
                       ("footfall", {"interval", "people_per_device", "smoothing"}),
-                      ("arbitration", {"stickiness_margin_db", "summary_interval"})):
+                      ("arbitration", {"stickiness_margin_db", "summary_interval"}),
+                      ("placement", {"reference_p90", "max_offset_db"})):
         r.mapping(f"{section}.{sub}")
         r.known_keys(f"{section}.{sub}", keys)
     s = section
@@ -222,6 +229,8 @@ def read(r: Reader, section: str) -> PresenceSettings:
         summary_interval_s=r.duration(f"{s}.arbitration.summary_interval", 5.0, minimum=0.5),
         max_devices=r.int_(f"{s}.max_devices", 200_000, 100, 100_000_000),
         rssi_offsets=_offsets(r, f"{s}.rssi_offsets"),
+        placement_reference_p90=r.float_(f"{s}.placement.reference_p90", -51.0, -120.0, 0.0),
+        placement_max_offset_db=r.float_(f"{s}.placement.max_offset_db", 9.0, 0.0, 30.0),
     )
 
 

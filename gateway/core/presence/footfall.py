@@ -6,9 +6,10 @@ Invariants:
 - Interval counters reset after each `presence.footfall` event; day counters (capture rate,
   median dwell) reset when the UTC day changes. Dwell lists are capped, so memory is bounded.
 - People are estimated, not counted: devices that cannot be told apart are grouped before they
-  reach here (fingerprint grouping for Wi-Fi), the larger of the Wi-Fi and BLE counts is taken
-  as the people carrying phones (one phone usually shows on both radios), and the result is
-  scaled by `people_per_device` (people per detected device, a site calibration).
+  reach here (fingerprint grouping for Wi-Fi), the Wi-Fi and BLE counts are fused (one phone
+  usually shows on both radios: core/presence/fusion.py, the pooled count once the store's
+  BLE-to-Wi-Fi ratio is learnt, else the larger), and the result is scaled by
+  `people_per_device` (people per detected device, a site calibration).
 - `present` is the median of the last `smoothing` interval values (store-wide and per zone):
   a device that misses one probe burst, or a passer-by's minute, does not move it; a real
   change shows after half the window. `present_now` is the unsmoothed value.
@@ -23,6 +24,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from math import ceil, floor, sqrt
 from typing import Any
+
+from presence_gateway.core.presence.fusion import RadioFusion
 
 _DWELL_CAP = 50_000  # visits remembered per day for the median: bounded memory
 
@@ -131,11 +134,13 @@ class Footfall:
         self.total = _Counts()
         self.zones = {z: _Counts() for z in zones}
         self.day: int | None = None
+        self.fusion = RadioFusion()
 
     def carry_over(self, old: Footfall) -> None:
         """Take the day's counts of `old` (new settings, same day): the store's, and each
         zone's that still exists; a new zone starts at zero."""
         self.day, self.total, self._present = old.day, old.total, old._present
+        self.fusion = getattr(old, "fusion", self.fusion)  # a snapshot of an older version
         for name in self.zones:
             if name in old.zones:
                 self.zones[name] = old.zones[name]
@@ -175,7 +180,7 @@ class Footfall:
             c.add_dwell(dwell_s)
 
     def people(self, wifi: int, ble: int) -> float:
-        return round(max(wifi, ble) * self.people_per_device, 2)
+        return round(self.fusion.devices(wifi, ble) * self.people_per_device, 2)
 
     def snapshot(self, pop: Population) -> dict[str, Any]:
         """The `presence.footfall` data for the interval just ended; resets interval counts."""
@@ -193,11 +198,14 @@ class Footfall:
             c.reset_interval()
         now = self.people(pop.wifi, pop.ble)
         present = self._present.push(now)
+        # the Poisson count behind `present` (the median's, when smoothed): W + B when pooled,
+        # each worth 1 / (1 + r) Wi-Fi devices
+        _, worth = self.fusion.pooled(pop.wifi, pop.ble)
+        ppd = self.people_per_device * worth
+        self.fusion.learn(pop.wifi, pop.ble)
         data: dict[str, Any] = {
             "present": present, "present_now": now,
-            # from the device count behind `present` (the median's, when smoothed)
-            "present_interval": interval(present / self.people_per_device,
-                                         self.people_per_device),
+            "present_interval": interval(present / ppd, ppd),
             "devices": {"wifi": pop.wifi, "ble": pop.ble},
             "entries": t.entries, "exits": t.exits, "passers_by": t.passers_by,
             "median_dwell_s": _median(t.dwell),

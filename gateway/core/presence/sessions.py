@@ -36,20 +36,15 @@ from presence_gateway.core.events import (
     OccupancyChanged,
     VisitEnded,
     VisitStarted,
-    ZoneDwell,
-    ZoneEntered,
-    ZoneExited,
 )
 from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall, Population, occupancy_states
+from presence_gateway.core.presence.hopping import ChannelPlan, RadioPlans, channel_bit
+from presence_gateway.core.presence.placement import PlacementLearner
 from presence_gateway.core.presence.sync import Peers
 from presence_gateway.core.presence.tracker import (
     INF,
-    Zone,
-    choose_zone,
-    distance_m,
-    proximity,
     resolve_zones,
 )
 from presence_gateway.core.presence.units import (
@@ -59,6 +54,7 @@ from presence_gateway.core.presence.units import (
     default_grouper,
     is_person,
 )
+from presence_gateway.core.presence.zones import ZoneSteps
 
 _DAY = 86400.0
 # Units one tick call may end: each gives at most a zone exit and a visit end, so a call returns
@@ -70,9 +66,9 @@ def visit_id(key: str, first_seen: float) -> str:
     return hashlib.blake2b(f"{key}|{first_seen:.6f}".encode(), digest_size=8).hexdigest()
 
 
-class PresenceEngine:
+class PresenceEngine(ZoneSteps):
     def __init__(self, settings: PresenceSettings, *, gateway_id: str, store_id: str,
-                 grouper: Grouper | None = None) -> None:
+                 grouper: Grouper | None = None, plan: ChannelPlan | None = None) -> None:
         s = settings
         self.s = settings
         self.gateway_id = gateway_id
@@ -82,9 +78,16 @@ class PresenceEngine:
         self._zones_wifi = resolve_zones(s.zones, s.ref_power_wifi)
         self._units: OrderedDict[str, Unit] = OrderedDict()  # order == last-sighting order
         self._offsets = dict(s.rssi_offsets)  # empty (falsy) unless calibrated
+        # Learnt per-sensor offsets for the sensors not calibrated (core/presence/placement)
+        self._placement = PlacementLearner(s.placement_reference_p90, s.placement_max_offset_db)
         self._dormant: dict[str, float] = {}  # unit key -> presence seconds today (long stays)
         self._fixtures: set[str] = set()  # auto-detected today
-        self._horizon = max(s.visit_timeout_s, s.sighting_window_s)
+        # The Wi-Fi channel plan (core/presence/hopping.py): given by a live radio, learnt
+        # per sensor from the frames' channels for a recording. Windows stretch by 1 / p per
+        # unit.
+        self._plans = RadioPlans(plan)
+        self._horizon = 0.0
+        self._set_horizon()
         self._q, self._r, self._out = (s.kalman_process_noise, s.kalman_measurement_noise,
                                        s.outlier_db)
         self.footfall = Footfall(tuple(z.name for z in s.zones), s.people_per_device,
@@ -111,7 +114,7 @@ class PresenceEngine:
     # (resolved zones, noise constants, footfall's zone table, horizons) follows the settings.
     _KEPT = frozenset({"_units", "_dormant", "_fixtures", "_next_footfall", "_last_state",
                        "_day", "_started", "evicted", "peers", "grouper", "expire_batch",
-                       "backlog", "walkins"})
+                       "backlog", "walkins", "_plans", "_placement"})
 
     def reconfigure(self, settings: PresenceSettings, now: float) -> list[Event]:
         """Apply new settings (zones, thresholds, timings) to a running engine: open visits
@@ -119,7 +122,7 @@ class PresenceEngine:
         others keep their zone and are judged again on the next reading with the new
         thresholds; the day's counts carry over (per zone for the zones that remain)."""
         fresh = PresenceEngine(settings, gateway_id=self.gateway_id, store_id=self.store_id,
-                               grouper=self.grouper)
+                               grouper=self.grouper, plan=self._plans.given)
         out: list[Event] = []
         for u in self._units.values():
             if u.zone is not None:
@@ -134,7 +137,11 @@ class PresenceEngine:
         kept = {k: v for k, v in vars(self).items() if k in self._KEPT}
         vars(self).update(vars(fresh))
         vars(self).update(kept)
+        self._set_horizon()
         self.footfall.carry_over(old)
+        # what was learnt of each sensor stays; the rule's parameters are the new settings'
+        self._placement.reference = settings.placement_reference_p90
+        self._placement.max_offset = settings.placement_max_offset_db
         return out
 
     def adopt(self, frozen: PresenceEngine) -> None:
@@ -142,9 +149,16 @@ class PresenceEngine:
         state, the day's counters. Its settings equal ours (checked by the caller)."""
         state = dict(vars(frozen))
         state.pop("s", None)
+        if self._plans.given is not None or "_plans" not in state:
+            state.pop("_plans", None)  # a live radio's plan wins; a learnt one carries on
         vars(self).update(state)
-        # A snapshot taken by an older version holds a plain dict (and no batch settings).
+        self._set_horizon()
+        # A snapshot taken by an older version holds a plain dict (and no batch settings,
+        # and units without their channel mask).
         self._units = OrderedDict(self._units)
+        for u in self._units.values():
+            if not hasattr(u, "chans"):
+                u.chans, u.chans_n, u.stretch = 0, 0, 1.0
         self.expire_batch = getattr(frozen, "expire_batch", EXPIRE_BATCH)
         self._budget = 0
         self.backlog = getattr(frozen, "backlog", False)
@@ -163,11 +177,18 @@ class PresenceEngine:
             u = units[key] = self._new_unit(key, obs)
         else:
             units.move_to_end(key)
-            if ts - u.last >= self.s.visit_timeout_s and u.visit is not None:
+            st = self._stretch(u)
+            if ts - u.last >= self.s.visit_timeout_s * st and u.visit is not None:
                 self._end_visit(u, out)
                 u.reset(ts)
-            elif ts - u.last >= self.s.sighting_window_s and u.visit is None:
+            elif ts - u.last >= self.s.sighting_window_s * st and u.visit is None:
                 u.reset(ts)
+        if obs.radio is Radio.WIFI:
+            sp = self._plans.heard(obs.sensor or self.gateway_id, obs.channel)
+            if sp.size > 1:
+                if sp.size * self._base_horizon > self._horizon:
+                    self._set_horizon()
+                u.hopped(channel_bit(obs.channel), sp.catch)
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
@@ -177,14 +198,17 @@ class PresenceEngine:
             if sensor != u.sensor:
                 u.sensor = sensor
                 u.lo, u.hi = INF, -INF  # zones are per sensor: decide again
-            if self._offsets:
-                rssi = rssi + self._offsets.get(sensor, 0.0)
+            off = self._offsets.get(sensor) if self._offsets else None
+            if off is not None:
+                rssi = rssi + off
+            elif obs.radio is Radio.WIFI and self._placement.enabled:
+                rssi = rssi + self._placement.observe(sensor, rssi, ts)
             if not u.sig.update(rssi, ts, self._q, self._r, self._out):
                 return out
         u.heard(ts)
         u.count += 1
         if u.visit is None:
-            if u.fixture or u.count < self.s.min_sightings:
+            if u.fixture or u.count < self._evidence(u):
                 return out
             self._start_visit(u, out)
         x = u.sig.x
@@ -202,6 +226,23 @@ class PresenceEngine:
         if u.next_mark <= ts:
             self._marks(u, ts, out)
         return out
+
+    @property
+    def _base_horizon(self) -> float:
+        return max(self.s.visit_timeout_s, self.s.sighting_window_s)
+
+    def _set_horizon(self) -> None:
+        """Units expire after the longest window at the longest stretch (n of the largest
+        plan: p is never below 1 / n)."""
+        self._horizon = self._base_horizon * self._plans.max_size
+
+    def _evidence(self, u: Unit) -> int:
+        return u.evidence(self.s.min_sightings)
+
+    @staticmethod
+    def _stretch(u: Unit) -> float:
+        """1 / p: how much longer this unit's gaps are under the channel plan."""
+        return u.stretch
 
     # -- visits ---------------------------------------------------------------------------
     def _new_unit(self, key: str, obs: Observation) -> Unit:
@@ -261,7 +302,7 @@ class PresenceEngine:
         if ts - u.first + u.day_present > u.limit:
             self._make_fixture(u, ts, out)
             return True
-        if u.walkin or u.strong < s.min_sightings:  # one strong frame may be a reflection
+        if u.walkin or u.strong < self._evidence(u):  # one strong frame may be a reflection
             return False
         # Strong on min_sightings readings: inside now, so it counts in `present` at once.
         # Whether it was a visit (an entry) or a passer-by is decided by walk_in.min_time.
@@ -271,10 +312,11 @@ class PresenceEngine:
             u.walkin = u.inside = True
             if u.person:
                 self.footfall.entry()
-        elif u.first - self._started < s.walkin_min_s:
+        elif u.first - self._started < s.walkin_min_s * u.stretch:
             # Cold start: a device heard from the gateway's first minutes may have been inside
             # before it started (a reboot in an open store); it counts in `present` at once,
-            # but it is no entry: nobody saw it come in.
+            # but it is no entry: nobody saw it come in. "First minutes" at the unit's catch
+            # probability: under a channel plan a device inside is first heard 1 / p later.
             u.walkin = u.inside = True
         if u.walkin and self.walkins is not None and u.visit is not None:
             self.walkins.append(u.visit)
@@ -290,7 +332,7 @@ class PresenceEngine:
                    reason: str = "timeout") -> None:
         if u.visit is None:
             return
-        end = u.last + self.s.visit_timeout_s if at is None else at
+        end = u.last + self.s.visit_timeout_s * self._stretch(u) if at is None else at
         if u.zone is not None:
             self._exit_zone(u, end, out)
         duration = u.last - u.first
@@ -308,69 +350,6 @@ class PresenceEngine:
                 observations=u.count, zones=tuple(u.path), dwell_s=round(u.dwell, 3),
                 classification=kind, reason=reason, max_rssi=round(u.max_x, 1)))
         u.visit = None
-
-    # -- zones ----------------------------------------------------------------------------
-    def _zones_for(self, u: Unit) -> tuple[Zone, ...]:
-        return self._zones_wifi if u.radio is Radio.WIFI else self._zones_ble
-
-    def _zone_step(self, u: Unit, ts: float, out: list[Event]) -> None:
-        cand, u.lo, u.hi = choose_zone(self._zones_for(u), u.zone, u.sig.x, u.sensor)
-        if cand is u.zone:
-            u.cand, u.cand_due = u.zone, INF
-            return
-        if cand is not u.cand:
-            confirm = (cand or u.zone)
-            u.cand = cand
-            u.cand_due = ts + (confirm.min_confirm_s if confirm is not None else 0.0)
-        if ts < u.cand_due:
-            return
-        if u.zone is not None:
-            self._exit_zone(u, ts, out)
-        u.cand_due = INF
-        if cand is not None:
-            self._enter_zone(u, cand, ts, out)
-        u.lo, u.hi = INF, -INF  # re-evaluate against the new current zone next reading
-
-    def _enter_zone(self, u: Unit, z: Zone, ts: float, out: list[Event]) -> None:
-        u.zone, u.zone_since, u.mark_i = z, ts, 0
-        u.path.append(z.name)
-        marks = self.s.dwell_marks_s
-        u.next_mark = ts + marks[0] if marks else INF
-        if u.person and not u.fixture:
-            self.footfall.zone_entry(z.name)
-        if u.owned:
-            ref = self.s.ref_power_wifi if u.radio is Radio.WIFI else self.s.ref_power_ble
-            d = distance_m(u.sig.x, u.ref if u.ref is not None else ref, z.exponent)
-            assert u.visit is not None
-            out.append(ZoneEntered(
-                time=ts, visit_id=u.visit, device=u.key, zone=z.name, rssi=round(u.sig.x, 1),
-                distance_m=round(d, 2), proximity=proximity(d)))
-
-    def _exit_zone(self, u: Unit, ts: float, out: list[Event]) -> None:
-        z = u.zone
-        if z is None:
-            return
-        last = min(ts, u.last) if ts > u.last else ts
-        dwell = max(0.0, last - u.zone_since)
-        u.dwell += dwell
-        u.zone, u.next_mark = None, INF
-        if u.person and not u.fixture:
-            self.footfall.zone_exit(z.name, dwell)
-        if u.owned:
-            assert u.visit is not None
-            out.append(ZoneExited(time=ts, visit_id=u.visit, device=u.key, zone=z.name,
-                                  dwell_s=round(dwell, 3)))
-
-    def _marks(self, u: Unit, ts: float, out: list[Event]) -> None:
-        marks = self.s.dwell_marks_s
-        z = u.zone
-        while z is not None and u.next_mark <= ts:
-            if u.owned:
-                assert u.visit is not None
-                out.append(ZoneDwell(time=u.next_mark, visit_id=u.visit, device=u.key,
-                                     zone=z.name, dwell_s=marks[u.mark_i]))
-            u.mark_i += 1
-            u.next_mark = u.zone_since + marks[u.mark_i] if u.mark_i < len(marks) else INF
 
     # -- time -----------------------------------------------------------------------------
     def tick(self, now: float) -> list[Event]:
@@ -418,8 +397,9 @@ class PresenceEngine:
         horizon = self._horizon
         while units:
             u = next(iter(units.values()))  # O(1) on an OrderedDict, see the invariants
-            if u.last + horizon > now and not (u.visit is not None and
-                                               u.last + self.s.visit_timeout_s <= now):
+            if u.last + horizon > now and not (
+                    u.visit is not None
+                    and u.last + self.s.visit_timeout_s * self._stretch(u) <= now):
                 break
             if self._budget <= 0:
                 self.backlog = True
@@ -453,16 +433,28 @@ class PresenceEngine:
         """Still here, not merely not timed out: silent for no longer than its own rhythm
         allows (presence_config: exit.rhythm_factor, exit.min_quiet)."""
         s = self.s
-        if u.max_x < s.walkin_min_rssi + s.weak_margin_db and now - u.first > s.weak_max_presence_s:
+        st = self._stretch(u)  # the peak is judged over as many readings as on one channel
+        if u.max_x < s.walkin_min_rssi + s.weak_margin_db \
+                and now - u.first > s.weak_max_presence_s * st:
             return False  # weak AND long: a neighbouring room, not the zone
         quiet = now - u.last
-        return quiet <= s.exit_min_quiet_s or u.gap == 0.0 \
+        if quiet > s.visit_timeout_s * st:
+            return False  # ended, only not expired yet (it is not at the front)
+        return quiet <= s.exit_min_quiet_s * st or u.gap == 0.0 \
             or quiet <= s.exit_rhythm_factor * u.gap
 
     def _footfall(self, now: float, out: list[Event]) -> None:
         self._roll_day(int(now // _DAY))
         pop = Population()
+        stretched = self._plans.max_size > 1
+        timeout = self.s.visit_timeout_s
         for u in self._units.values():
+            if stretched and u.visit is not None and u.last + timeout * u.stretch <= now:
+                # Under a channel plan the front-first expiry runs at the longest stretch; a
+                # visit with a shorter one behind it ends here, at its own last + timeout / p,
+                # so its exit is counted in this interval, not when the front one expires.
+                self._end_visit(u, out)
+                continue
             if u.visit is not None and u.inside and u.person and not u.fixture \
                     and self._inside(u, now):
                 pop.add(u.radio is Radio.WIFI, u.zone.name if u.zone is not None else None)

@@ -10,10 +10,12 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from presence_gateway.core.model import Kind, Observation, Radio
 from presence_gateway.core.presence.grouping import DeviceGrouper
+from presence_gateway.core.presence.hopping import OWN_READINGS, CatchModel
 from presence_gateway.core.presence.tracker import INF, Signal, Zone
 
 # BLE advert kinds that phones (and watches/tablets carried by a person) send on their own.
@@ -57,10 +59,11 @@ def default_grouper() -> Grouper:
 class Unit:
     """One device (or group of addresses) and its open visit, if any."""
 
-    __slots__ = ("announced", "cand", "cand_due", "count", "day_present", "dwell", "first",
-                 "fixture", "gap", "hi", "hold", "inside", "key", "last", "limit", "lo", "mark_i",
-                 "max_x", "next_mark", "owned", "path", "person", "radio", "ref", "sensor",
-                 "sig", "strong", "visit", "walkin", "zone", "zone_since")
+    __slots__ = ("announced", "cand", "cand_due", "chans", "chans_n", "count", "day_present",
+                 "dwell", "first", "fixture", "gap", "hi", "hold", "inside", "key", "last",
+                 "limit", "lo", "mark_i", "max_x", "next_mark", "owned", "path", "person",
+                 "radio", "ref", "sensor", "sig", "stretch", "strong", "visit", "walkin", "zone",
+                 "zone_since")
 
     def __init__(self, key: str, radio: Radio, ts: float, rssi: float, r: float,
                  person: bool) -> None:
@@ -76,6 +79,11 @@ class Unit:
         self.owned = True
         self.last: float = ts
         self.gap = 0.0  # running mean of the gaps between its bursts (0: not known yet)
+        # Under a channel plan (core/presence/hopping.py): the channels it was heard on (a
+        # bitmask), its readings so far, and 1 / p, how much sparser the radio hears it.
+        self.chans = 0
+        self.chans_n = 0
+        self.stretch = 1.0
         self.reset(ts)
 
     def heard(self, ts: float) -> None:
@@ -87,6 +95,27 @@ class Unit:
             self.gap = gap if self.gap == 0.0 else self.gap + 0.25 * (gap - self.gap)
         if ts > self.last:
             self.last = ts
+
+    def hopped(self, bit: int, catch: CatchModel) -> None:
+        """A Wi-Fi reading under a channel plan (`bit`: its channel): the channels heard on,
+        and 1 / p from them (core/presence/hopping.py); settled after a few readings on
+        channels already known, recomputed whenever a new one is heard."""
+        new = not self.chans & bit
+        self.chans |= bit
+        self.chans_n += 1
+        if new or self.chans_n <= 4 * OWN_READINGS:
+            p = catch.p(self.chans, self.chans_n)
+            if self.chans_n == OWN_READINGS:
+                catch.learn(p)
+            self.stretch = 1.0 / p
+
+    def evidence(self, min_sightings: int) -> int:
+        """`min_sightings` at this unit's catch probability p: the readings a fixed radio
+        would have had in the same time, times p (at least 1). A one-off frame is thinned by
+        p too, so one reading at p <= 1/2 is as much evidence of a device as two at p = 1."""
+        if self.stretch == 1.0:
+            return min_sightings
+        return max(1, math.ceil(min_sightings / self.stretch - 1e-9))
 
     def reset(self, ts: float) -> None:
         """Forget the last visit (a new one may start at `ts`)."""

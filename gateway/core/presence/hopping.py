@@ -1,0 +1,211 @@
+"""The channel plan a Wi-Fi radio runs, and what it does to the sightings of one phone.
+
+A gateway that hops over n channels, `dwell_s` on each, hears a probe burst sent on one
+channel only while it dwells there. The model (docs/presence.md "Channel hopping"):
+
+- A phone's bursts are a Poisson-like stream of rate lambda; a burst is caught when the radio
+  is on one of the channels the phone probes on: the catch probability of a burst is
+  p = m / n, m of the plan's n channels probed by the phone (`CatchModel`: m estimated from
+  the distinct channels it was heard on; the fixed-channel variants of the Brno days keep
+  channel-2 frames only, p = 1 / n; a phone that sweeps every channel of a scan, p ~ 1).
+- Thinning a Poisson stream by p leaves a Poisson stream of rate p * lambda: every gap grows
+  by 1 / p in expectation, so every window the engine judges sightings with (the sighting
+  window, the quiet floor of the exit rule, the visit timeout, the weak rule's time) is
+  stretched by 1 / p for that unit, and the evidence asked of it (`min_sightings` readings,
+  and as many strong ones) is scaled by p, at least one reading: a one-off frame is thinned
+  by p too. The rhythm exit needs nothing: it learns the gaps the radio actually sees.
+
+A fixed-channel radio (one channel, or no plan known) has p = 1 and the engine is unchanged.
+
+Invariants: pure; `ChannelPlan` is a frozen value the runtime assembly builds from the live
+driver's `channels` / `dwell` (or `None` for a recording, or several radios with different
+plans: `RadioPlans` then learns each sensor's plan with `PlanInference` from the channels its
+frames were heard on). Bounded memory: one slot per channel per sensor, at most
+`MAX_SENSORS` sensors learnt (more read as fixed radios).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# 2.4 GHz 1-14 and 5 GHz up to 177 fit in one int bitmask per unit (Python ints are unbounded,
+# but channel numbers above 191 do not exist in 802.11 2.4/5 GHz numbering).
+_MAX_CHANNEL = 191
+
+
+def channel_bit(channel: int | None) -> int:
+    """The bitmask bit of `channel` (0 when unknown or out of range)."""
+    if channel is None or not 0 < channel <= _MAX_CHANNEL:
+        return 0
+    return 1 << channel
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPlan:
+    """The channels a radio dwells on in turn; one channel (or none) is a fixed radio."""
+
+    channels: tuple[int, ...] = ()
+    dwell_s: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return max(1, len(set(self.channels)))
+
+    @property
+    def mask(self) -> int:
+        m = 0
+        for c in self.channels:
+            m |= channel_bit(c)
+        return m
+
+    @property
+    def duty(self) -> float:
+        """The share of time the radio spends on any one of its channels."""
+        return 1.0 / self.size
+
+    def heard_on(self, heard_mask: int) -> int:
+        """How many of the plan's channels a unit was heard on (at least 1)."""
+        return max(1, min((heard_mask & self.mask).bit_count(), self.size))
+
+
+FIXED = ChannelPlan()
+
+# Readings before a unit's own channels say how many channels it probes on; until then the
+# store's running estimate stands in (one reading is on one channel either way, two barely
+# tell a sweeping phone from one that probes on one channel).
+OWN_READINGS = 3
+
+
+def channels_probed(k: int, readings: int, n: int) -> int:
+    """The number m of the plan's n channels a phone probes on, from k distinct channels
+    among `readings` caught bursts: each caught burst lands on one of its m channels, so
+    after c bursts it is expected on m (1 - (1 - 1/m)^c) distinct ones; m is the fewest
+    channels whose expectation reaches k (a moment estimate, on the side of fewer channels:
+    longer windows), n when none does (a new channel at every burst so far: a phone that
+    sweeps them all)."""
+    for m in range(max(1, k), n + 1):
+        if m * (1.0 - (1.0 - 1.0 / m) ** readings) >= k - 1e-9:
+            return m
+    return n
+
+
+class CatchModel:
+    """p, the probability that the plan's radio catches one of a phone's probe bursts: m / n,
+    m the channels the phone probes on (`channels_probed`). A phone probing on one channel
+    (the lower-bound variants of the Brno days) has p = 1 / n; one that sweeps every channel
+    in each scan (phones' active scans do; the hopping 04-17 day hears one device's scan on
+    channels 2, 4 and 6 within 0.2 s) has p ~ 1. A unit with fewer than OWN_READINGS readings
+    gets the store's running mean of the units' own estimates, starting at 1 / n."""
+
+    __slots__ = ("learnt", "mean_p", "plan")
+
+    def __init__(self, plan: ChannelPlan) -> None:
+        self.plan = plan
+        self.mean_p = plan.duty
+        self.learnt = 0
+
+    def p(self, heard_mask: int, readings: int) -> float:
+        n = self.plan.size
+        if n == 1:
+            return 1.0
+        if readings < OWN_READINGS:
+            return self.mean_p
+        return channels_probed(self.plan.heard_on(heard_mask), readings, n) / n
+
+    def learn(self, p: float) -> None:
+        """A unit's own estimate (taken once, at OWN_READINGS readings): a running mean over
+        the first 20 units, then an exponential one (the store's phones change over a day)."""
+        self.learnt += 1
+        self.mean_p += (p - self.mean_p) * max(0.05, 1.0 / (self.learnt + 1))
+
+
+class PlanInference:
+    """The plan of a recording, from the channels its frames were heard on: a radio tags each
+    frame with the channel it was tuned to, so a fixed sniffer's capture shows one channel
+    and a hopper's shows its plan. A channel counts once it has `min_frames` frames (a stray
+    adjacent-channel tag does not make a fixed sniffer a hopper)."""
+
+    __slots__ = ("_counts", "min_frames", "plan")
+
+    def __init__(self, min_frames: int = 3) -> None:
+        self.min_frames = min_frames
+        self._counts: dict[int, int] = {}  # channel -> frames (at most _MAX_CHANNEL entries)
+        self.plan = FIXED
+
+    def observe(self, channel: int | None) -> ChannelPlan | None:
+        """Count a frame's channel; returns the new plan when it changed, else None."""
+        if channel is None or not channel_bit(channel):
+            return None
+        c = self._counts.get(channel, 0) + 1
+        self._counts[channel] = c
+        if c != self.min_frames:
+            return None
+        chans = tuple(sorted(k for k, v in self._counts.items() if v >= self.min_frames))
+        if len(chans) <= len(self.plan.channels):
+            return None
+        self.plan = ChannelPlan(chans)
+        return self.plan
+
+
+MAX_SENSORS = 256
+
+
+class _SensorPlan:
+    """One sensor's plan and catch model (`size` cached: read on every Wi-Fi frame)."""
+
+    __slots__ = ("catch", "inference", "known", "plan", "size")
+
+    def __init__(self, plan: ChannelPlan = FIXED) -> None:
+        self.inference = PlanInference()
+        self.known: set[int] = set(plan.channels)  # channels settled into the plan
+        self.set(plan)
+
+    def set(self, plan: ChannelPlan) -> None:
+        self.plan = plan
+        self.size = plan.size
+        self.catch = CatchModel(plan)
+
+
+class RadioPlans:
+    """The plan and catch model behind each sensor's frames: the one `given` for every sensor
+    (a live radio's), or learnt per sensor from the channels its frames were tagged with (a
+    recording; radios with different plans: each sensor is one radio)."""
+
+    __slots__ = ("_given", "_learnt", "max_size")
+
+    def __init__(self, given: ChannelPlan | None) -> None:
+        self._given = None if given is None else _SensorPlan(given)
+        self._learnt: dict[str, _SensorPlan] = {}
+        self.max_size = 1 if given is None else given.size  # the longest stretch: n
+
+    @property
+    def given(self) -> ChannelPlan | None:
+        return None if self._given is None else self._given.plan
+
+    def heard(self, sensor: str, channel: int | None) -> _SensorPlan:
+        """The plan a frame of `sensor` on `channel` was caught under (learning it). On the
+        hot path: a settled channel costs a dict and a set lookup."""
+        if self._given is not None:
+            return self._given
+        sp = self._learnt.get(sensor)
+        if sp is None:
+            if len(self._learnt) >= MAX_SENSORS:
+                return _FIXED_PLAN
+            sp = self._learnt[sensor] = _SensorPlan()
+        if channel in sp.known or channel is None:
+            return sp
+        plan = sp.inference.observe(channel)
+        if plan is not None:
+            sp.known = set(plan.channels)
+            sp.set(plan)
+            self.max_size = max(self.max_size, plan.size)
+        return sp
+
+    def plan_of(self, sensor: str) -> ChannelPlan:
+        if self._given is not None:
+            return self._given.plan
+        sp = self._learnt.get(sensor)
+        return FIXED if sp is None else sp.plan
+
+
+_FIXED_PLAN = _SensorPlan()

@@ -1,0 +1,109 @@
+"""Placement: a per-sensor RSSI offset learnt from the sensor's own Wi-Fi readings.
+
+The walk-in and zone thresholds (dBm) were set where the Brno lab's sniffer stood; another
+spot, antenna or dongle hears the same room several dB hotter or colder, and a threshold
+then means another distance. The rule (docs/presence.md "Placement"):
+
+- Statistic: the 90th percentile of a sensor's Wi-Fi readings over windows of 200 readings
+  (about 5 min of an occupied room, at most 30 min): the level of its strong sightings, people
+  near the sensor. Measured on the Brno class days at position 1 it is -49 to -54 dBm in every
+  occupied 10 min window of both days, so the reference is -51 dBm
+  (`placement.reference_p90`).
+- Only windows that look like an occupied store at the reference scale teach: at least
+  `MIN_READINGS` readings and a p90 within `max_offset_db` of the reference. An empty room
+  reads 20-30 dB lower (-72 to -81 dBm on the empty 02-28 morning): the same readings cannot
+  tell an empty room from a very cold sensor, so such windows are ignored rather than read as
+  a cold sensor (which would make the corridor count as the store).
+- Offset = reference - the median p90 of the last `KEEP` accepted windows, rounded to 1 dB,
+  applied after `MIN_WINDOWS` windows (about 10 min), 0 inside a dead band of `DEAD_BAND_DB`
+  (radios of one model differ by a few dB and the reference placement must read as itself).
+
+A sensor with a configured `rssi_offsets` entry (a walk test, `presence-gateway calibrate`) is
+not learnt. BLE is not learnt: no BLE day with occupancy to set its reference.
+
+Invariants: pure (capture time from the readings); bounded memory: per sensor one histogram of
+`_BINS` ints and `KEEP` floats, at most `MAX_SENSORS` sensors (more are not learnt).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+WINDOW_READINGS = 200  # a window closes after this many readings (~5 min of an occupied room)
+WINDOW_S = 1800.0  # ... or this long, whichever comes first (a hopping radio hears fewer)
+MIN_READINGS = 50  # a window of fewer readings says too little and teaches nothing
+KEEP = 72  # windows (6 h of an occupied room)
+MIN_WINDOWS = 2
+DEAD_BAND_DB = 3.0
+MAX_SENSORS = 256
+_LOW, _HIGH = -120, 0
+_BINS = _HIGH - _LOW + 1
+
+
+class _Sensor:
+    __slots__ = ("accepted", "hist", "n", "offset", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window  # start of the current window
+        self.hist = [0] * _BINS
+        self.n = 0
+        self.accepted: deque[float] = deque(maxlen=KEEP)
+        self.offset = 0.0
+
+
+def p90(hist: list[int], n: int) -> float:
+    """The 90th percentile of a 1 dB histogram of n readings (its top 10 % start here)."""
+    need = n - int(0.9 * n)  # readings at or above the percentile
+    seen = 0
+    for i in range(_BINS - 1, -1, -1):
+        seen += hist[i]
+        if seen >= need:
+            return float(i + _LOW)
+    return float(_LOW)
+
+
+class PlacementLearner:
+    """observe(sensor, rssi, ts) -> the offset (dB) to add to that sensor's readings."""
+
+    def __init__(self, reference_p90: float = -51.0, max_offset_db: float = 9.0) -> None:
+        self.reference = reference_p90
+        self.max_offset = max_offset_db
+        self._sensors: dict[str, _Sensor] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_offset > 0
+
+    def offsets(self) -> dict[str, float]:
+        """The current offset of every sensor learnt so far (for status and tests)."""
+        return {k: s.offset for k, s in self._sensors.items()}
+
+    def observe(self, sensor: str, rssi: float, ts: float) -> float:
+        st = self._sensors.get(sensor)
+        if st is None:
+            if len(self._sensors) >= MAX_SENSORS:
+                return 0.0
+            st = self._sensors[sensor] = _Sensor(ts)
+        if st.n >= WINDOW_READINGS or ts >= st.window + WINDOW_S:
+            self._close(st)
+            st.window = ts
+        i = int(rssi) - _LOW  # radios report whole dBm
+        if not 0 <= i < _BINS:
+            i = 0 if i < 0 else _BINS - 1
+        st.hist[i] += 1
+        st.n += 1
+        return st.offset
+
+    def _close(self, st: _Sensor) -> None:
+        if st.n >= MIN_READINGS:
+            level = p90(st.hist, st.n)
+            if abs(level - self.reference) <= self.max_offset:
+                st.accepted.append(level)
+        st.hist = [0] * _BINS
+        st.n = 0
+        if len(st.accepted) >= MIN_WINDOWS:
+            ordered = sorted(st.accepted)
+            k = len(ordered)
+            median = (ordered[k // 2] + ordered[(k - 1) // 2]) / 2.0
+            off = float(round(self.reference - median))
+            st.offset = 0.0 if abs(off) < DEAD_BAND_DB else off
