@@ -39,9 +39,10 @@ from presence_gateway.core.events import (
 )
 from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
-from presence_gateway.core.presence.footfall import Footfall, Population, occupancy_states
+from presence_gateway.core.presence.footfall import Footfall, occupancy_states
 from presence_gateway.core.presence.hopping import ChannelPlan, RadioPlans, channel_bit
 from presence_gateway.core.presence.placement import PlacementLearner
+from presence_gateway.core.presence.population import present
 from presence_gateway.core.presence.sync import Peers
 from presence_gateway.core.presence.tracker import (
     INF,
@@ -429,35 +430,18 @@ class PresenceEngine(ZoneSteps):
             self._fixtures.clear()
             self.footfall.roll_day(day)
 
-    def _inside(self, u: Unit, now: float) -> bool:
-        """Still here, not merely not timed out: silent for no longer than its own rhythm
-        allows (presence_config: exit.rhythm_factor, exit.min_quiet)."""
-        s = self.s
-        st = self._stretch(u)  # the peak is judged over as many readings as on one channel
-        if u.max_x < s.walkin_min_rssi + s.weak_margin_db \
-                and now - u.first > s.weak_max_presence_s * st:
-            return False  # weak AND long: a neighbouring room, not the zone
-        quiet = now - u.last
-        if quiet > s.visit_timeout_s * st:
-            return False  # ended, only not expired yet (it is not at the front)
-        return quiet <= s.exit_min_quiet_s * st or u.gap == 0.0 \
-            or quiet <= s.exit_rhythm_factor * u.gap
-
     def _footfall(self, now: float, out: list[Event]) -> None:
         self._roll_day(int(now // _DAY))
-        pop = Population()
-        stretched = self._plans.max_size > 1
-        timeout = self.s.visit_timeout_s
-        for u in self._units.values():
-            if stretched and u.visit is not None and u.last + timeout * u.stretch <= now:
-                # Under a channel plan the front-first expiry runs at the longest stretch; a
-                # visit with a shorter one behind it ends here, at its own last + timeout / p,
-                # so its exit is counted in this interval, not when the front one expires.
-                self._end_visit(u, out)
-                continue
-            if u.visit is not None and u.inside and u.person and not u.fixture \
-                    and self._inside(u, now):
-                pop.add(u.radio is Radio.WIFI, u.zone.name if u.zone is not None else None)
+        if self._plans.max_size > 1:
+            timeout = self.s.visit_timeout_s
+            for u in self._units.values():
+                if u.visit is not None and u.last + timeout * u.stretch <= now:
+                    # Under a channel plan the front-first expiry runs at the longest stretch;
+                    # a visit with a shorter one behind it ends here, at its own last +
+                    # timeout / p, so its exit is counted in this interval, not when the front
+                    # one expires.
+                    self._end_visit(u, out)
+        pop = present(self._units.values(), now, self.s)
         data = self.footfall.snapshot(pop)
         data["interval_s"] = self.s.footfall_interval_s
         out.append(FootfallCounted(time=now, store=self.store_id, counts=data))

@@ -1,0 +1,77 @@
+"""Who counts in `present` at a footfall boundary: the engine's units, walked once.
+
+A unit counts while its visit is open, it was confirmed inside (strong on `min_sightings`
+readings, `walk_in.count_after`), it is carried by a person, it is no fixture, and it is still
+here, not merely not timed out (`still_here`):
+- weak AND long: its smoothed RSSI never came `walk_in.weak_margin_db` above the walk-in level
+  and it has been around for `walk_in.weak_max_presence`: a neighbouring room, not the zone;
+- silent past its visit timeout: ended, only not expired yet;
+- otherwise here while silent for at most `exit.min_quiet`, or `exit.rhythm_factor` times its
+  own usual gap between bursts (a device with no rhythm yet stays).
+Every window is stretched by the unit's 1 / p under a channel plan (core/presence/hopping.py).
+
+Why a module and a loop of its own: this walk is the one place the engine visits every unit
+(once per footfall interval), so at a crowd it is paid per unit, not per observation: with
+100k devices present, each heard once a minute, it is about one unit per observation. The
+conditions are inlined over local names and the counts kept per (radio, zone) object, then
+turned into a `Population` once: about a third of the cost of a method call and a
+`Population.add` per unit (bench.presence_memory --crowd).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from presence_gateway.core.model import Radio
+from presence_gateway.core.presence.config import PresenceSettings
+from presence_gateway.core.presence.footfall import Population
+from presence_gateway.core.presence.tracker import Zone
+from presence_gateway.core.presence.units import Unit
+
+
+def still_here(u: Unit, now: float, s: PresenceSettings) -> bool:
+    """The rule above for one unit, spelled plainly (the walk below inlines it; a test
+    holds the two together)."""
+    st = u.stretch
+    weak = u.max_x < s.walkin_min_rssi + s.weak_margin_db
+    if weak and now - u.first > s.weak_max_presence_s * st:
+        return False
+    quiet = now - u.last
+    if quiet > s.visit_timeout_s * st:
+        return False
+    return quiet <= s.exit_min_quiet_s * st or u.gap == 0.0 \
+        or quiet <= s.exit_rhythm_factor * u.gap
+
+
+def present(units: Iterable[Unit], now: float, s: PresenceSettings) -> Population:
+    """The population counting in `present` at `now` (the same rule as `still_here`)."""
+    weak_below = s.walkin_min_rssi + s.weak_margin_db
+    weak_after, timeout = s.weak_max_presence_s, s.visit_timeout_s
+    min_quiet, factor = s.exit_min_quiet_s, s.exit_rhythm_factor
+    counts: dict[tuple[Radio, Zone | None], int] = {}
+    get = counts.get
+    for u in units:
+        if u.visit is None or not u.inside or not u.person or u.fixture:
+            continue
+        st = u.stretch
+        if u.max_x < weak_below and now - u.first > weak_after * st:
+            continue
+        quiet = now - u.last
+        if quiet > timeout * st:
+            continue
+        gap = u.gap
+        if quiet > min_quiet * st and gap != 0.0 and quiet > factor * gap:
+            continue
+        key = (u.radio, u.zone)
+        counts[key] = get(key, 0) + 1
+    pop = Population()
+    for (radio, zone), n in counts.items():
+        wifi = radio is Radio.WIFI
+        if wifi:
+            pop.wifi += n
+        else:
+            pop.ble += n
+        if zone is not None:
+            pair = pop.zones.setdefault(zone.name, [0, 0])
+            pair[0 if wifi else 1] += n
+    return pop

@@ -1,0 +1,45 @@
+"""The footfall walk (inlined for speed) counts exactly the units the plain rule keeps."""
+
+from __future__ import annotations
+
+import random
+
+from presence_gateway.core.model import Radio
+from presence_gateway.core.presence.config import PresenceSettings, ZoneSettings
+from presence_gateway.core.presence.population import present, still_here
+from presence_gateway.core.presence.tracker import Zone, resolve_zones
+from presence_gateway.core.presence.units import Unit
+
+
+def random_unit(rng: random.Random, zones: list[Zone | None], now: float) -> Unit:
+    u = Unit(f"u{rng.random()}", rng.choice([Radio.WIFI, Radio.BLE]), now - 3000, -60.0, 25.0,
+             rng.random() < 0.9)
+    u.visit = "v" if rng.random() < 0.9 else None
+    u.inside = rng.random() < 0.8
+    u.fixture = rng.random() < 0.05
+    u.first = now - rng.uniform(0, 4000)
+    u.last = now - rng.uniform(0, 700)
+    u.gap = rng.choice([0.0, rng.uniform(5, 200)])
+    u.max_x = rng.uniform(-90, -40)
+    u.stretch = rng.choice([1.0, 1.0, 3.0, 10.0])
+    u.zone = rng.choice(zones)
+    return u
+
+
+def test_the_walk_counts_what_the_rule_keeps() -> None:
+    rng = random.Random(7)
+    s = PresenceSettings()
+    zones: list[Zone | None] = [None, *resolve_zones((ZoneSettings("front"),
+                                                      ZoneSettings("back")), -59.0)]
+    now = 1e6
+    units = [random_unit(rng, zones, now) for _ in range(5000)]
+    pop = present(units, now, s)
+    kept = [u for u in units if u.visit is not None and u.inside and u.person
+            and not u.fixture and still_here(u, now, s)]
+    assert 500 < len(kept) < 4500  # the random units exercise both outcomes of every rule
+    assert pop.wifi == sum(u.radio is Radio.WIFI for u in kept)
+    assert pop.ble == sum(u.radio is Radio.BLE for u in kept)
+    for name in ("front", "back"):
+        in_zone = [u for u in kept if u.zone is not None and u.zone.name == name]
+        assert pop.zones.get(name, [0, 0]) == [sum(u.radio is Radio.WIFI for u in in_zone),
+                                              sum(u.radio is Radio.BLE for u in in_zone)]
