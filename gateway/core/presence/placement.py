@@ -68,11 +68,8 @@ class PlacementLearner:
     def __init__(self, reference_p90: float = -51.0, max_offset_db: float = 9.0) -> None:
         self.reference = reference_p90
         self.max_offset = max_offset_db
+        self.enabled = max_offset_db > 0  # read per Wi-Fi observation: a field, not a property
         self._sensors: dict[str, _Sensor] = {}
-
-    @property
-    def enabled(self) -> bool:
-        return self.max_offset > 0
 
     def offsets(self) -> dict[str, float]:
         """The current offset of every sensor learnt so far (for status and tests)."""

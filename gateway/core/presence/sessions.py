@@ -178,7 +178,7 @@ class PresenceEngine(ZoneSteps):
             u = units[key] = self._new_unit(key, obs)
         else:
             units.move_to_end(key)
-            st = self._stretch(u)
+            st = u.stretch  # 1 / p under a channel plan (1.0 on a fixed channel)
             if ts - u.last >= self.s.visit_timeout_s * st and u.visit is not None:
                 self._end_visit(u, out)
                 u.reset(ts)
@@ -209,7 +209,8 @@ class PresenceEngine(ZoneSteps):
         u.heard(ts)
         u.count += 1
         if u.visit is None:
-            if u.fixture or u.count < self._evidence(u):
+            if u.fixture or u.count < (self.s.min_sightings if u.stretch == 1.0
+                                       else self._evidence(u)):
                 return out
             self._start_visit(u, out)
         x = u.sig.x
