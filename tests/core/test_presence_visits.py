@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from presence_gateway.core.presence.config import PresenceSettings
-from presence_gateway.core.presence.sessions import PresenceEngine, visit_id
+from presence_gateway.core.presence.sessions import PresenceEngine
+from presence_gateway.core.presence.visits import visit_id
 from tests.core.presence_helpers import ble, run, visit_events, wifi
 
 

@@ -25,7 +25,6 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,8 +33,6 @@ from presence_gateway.core.events import (
     Event,
     FootfallCounted,
     OccupancyChanged,
-    VisitEnded,
-    VisitStarted,
 )
 from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
@@ -55,7 +52,7 @@ from presence_gateway.core.presence.units import (
     default_grouper,
     is_person,
 )
-from presence_gateway.core.presence.zones import ZoneSteps
+from presence_gateway.core.presence.visits import VisitSteps
 
 _DAY = 86400.0
 # Units one tick call may end: each gives at most a zone exit and a visit end, so a call returns
@@ -63,11 +60,7 @@ _DAY = 86400.0
 EXPIRE_BATCH = 1000
 
 
-def visit_id(key: str, first_seen: float) -> str:
-    return hashlib.blake2b(f"{key}|{first_seen:.6f}".encode(), digest_size=8).hexdigest()
-
-
-class PresenceEngine(ZoneSteps):
+class PresenceEngine(VisitSteps):
     def __init__(self, settings: PresenceSettings, *, gateway_id: str, store_id: str,
                  grouper: Grouper | None = None, plan: ChannelPlan | None = None) -> None:
         s = settings
@@ -238,14 +231,6 @@ class PresenceEngine(ZoneSteps):
         plan: p is never below 1 / n)."""
         self._horizon = self._base_horizon * self._plans.max_size
 
-    def _evidence(self, u: Unit) -> int:
-        return u.evidence(self.s.min_sightings)
-
-    @staticmethod
-    def _stretch(u: Unit) -> float:
-        """1 / p: how much longer this unit's gaps are under the channel plan."""
-        return u.stretch
-
     # -- visits ---------------------------------------------------------------------------
     def _new_unit(self, key: str, obs: Observation) -> Unit:
         u = Unit(key, obs.radio, obs.ts, obs.rssi if obs.rssi is not None else -100.0,
@@ -257,101 +242,6 @@ class PresenceEngine(ZoneSteps):
         u.limit = (min(s.fixture_public_max_presence_s, s.fixture_max_presence_s)
                    if obs.address_kind is AddressKind.PUBLIC else s.fixture_max_presence_s)
         return u
-
-    def _start_visit(self, u: Unit, out: list[Event]) -> None:
-        adopted = self.peers.visit_of(u.key) if self.peers.active else None
-        if adopted is not None:
-            u.visit, first, u.announced = adopted
-            u.first = min(first, u.first)
-        else:
-            u.visit, u.announced = visit_id(u.key, u.first), False
-        u.lo, u.hi = INF, -INF  # force a zone decision now
-        if self.peers.active:
-            # Hold the new visit for two summary rounds: by then every gateway that sees the
-            # device has published it, so they arbitrate on the same numbers and one announces.
-            u.owned = False
-            u.hold = u.last + 2.0 * self.s.summary_interval_s
-            return
-        self._announce(u, u.last, out)
-
-    def _announce(self, u: Unit, ts: float, out: list[Event]) -> None:
-        """visit.started, once per visit, by the first gateway that owns it."""
-        if u.announced or not u.owned or u.visit is None:
-            return
-        u.announced = True
-        out.append(VisitStarted(
-            time=ts, visit_id=u.visit, device=u.key, radio=u.radio.value, first_seen=u.first,
-            observations=u.count, rssi=round(u.sig.x, 1)))
-
-    def _ownership(self, u: Unit, ts: float, out: list[Event]) -> None:
-        owned = ts >= u.hold and self.peers.owns(u, ts)
-        if owned == u.owned or u.visit is None:
-            u.owned = owned
-            return
-        if not owned:
-            # Hand-over: this gateway's last act is leaving its zone; the new owner enters its.
-            self._exit_zone(u, ts, out)
-            u.cand, u.cand_due = None, INF
-            u.owned = False
-        else:
-            u.owned = True
-            self._announce(u, ts, out)
-            u.lo, u.hi = INF, -INF
-
-    def _check_walkin(self, u: Unit, ts: float, out: list[Event]) -> bool:
-        """Walk-in and fixture rules; True when the visit was ended (a fixture)."""
-        s = self.s
-        if ts - u.first + u.day_present > u.limit:
-            self._make_fixture(u, ts, out)
-            return True
-        if u.walkin or u.strong < self._evidence(u):  # one strong frame may be a reflection
-            return False
-        # Strong on min_sightings readings: inside now, so it counts in `present` at once.
-        # Whether it was a visit (an entry) or a passer-by is decided by walk_in.min_time.
-        if ts - u.first >= s.walkin_count_s:
-            u.inside = True
-        if ts - u.first >= s.walkin_min_s:
-            u.walkin = u.inside = True
-            if u.person:
-                self.footfall.entry()
-        elif u.first - self._started < s.walkin_min_s * u.stretch:
-            # Cold start: a device heard from the gateway's first minutes may have been inside
-            # before it started (a reboot in an open store); it counts in `present` at once,
-            # but it is no entry: nobody saw it come in. "First minutes" at the unit's catch
-            # probability: under a channel plan a device inside is first heard 1 / p later.
-            u.walkin = u.inside = True
-        if u.walkin and self.walkins is not None and u.visit is not None:
-            self.walkins.append(u.visit)
-        return False
-
-    def _make_fixture(self, u: Unit, ts: float, out: list[Event]) -> None:
-        """Present too long today: staff or a fixture. The visit ends now; no more today."""
-        self._fixtures.add(u.key)
-        u.fixture = True
-        self._end_visit(u, out, at=ts, reason="fixture")
-
-    def _end_visit(self, u: Unit, out: list[Event], *, at: float | None = None,
-                   reason: str = "timeout") -> None:
-        if u.visit is None:
-            return
-        end = u.last + self.s.visit_timeout_s * self._stretch(u) if at is None else at
-        if u.zone is not None:
-            self._exit_zone(u, end, out)
-        duration = u.last - u.first
-        u.day_present += duration
-        kind = "fixture" if u.fixture else "visitor" if u.walkin else "passer_by"
-        if u.person and not u.fixture:
-            if u.walkin:
-                self.footfall.exit(duration)
-            else:
-                self.footfall.passer_by()
-        if u.announced and self.peers.closes(u):
-            out.append(VisitEnded(
-                time=end, visit_id=u.visit, device=u.key, radio=u.radio.value,
-                first_seen=u.first, last_seen=u.last, duration_s=round(duration, 3),
-                observations=u.count, zones=tuple(u.path), dwell_s=round(u.dwell, 3),
-                classification=kind, reason=reason, max_rssi=round(u.max_x, 1)))
-        u.visit = None
 
     # -- time -----------------------------------------------------------------------------
     def tick(self, now: float) -> list[Event]:
