@@ -22,7 +22,7 @@ from bench import summary
 
 BENCHES: list[tuple[str, list[str], list[str]]] = [
     # module, full-run arguments, --quick arguments
-    ("bench.replay_cost", ["--rounds", "9"], ["--rounds", "3"]),
+    ("bench.replay_cost", ["--rounds", "15"], ["--rounds", "3"]),
     ("bench.wifi_parse", [], ["--frames", "200000"]),
     ("bench.ble_decode", [], ["--n", "200000", "--theengs-n", "2000"]),
     ("bench.pipeline", ["--observations", "1000000"], ["--observations", "200000"]),
