@@ -186,8 +186,15 @@ def fast_constructor(cls: type[T]) -> Callable[..., T]:
         raise TypeError(f"{cls.__name__}: a fast constructor needs slots=True and no extra slots")
     twin = type(f"_{cls.__name__}Slots", (), {"__slots__": slots})
     env: dict[str, Any] = {"new": object.__new__, "cls": cls, "twin": twin}
+    params = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.default is not dataclasses.MISSING:  # plain defaults only (no factories)
+            env[f"default_{f.name}"] = f.default
+            params.append(f"{f.name}=default_{f.name}")
+        else:
+            params.append(f.name)
     body = "".join(f"    obj.{n} = {n}\n" for n in names)
-    src = (f"def make({', '.join(names)}):\n    obj = new(twin)\n{body}"
+    src = (f"def make({', '.join(params)}):\n    obj = new(twin)\n{body}"
            f"    obj.__class__ = cls\n    return obj\n")
     exec(src, env)
     make: Callable[..., T] = env["make"]

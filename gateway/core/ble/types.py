@@ -13,11 +13,12 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from presence_gateway.core.model import EMPTY as EMPTY
+from presence_gateway.core.model import fast_constructor
 
 # EMPTY (re-exported): the model's immutable, hashable empty mapping.
 
@@ -75,58 +76,10 @@ class Decoded:
 
 
 # Constructors for the hot path: the same frozen objects at about a third of the cost of the
-# generated __init__ (tests assert equality with it). An instance of a plain class with the
-# same slots is filled with ordinary attribute stores, then becomes the frozen class by
-# __class__ assignment, which CPython allows only between identical slot layouts (checked
-# below, at import). model.fast_constructor's per-slot descriptor calls cost about twice as
-# much, and every uncached advert builds one Advert and usually one Decoded.
-class _AdvertSlots:
-    __slots__ = ("local_name", "manufacturer_data", "service_data", "service_uuids", "tx_power")
-
-
-class _DecodedSlots:
-    __slots__ = ("fields", "identity_hints", "kind")
-
-
-_new = object.__new__
-
-
-def advert(
-    local_name: str | None,
-    manufacturer_data: Mapping[int, bytes],
-    service_data: Mapping[str, bytes],
-    service_uuids: tuple[str, ...],
-    tx_power: int | None,
-) -> Advert:
-    """Same as Advert(local_name, manufacturer_data, service_data, service_uuids, tx_power)."""
-    obj: Any = _new(_AdvertSlots)
-    obj.local_name = local_name
-    obj.manufacturer_data = manufacturer_data
-    obj.service_data = service_data
-    obj.service_uuids = service_uuids
-    obj.tx_power = tx_power
-    obj.__class__ = Advert
-    built: Advert = obj
-    return built
-
-
-def decoded(kind: str, fields: Mapping[str, Any], identity_hints: tuple[str, ...] = ()) -> Decoded:
-    """Same as Decoded(kind, fields, identity_hints), faster."""
-    obj: Any = _new(_DecodedSlots)
-    obj.kind = kind
-    obj.fields = fields
-    obj.identity_hints = identity_hints
-    obj.__class__ = Decoded
-    built: Decoded = obj
-    return built
-
-
-for _cls, _twin in ((Advert, _AdvertSlots), (Decoded, _DecodedSlots)):
-    # A field added to the dataclass but not to its twin fails here, at import, never builds a
-    # half-filled object. (CPython keeps slots sorted, so only the set of names matters.)
-    if sorted(f.name for f in fields(_cls)) != sorted(_twin.__slots__):
-        raise RuntimeError(f"{_twin.__name__} does not mirror {_cls.__name__}'s fields")
-# Any other layout change (a __weakref__ slot, a base class) makes the __class__ assignment
-# raise TypeError: build one of each now so that happens at import, not on the first advert.
-advert(None, EMPTY, EMPTY, (), None)
-decoded("advert", EMPTY)
+# generated __init__ (tests assert equality with it): model.fast_constructor fills a plain
+# class with the same slots and assigns __class__ (every uncached advert builds one Advert
+# and usually one Decoded).
+# advert(local_name, manufacturer_data, service_data, service_uuids, tx_power)
+advert: Callable[..., Advert] = fast_constructor(Advert)
+# decoded(kind, fields, identity_hints=())
+decoded: Callable[..., Decoded] = fast_constructor(Decoded)
