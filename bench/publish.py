@@ -33,7 +33,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from bench.summary import report
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.adapters.outbox import Outbox
-from presence_gateway.adapters.publisher import Publisher, _PackedProperties
+from presence_gateway.adapters.paho_fast import PackedProperties
+from presence_gateway.adapters.publisher import Publisher
 from presence_gateway.core.config import MqttSettings
 from presence_gateway.core.model import OutboundMessage
 
@@ -66,7 +67,7 @@ def raw_paho(port: int, n: int, v5: bool) -> tuple[float, float]:
                protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311)
     props = None
     if v5:
-        props = _PackedProperties("application/cloudevents+json")
+        props = PackedProperties("application/cloudevents+json")
     c.on_publish = on_publish
     c.on_connect = on_connect
     c.max_inflight_messages_set(20)

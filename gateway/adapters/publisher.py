@@ -42,6 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from presence_gateway.adapters.mqttlink import Link, explain_oserror, tls_context
 from presence_gateway.adapters.outbox import Outbox, StoredMessage
+from presence_gateway.adapters.paho_fast import FastAckClient, PackedProperties
 from presence_gateway.core.config import Endpoint, MqttSettings
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -53,8 +54,6 @@ CONNACK_TIMEOUT_S = 10.0
 Handler = Callable[[str, bytes], None]
 # paho leaves Properties untyped; these typed handles keep mypy --strict honest.
 _new_props: Callable[[int], Properties] = Properties
-_props_init: Callable[[Properties, int], None] = Properties.__init__
-_props_pack: Callable[[Properties], bytes] = Properties.pack
 
 
 class Publisher:
@@ -357,9 +356,9 @@ class Publisher:
     def _make_client(self, tls: ssl.SSLContext | None) -> Client:
         s = self.settings
         v5 = self._protocol == MQTTProtocolVersion.MQTTv5
-        client = Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
-                        protocol=self._protocol, clean_session=None if v5 else True,
-                        reconnect_on_failure=False)
+        client = FastAckClient(CallbackAPIVersion.VERSION2, client_id=s.client_id,
+                               protocol=self._protocol, clean_session=None if v5 else True,
+                               reconnect_on_failure=False)
         client.connect_timeout = 5.0
         # Our window is the limit; paho's own (0 = none) must not queue behind it.
         client.max_inflight_messages_set(0)
@@ -369,7 +368,7 @@ class Publisher:
         if tls is not None:
             client.tls_set_context(tls)
         client.on_publish = self._on_publish
-        self._props = _PackedProperties(self.content_type) if v5 and self.content_type else None
+        self._props = PackedProperties(self.content_type) if v5 and self.content_type else None
         return client
 
     def _connect_props(self) -> Properties | None:
@@ -412,17 +411,3 @@ class Publisher:
         lo, hi = self.backoff
         d = min(hi, lo * (2.0 ** min(attempt, 16)))
         return d / 2 + random.uniform(0, d / 2)  # equal jitter: spread a fleet's reconnects
-
-
-class _PackedProperties(Properties):
-    """PUBLISH properties serialised once: paho re-serialises them on every publish (~15 µs,
-    a fifth of the whole per-message cost)."""
-
-    def __init__(self, content_type: str) -> None:
-        _props_init(self, PacketTypes.PUBLISH)
-        self.ContentType = content_type
-        object.__setattr__(self, "_packed", _props_pack(self))
-
-    def pack(self) -> bytes:
-        packed: bytes = object.__getattribute__(self, "_packed")
-        return packed
