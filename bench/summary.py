@@ -89,7 +89,7 @@ def table(path: Path) -> str:
             lines.append(f"| {row.figure} | {row.goal} | not measured | |")
             continue
         v = float(item["value"])  # type: ignore[arg-type]
-        sep = "" if row.unit == "x" else " "
+        sep = "" if row.unit in ("x", "/s") else " "
         cell = f"{_fmt(v, row.unit)}{sep}{row.unit}"
         if item["lo"] is not None and item["hi"] is not None:
             cell += f" [{_fmt(float(item['lo']), row.unit)}-{_fmt(float(item['hi']), row.unit)}]"
