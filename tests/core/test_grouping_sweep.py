@@ -74,3 +74,22 @@ def test_the_grouper_keeps_as_many_groups_as_the_engine_keeps_units() -> None:
     from presence_gateway.core.presence.grouping import DeviceGrouper
 
     assert DeviceGrouper().max_groups >= PresenceSettings().max_devices
+
+
+def test_a_group_survives_a_snapshot_including_one_taken_before_the_means_left_their_dict() -> None:
+    import pickle
+
+    from presence_gateway.core.presence.grouping import _Group
+
+    g = _Group("grp-1", "fp", 1.0, True)
+    for key, rssi in ((("s", 6), -60.0), (("s", 1), -70.0), (("s", 6), -50.0)):
+        g.heard(key, rssi)
+    again = pickle.loads(pickle.dumps(g))
+    assert (again.mean_at(("s", 6)), again.mean_at(("s", 1)), again.mean_at(("t", 6))) == \
+        (-58.0, -70.0, None)
+    # the state an older gateway pickled: the means in a dict named `rssi`
+    old = _Group.__new__(_Group)
+    old.__setstate__((None, {"gid": "grp-2", "fp": "x", "first": 1.0, "last": 2.0,
+                             "seq": None, "linkable": True, "dead": False,
+                             "addresses": ["a"], "rssi": {("s", 6): -61.0, ("t", 6): -70.0}}))
+    assert (old.gid, old.mean_at(("s", 6)), old.mean_at(("t", 6))) == ("grp-2", -61.0, -70.0)

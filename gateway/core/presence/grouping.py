@@ -70,7 +70,8 @@ def _on_channel(obs: Observation) -> bool:
 
 
 class _Group:
-    __slots__ = ("addresses", "dead", "first", "fp", "gid", "last", "linkable", "rssi", "seq")
+    __slots__ = ("addresses", "dead", "first", "fp", "gid", "key", "last", "linkable", "mean",
+                 "more", "seq")
 
     def __init__(self, gid: str, fp: str | None, ts: float, linkable: bool) -> None:
         self.gid = gid
@@ -78,10 +79,45 @@ class _Group:
         self.first = ts
         self.last = ts
         self.seq: int | None = None
-        self.rssi: dict[tuple[str, int | None], float] = {}  # by (sensor, channel)
+        # Running mean RSSI by (sensor, channel): the first key in two slots, any other in a
+        # dict made on demand. Almost every group is heard by one sensor on one channel, and a
+        # dict per group was ~30 MB of a 100k-phone crowd (bench.presence_memory --wifi).
+        self.key: tuple[str, int | None] | None = None
+        self.mean = 0.0
+        self.more: dict[tuple[str, int | None], float] | None = None
         self.linkable = linkable
         self.dead = False  # evicted: its addresses start afresh
         self.addresses: list[str] = []  # device keys mapped to it, removed with it
+
+    def __setstate__(self, state: Any) -> None:
+        """From a snapshot (core/continuity.py), also one taken before the means moved out
+        of a per-group dict (`rssi`): a gateway upgraded mid-day keeps its groups."""
+        slots = dict(state[1] if isinstance(state, tuple) else state)
+        old = slots.pop("rssi", None)
+        self.key, self.mean, self.more = None, 0.0, None
+        for name, value in slots.items():
+            setattr(self, name, value)
+        for key, mean in (old or {}).items():
+            if self.key is None:
+                self.key, self.mean = key, mean
+            else:
+                self.more = self.more or {}
+                self.more[key] = mean
+
+    def mean_at(self, key: tuple[str, int | None]) -> float | None:
+        if key == self.key:
+            return self.mean
+        return None if self.more is None else self.more.get(key)
+
+    def heard(self, key: tuple[str, int | None], rssi: float) -> None:
+        if self.key is None or key == self.key:
+            self.mean = rssi if self.key is None else self.mean + 0.2 * (rssi - self.mean)
+            self.key = key
+            return
+        if self.more is None:
+            self.more = {}
+        mean = self.more.get(key)
+        self.more[key] = rssi if mean is None else mean + 0.2 * (rssi - mean)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +178,7 @@ class DeviceGrouper:
         if obs.seq is not None:
             group.seq = obs.seq
         if obs.rssi is not None and _on_channel(obs):  # running mean per sensor and channel
-            key = (obs.sensor, obs.channel)
-            mean = group.rssi.get(key)
-            group.rssi[key] = obs.rssi if mean is None else mean + 0.2 * (obs.rssi - mean)
+            group.heard((obs.sensor, obs.channel), obs.rssi)
         return group.gid
 
     def _place(self, obs: Observation) -> _Group:
@@ -181,7 +215,7 @@ class DeviceGrouper:
             gap = ts - g.last
             if gap > self.max_gap_s:
                 if gap <= self.resume_s:  # went quiet: a re-randomized phone may resume it
-                    mean = g.rssi.get(key)
+                    mean = g.mean_at(key)
                     near = 0.0 if rssi is None or mean is None else abs(rssi - mean)
                     if near <= self.rssi_tol_db and (best_resume is None or near < best_resume[0]):
                         best_resume = (near, g)
@@ -192,7 +226,7 @@ class DeviceGrouper:
                 step = (seq - g.seq) % _SEQ_MOD
                 if 0 < step <= self.seq_window and (best_seq is None or step < best_seq[0]):
                     best_seq = (step, g)
-            mean = g.rssi.get(key)
+            mean = g.mean_at(key)
             near = 0.0 if rssi is None or mean is None else abs(rssi - mean)
             if near > self.rssi_tol_db:
                 continue
