@@ -40,8 +40,8 @@ from presence_gateway.drivers.pcap_records import iter_records
 ROOT = Path(__file__).resolve().parents[1]
 DAY = (ROOT.parent / "shared" / "data" / "captures" / "wifi" / "brno_sc6-61"
        / "position_1_sc6-61_2023-02-28_anonymized.pcap")
-# (older trees print no throttled repeats: they parsed as many frames as they observed)
-_SUMMARY = re.compile(r"observations: (\d+)(?: \(\+(\d+) repeats throttled\))?\s+events: (\d+)")
+# The events count of the summary line (older trees print no throttled repeats before it).
+_SUMMARY = re.compile(r"observations: \d+(?: \(\+\d+ repeats throttled\))?\s+events: (\d+)")
 
 
 def one_frame(src: Path, dst: Path) -> None:
@@ -59,8 +59,8 @@ def frames_in(path: Path) -> int:
     return sum(isinstance(parse_record(d, lt, ts), Sighting) for ts, lt, d in iter_records(path))
 
 
-def run(args: list[str], site: str | None, workdir: str) -> tuple[float, int, int]:
-    """CPU seconds of one replay process, frames it parsed, events it built."""
+def run(args: list[str], site: str | None, workdir: str) -> tuple[float, int]:
+    """CPU seconds of one replay process and the events it built."""
     env = dict(os.environ)
     if site is not None:
         env["PYTHONPATH"] = site
@@ -79,7 +79,7 @@ def run(args: list[str], site: str | None, workdir: str) -> tuple[float, int, in
     for name in os.listdir(workdir):  # a fresh outbox each run
         if name.startswith("gw.db"):
             os.unlink(os.path.join(workdir, name))
-    return cpu, int(m[1]) + int(m[2] or 0), int(m[3])
+    return cpu, int(m[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                     for mode, extra in modes:
                         if name.endswith("visitors"):
                             extra = [*extra, "-c", str(visitors)]
-                        day_cpu, _, events = run([*extra, str(args.capture)], site, tmp)
-                        one_cpu, _, _ = run([*extra, str(one)], site, tmp)
+                        day_cpu, events = run([*extra, str(args.capture)], site, tmp)
+                        one_cpu, _ = run([*extra, str(one)], site, tmp)
                         per_frame.setdefault((name, mode), []).append(
                             (day_cpu - one_cpu) / frames * 1e6)
                         cpu[mode] = day_cpu - one_cpu

@@ -14,6 +14,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ENV = "PG_BENCH_SUMMARY"
 
@@ -75,7 +76,7 @@ def _fmt(v: float, unit: str) -> str:
 
 
 def table(path: Path) -> str:
-    got: dict[str, dict[str, float | None]] = {}
+    got: dict[str, dict[str, Any]] = {}  # key -> {"value", "lo", "hi"} as report() wrote
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             item = json.loads(line)
@@ -88,7 +89,7 @@ def table(path: Path) -> str:
         if item is None:
             lines.append(f"| {row.figure} | {row.goal} | not measured | |")
             continue
-        v = float(item["value"])  # type: ignore[arg-type]
+        v = float(item["value"])
         sep = "" if row.unit in ("x", "/s") else " "
         cell = f"{_fmt(v, row.unit)}{sep}{row.unit}"
         if item["lo"] is not None and item["hi"] is not None:
@@ -101,8 +102,9 @@ def table(path: Path) -> str:
         lines.append(f"| {row.figure} | {row.goal} | {cell} | {verdict} |")
     us = got.get("replay_us")
     if us is not None:
-        share = float(us["value"]) * PI4_FACTOR * RADIO_LIMIT_PER_S / 1e6  # type: ignore[arg-type]
-        lines += ["", f"Pi 4 estimate: {float(us['value']):.2f} µs here x {PI4_FACTOR} "  # type: ignore[arg-type]
+        per_frame = float(us["value"])
+        share = per_frame * PI4_FACTOR * RADIO_LIMIT_PER_S / 1e6
+        lines += ["", f"Pi 4 estimate: {per_frame:.2f} µs here x {PI4_FACTOR} "
                   f"(Pi 4 vs this machine) x {RADIO_LIMIT_PER_S:,} observations/s (both "
                   f"radios' physical limit) = {share:.1%} of one Pi 4 core (goal: 10 %)."]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 # paho leaves Properties untyped; these typed handles keep mypy --strict honest.
-_new_props: Callable[[int], Properties] = Properties
+new_props: Callable[[int], Properties] = Properties
 _props_init: Callable[[Properties, int], None] = Properties.__init__
 _props_pack: Callable[[Properties], bytes] = Properties.pack
 
@@ -50,7 +50,7 @@ class PackedProperties(Properties):
 # ReasonCode per success-class code a broker sends without properties (0x00 success, 0x10 "no
 # matching subscribers": Mosquitto's answer to every MQTT 5 publish nobody subscribes to).
 _ACCEPTED = {code: ReasonCode(PacketTypes.PUBACK, identifier=code) for code in (0x00, 0x10)}
-_NO_PROPERTIES = _new_props(PacketTypes.PUBACK)
+_NO_PROPERTIES = new_props(PacketTypes.PUBACK)
 FAST_ACK = all(hasattr(Client, name) for name in ("_handle_pubackcomp", "_do_on_publish"))
 
 

@@ -42,7 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from presence_gateway.adapters.mqttlink import Link, explain_oserror, tls_context
 from presence_gateway.adapters.outbox import Outbox, StoredMessage
-from presence_gateway.adapters.paho_fast import FastAckClient, PackedProperties
+from presence_gateway.adapters.paho_fast import FastAckClient, PackedProperties, new_props
 from presence_gateway.core.config import Endpoint, MqttSettings
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -52,8 +52,6 @@ ACK_BATCH = 256  # delete after this many acks ...
 ACK_DELAY_S = 0.1  # ... or this long after the first pending ack
 CONNACK_TIMEOUT_S = 10.0
 Handler = Callable[[str, bytes], None]
-# paho leaves Properties untyped; these typed handles keep mypy --strict honest.
-_new_props: Callable[[int], Properties] = Properties
 
 
 class Publisher:
@@ -374,7 +372,7 @@ class Publisher:
     def _connect_props(self) -> Properties | None:
         if self._protocol != MQTTProtocolVersion.MQTTv5:
             return None
-        props = _new_props(PacketTypes.CONNECT)
+        props = new_props(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0  # the outbox is our session: start clean every time
         return props
 

@@ -180,14 +180,15 @@ def fast_constructor(cls: type[T]) -> Callable[..., T]:
     per-slot descriptors. For the per-observation hot path only; tests assert equality with
     the regular constructor. Generated like dataclasses' own __init__ (exec of a template over
     the field names, no outside input)."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = [f.name for f in fields]
     slots = tuple(vars(cls).get("__slots__", ()))
     if sorted(slots) != sorted(names):
         raise TypeError(f"{cls.__name__}: a fast constructor needs slots=True and no extra slots")
     twin = type(f"_{cls.__name__}Slots", (), {"__slots__": slots})
     env: dict[str, Any] = {"new": object.__new__, "cls": cls, "twin": twin}
     params = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in fields:
         if f.default is not dataclasses.MISSING:  # plain defaults only (no factories)
             env[f"default_{f.name}"] = f.default
             params.append(f"{f.name}=default_{f.name}")

@@ -54,7 +54,8 @@ class AdvertThrottle:
         self.stats = ThrottleStats()
 
     def admit(self, s: Sighting) -> bool:
-        if s.radio is Radio.BLE:
+        ble = s.radio is Radio.BLE
+        if ble:
             interval = self.interval_s
             # The decoders memoise by content, so an unchanged payload yields the same fields
             # object: `is` is a free "unchanged" test (a cache miss only lets an advert through).
@@ -72,7 +73,7 @@ class AdvertThrottle:
             seen, rssi = prev[1], prev[2]
             # BLE: identity (see above; a dict compare would cost more than it saves); Wi-Fi:
             # a two-item tuple of a str and bytes or None.
-            if (seen is content or (interval is self.wifi_interval_s and seen == content)) and \
+            if (seen is content or (not ble and seen == content)) and \
                     (rssi is None or s.rssi is None or -self.rssi_step_db < s.rssi - rssi
                      < self.rssi_step_db):
                 self.stats.dropped += 1

@@ -202,8 +202,7 @@ class PresenceEngine(VisitSteps):
         u.heard(ts)
         u.count += 1
         if u.visit is None:
-            if u.fixture or u.count < (self.s.min_sightings if u.stretch == 1.0
-                                       else self._evidence(u)):
+            if u.fixture or u.count < u.evidence(self.s.min_sightings):
                 return out
             self._start_visit(u, out)
         x = u.sig.x
@@ -291,7 +290,7 @@ class PresenceEngine(VisitSteps):
             u = next(iter(units.values()))  # O(1) on an OrderedDict, see the invariants
             if u.last + horizon > now and not (
                     u.visit is not None
-                    and u.last + self.s.visit_timeout_s * self._stretch(u) <= now):
+                    and u.last + self.s.visit_timeout_s * u.stretch <= now):
                 break
             if self._budget <= 0:
                 self.backlog = True

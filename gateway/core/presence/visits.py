@@ -35,14 +35,6 @@ class VisitSteps(ZoneSteps):
     # Visits that walked in since the visit gate last looked (None: nobody listens).
     walkins: list[str] | None
 
-    def _evidence(self, u: Unit) -> int:
-        return u.evidence(self.s.min_sightings)
-
-    @staticmethod
-    def _stretch(u: Unit) -> float:
-        """1 / p: how much longer this unit's gaps are under the channel plan."""
-        return u.stretch
-
     def _start_visit(self, u: Unit, out: list[Event]) -> None:
         adopted = self.peers.visit_of(u.key) if self.peers.active else None
         if adopted is not None:
@@ -89,7 +81,9 @@ class VisitSteps(ZoneSteps):
         if ts - u.first + u.day_present > u.limit:
             self._make_fixture(u, ts, out)
             return True
-        if u.walkin or u.strong < self._evidence(u):  # one strong frame may be a reflection
+        # min_sightings strong readings (at the unit's catch probability): one strong frame
+        # may be a reflection
+        if u.walkin or u.strong < u.evidence(self.s.min_sightings):
             return False
         # Strong on min_sightings readings: inside now, so it counts in `present` at once.
         # Whether it was a visit (an entry) or a passer-by is decided by walk_in.min_time.
@@ -119,7 +113,7 @@ class VisitSteps(ZoneSteps):
                    reason: str = "timeout") -> None:
         if u.visit is None:
             return
-        end = u.last + self.s.visit_timeout_s * self._stretch(u) if at is None else at
+        end = u.last + self.s.visit_timeout_s * u.stretch if at is None else at
         if u.zone is not None:
             self._exit_zone(u, end, out)
         duration = u.last - u.first
