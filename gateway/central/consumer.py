@@ -212,13 +212,17 @@ class PartitionWorker:
         commit = Commit()
         for msg in batch:
             payload = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
-            item = parse(msg.topic, payload, msg.mid)
+            # Only a QoS 1/2 delivery is acknowledged; a QoS 0 one (a gateway's peer sync under
+            # the same partition) has no packet id, and a PUBACK for id 0 is a protocol error
+            # that makes the broker drop the session (tag 0: nothing to acknowledge).
+            tag = msg.mid if msg.qos else 0
+            item = parse(msg.topic, payload, tag)
             if item is None:
                 self.counters.unusable += 1
-                out.tags.append(msg.mid)
+                out.tags.append(tag)
             elif isinstance(item, Status):
                 commit.statuses.append(item)
-                out.tags.append(msg.mid)
+                out.tags.append(tag)
             else:
                 if not self.state.known(item.key):
                     self.state.start(item.key, await self.db.position(item.key))
@@ -234,7 +238,8 @@ class PartitionWorker:
             self.counters.gaps += sum(g.size for g in commit.gaps)
         if not link.closed.done():
             for tag in out.tags:  # only now: the effect of each is committed
-                link.client.ack(tag, 1)
+                if tag:
+                    link.client.ack(tag, 1)
         for request in out.resend:
             if self.opts.command_key and not link.closed.done():
                 topic = request.topic(self.opts.prefix, partitions=self.opts.partitions)

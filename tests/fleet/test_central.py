@@ -192,3 +192,36 @@ async def test_central_on_a_single_mosquitto(mosquitto: Any, fleet_prefix: str,
     finally:
         await g.stop()
         await db.close()
+
+
+async def test_a_qos0_message_in_the_partition_does_not_cost_the_session(
+        mosquitto: Any, fleet_prefix: str, tmp_path: Path) -> None:
+    """A gateway's peer sync (QoS 0) lands under the consumer's partition subscription: it
+    must not be acknowledged (a PUBACK for packet id 0 is a protocol error: Mosquitto dropped
+    the session every 5 s, and a hole's resend never completed)."""
+    from paho.mqtt.client import Client as Paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from presence_gateway.core.envelope import partition_of
+
+    broker = mosquitto()
+    o = Options(brokers=(Endpoint(broker.host, broker.port),), prefix=fleet_prefix,
+                partitions=1, instance="q", lease_s=2.0, gap_timeout_s=5.0, keepalive=5)
+    db = await open_db(f"sqlite:///{tmp_path}/q.db")
+    part = partition_of("s1", 1)
+    try:
+        async with consumer(o, db) as a:
+            await all_consuming(a, 1)
+            sender = Paho(CallbackAPIVersion.VERSION2)
+            sender.connect(broker.host, broker.port)
+            sender.loop_start()
+            topic = f"{fleet_prefix}/v2/{part}/s1/sync/gw1"
+            for _ in range(3):
+                sender.publish(topic, b"{}", qos=0).wait_for_publish(5)
+            sender.loop_stop()
+            sender.disconnect()
+            await asyncio.sleep(1.5)
+            assert a.counters.sessions == 1, "the broker dropped the consumer's session"
+            assert a.counters.unusable == 3
+    finally:
+        await db.close()
