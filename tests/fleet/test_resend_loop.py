@@ -64,17 +64,25 @@ async def test_central_asks_for_a_hole_and_the_gateway_fills_it(tmp_path: Path,
                            is not None and svc.runtime.publisher.connected)
         rt = svc.runtime
         assert rt is not None and rt.publisher is not None
+        publisher = rt.publisher
+
+        async def delivered() -> bool:
+            # The writer commits `load`'s messages in batches: wait for that first, or the
+            # outbox may still be empty and `flush` return before they were even stored
+            # (then the broker is killed with nothing to lose, and nothing is resent).
+            await rt.writer.drained()
+            return await publisher.flush(30)
         async with consumer(o, db) as a:
             await all_consuming(a, PARTS)
             for i in range(10):
                 load(i * 50, 50)
                 await asyncio.sleep(0.02)
-            assert await rt.publisher.flush(30)
+            assert await delivered()
         # No consumer: the broker queues for the partition sessions, acknowledges the
         # gateway (which deletes), and then dies with the queue: a certain loss.
         for i in range(10, 15):
             load(i * 50, 50)
-        assert await rt.publisher.flush(30)
+        assert await delivered()
         broker.kill()
         await asyncio.sleep(0.3)
         broker.start()
@@ -83,7 +91,7 @@ async def test_central_asks_for_a_hole_and_the_gateway_fills_it(tmp_path: Path,
             for i in range(15, 30):
                 load(i * 50, 50)
                 await asyncio.sleep(0.02)
-            assert await rt.publisher.flush(30)
+            assert await delivered()
             stored: set[int] = set()
             results: list[object] = []
             for _ in range(300):  # the resend round trip: hole seen, asked, re-queued, stored
