@@ -272,6 +272,7 @@ def test_a_live_gateway_rides_out_a_full_disk(small_disk: Path,
                 await asyncio.sleep(0.01)
 
         await inject(2000)
+        await rt.writer.drained()  # committed first, or flush may see an empty outbox
         assert await rt.publisher.flush(20)
         ballast = small_disk / "ballast"
         fill(ballast)

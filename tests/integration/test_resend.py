@@ -168,6 +168,7 @@ def test_events_lost_by_a_killed_broker_are_recovered_by_resend(
                 sub.client.loop_start()
             await asyncio.sleep(0.01)
         assert rt.publisher is not None
+        await rt.writer.drained()  # the last batches committed first, or flush sees them not
         assert await rt.publisher.flush(30), "the gateway could not deliver"
         await asyncio.sleep(1.0)
         got = seq_and_id(sub)
