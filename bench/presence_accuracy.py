@@ -23,9 +23,12 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import importlib
 import math
+import statistics
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -158,10 +161,11 @@ HOP_PLANS: tuple[tuple[str, tuple[int, ...], float], ...] = (
     ("10 ch, 250 ms", tuple(range(2, 12)), 0.25),
     ("10 ch, 100 ms", tuple(range(2, 12)), 0.1),
 )
-# The sweeping variant: a phone's active scan visits channels 1-11 in order, SWEEP_S on each
-# (a ~0.2 s scan), sending the same probe on each; the recorded channel-2 frame at t places
-# channel c at t + (c - 2) * SWEEP_S. An assumption (the sniffer recorded channel 2 only).
-SWEEP_S = 0.02
+# A sweeping phone's active scan visits channels 1-11 in order, `step_s` on each, sending the
+# same probe on each: the recorded channel-2 frame at t places channel c at t + (c - 2) *
+# step_s. The step is measured (`measure_sweeps`: ~10 ms); SWEEP_S is the default when a
+# caller gives none.
+SWEEP_S = 0.01
 
 
 def _on(channels: tuple[int, ...], dwell_s: float, t: float) -> int:
@@ -169,11 +173,12 @@ def _on(channels: tuple[int, ...], dwell_s: float, t: float) -> int:
     return channels[int(t // dwell_s) % len(channels)]
 
 
-def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False) -> Radio_:
+def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False,
+              step_s: float = SWEEP_S) -> Radio_:
     """What a radio hopping over `channels`, `dwell_s` on each, hears of a recorded channel-2
     frame. Default: the frame if the radio was on its channel when it was sent, else nothing
     (a lower bound: the phone's copies on the other channels were not recorded). `sweep`:
-    also the copies a sweeping phone sent on the plan's other channels (SWEEP_S), each tagged
+    also the copies a sweeping phone sent on the plan's other channels (`step_s` apart), each tagged
     with the channel the radio was on, as a hopper's capture tags them."""
 
     def heard(s: Sighting) -> Iterable[Sighting]:
@@ -183,10 +188,108 @@ def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False)
             return (s,) if _on(channels, dwell_s, s.ts) == s.channel else ()
         out = []
         for c in channels:
-            t = s.ts + (c - s.channel) * SWEEP_S
+            t = s.ts + (c - s.channel) * step_s
             if _on(channels, dwell_s, t) == c:
                 out.append(dataclasses.replace(s, ts=s.ts, channel=c))
         return out[:1]  # the burst's first copy heard; the throttle drops the rest anyway
+
+    return heard
+
+
+# A phone's burst is told from the next by a silence longer than this: a scan sends its
+# probes on every channel within ~0.5 s, and bursts are tens of seconds apart.
+BURST_GAP_S = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweeps:
+    """How phones send a burst, measured on the probing_patterns captures (three fixed
+    monitors on channels 1, 6 and 11, one phone per file): the shares of bursts heard on all
+    three channels, on two and on one, and the time a sweep takes from one channel number to
+    the next (the median of |t6 - t1| / 5 and |t11 - t6| / 5 over the bursts heard on all
+    three, first frame on each)."""
+
+    shares: tuple[float, float, float]
+    step_s: float
+
+
+def measure_sweeps(patterns: Path) -> Sweeps:
+    """`Sweeps` from the probing_patterns files (a burst: frames < BURST_GAP_S apart)."""
+    counts = [0, 0, 0]
+    steps: list[float] = []
+    for pcap in sorted(patterns.glob("*.pcap")):
+        heard = []
+        for ts, linktype, data in records(pcap):
+            s = parse_record(data, linktype, ts, "patterns")
+            if isinstance(s, Sighting) and s.channel is not None:
+                heard.append((s.ts, s.channel))
+        heard.sort()
+        last, first = -math.inf, dict[int, float]()
+        for ts, ch in [*heard, (math.inf, 0)]:
+            if ts - last > BURST_GAP_S and first:
+                counts[3 - min(3, len(first))] += 1
+                if len(first) == 3 and {1, 6, 11} <= first.keys():
+                    steps += [abs(first[6] - first[1]) / 5, abs(first[11] - first[6]) / 5]
+                first = {}
+            first.setdefault(ch, ts)
+            last = ts
+    total = sum(counts)
+    if not total or not steps:
+        raise SystemExit(f"no probe bursts on 1/6/11 in {patterns}")
+    return Sweeps((counts[0] / total, counts[1] / total, counts[2] / total),
+                  statistics.median(steps))
+
+
+def _uniform(*key: object) -> float:
+    """A reproducible draw in [0, 1) from `key` (the same variant every run)."""
+    h = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64
+
+
+def measured_radio(channels: tuple[int, ...], dwell_s: float, sweeps: Sweeps) -> Radio_:
+    """What a radio hopping over `channels` hears when phones send their bursts as measured
+    (`measure_sweeps`): a burst is a sweep of channels 1-11 with the share heard on all three
+    monitors; a partial sweep (each other channel sent or not, even odds) with the share heard
+    on two; the recorded channel only with the share heard on one. Drawn once per burst of
+    each source address, reproducibly."""
+    sweep = hop_radio(channels, dwell_s, sweep=True, step_s=sweeps.step_s)
+    single = hop_radio(channels, dwell_s)
+    shares = sweeps.shares
+    bursts: dict[bytes, list[float]] = {}  # address -> [draw, last frame]
+
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        if s.channel is None:
+            return ()
+        b = bursts.get(s.address)
+        if b is None or s.ts - b[1] > BURST_GAP_S:
+            b = bursts[s.address] = [_uniform(s.address, s.ts), s.ts]
+        b[1] = s.ts
+        u = b[0]
+        if u < shares[0]:
+            return sweep(s)
+        if u >= shares[0] + shares[1]:
+            return single(s)
+        for c in channels:  # a partial sweep: the copies this burst has, in order
+            if c != s.channel and _uniform(u, c) < 0.5:
+                continue
+            if _on(channels, dwell_s, s.ts + (c - s.channel) * sweeps.step_s) == c:
+                return (dataclasses.replace(s, channel=c),)
+        return ()
+
+    return heard
+
+
+def thinned_radio(keep: float) -> Radio_:
+    """A fixed radio that hears only `keep` of each phone's bursts (drawn per burst): phones
+    that probe less often, or a noisier room; the engine is not told."""
+    bursts: dict[bytes, list[float]] = {}
+
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        b = bursts.get(s.address)
+        if b is None or s.ts - b[1] > BURST_GAP_S:
+            b = bursts[s.address] = [_uniform("thin", s.address, s.ts), s.ts]
+        b[1] = s.ts
+        return (s,) if b[0] < keep else ()
 
     return heard
 
@@ -214,17 +317,29 @@ def coverage(iv: dict[int, tuple[float, float]], truth: dict[int, float]) -> flo
     return sum(iv[k][0] <= truth[k] <= iv[k][1] for k in mins) / len(mins)
 
 
-def variants() -> list[tuple[str, Radio_ | None, ChannelPlan | None]]:
-    """(name, radio, plan given to the engine) of every variant of the class days."""
-    out: list[tuple[str, Radio_ | None, ChannelPlan | None]] = [
-        ("fixed (as recorded)", None, None)]
-    out += [(name, hop_radio(chs, dwell), ChannelPlan(chs, dwell))
-            for name, chs, dwell in HOP_PLANS]
-    out += [(f"{name}, phone sweeps 1-11", hop_radio(chs, dwell, sweep=True),
-             ChannelPlan(chs, dwell)) for name, chs, dwell in HOP_PLANS[::2]]
-    out += [(f"RSSI {db:+d} dB", shift_radio(db), None) for db in (-6, 6)]
-    out += [(f"10 ch, 250 ms, RSSI {db:+d} dB", _chain(shift_radio(db), hop_radio(
-        tuple(range(2, 12)), 0.25)), ChannelPlan(tuple(range(2, 12)), 0.25)) for db in (-6, 6)]
+Variant = tuple[str, Callable[[], Radio_ | None], ChannelPlan | None]
+
+
+def variants(sweeps: Sweeps) -> list[Variant]:
+    """(name, a fresh radio for one replay, plan given to the engine) of every variant of the
+    class days (a radio keeps per-burst state, so each replay gets its own)."""
+    p10 = ChannelPlan(tuple(range(2, 12)), 0.25)
+
+    def measured10(db: int) -> Radio_:
+        return _chain(shift_radio(db), measured_radio(p10.channels, p10.dwell_s, sweeps))
+
+    out: list[Variant] = [("fixed (as recorded)", lambda: None, None)]
+    for name, chs, dwell in HOP_PLANS:
+        out.append((f"{name}, lower bound", partial(hop_radio, chs, dwell),
+                    ChannelPlan(chs, dwell)))
+    for name, chs, dwell in HOP_PLANS:
+        out.append((f"{name}, phones as measured", partial(measured_radio, chs, dwell, sweeps),
+                    ChannelPlan(chs, dwell)))
+    out += [(f"RSSI {db:+d} dB", partial(shift_radio, db), None) for db in (-6, 6)]
+    out += [(f"10 ch, 250 ms, as measured, RSSI {db:+d} dB", partial(measured10, db), p10)
+            for db in (-6, 6)]
+    out += [(f"{keep:.0%} of the bursts (fixed radio)", partial(thinned_radio, keep), None)
+            for keep in (0.8, 0.6)]
     return out
 
 
@@ -239,19 +354,24 @@ def hopping(wifi: Path) -> None:
     """MAE / r / interval coverage per variant of the class days (the empty day hops
     already)."""
     days = DAYS[:2]
+    sweeps = measure_sweeps(wifi / "probing_patterns")
+    a, b, c = sweeps.shares
+    print(f"Phones' bursts as measured on probing_patterns (monitors on 1/6/11): {a:.0%} heard "
+          f"on all three channels, {b:.0%} on two, {c:.0%} on one; a sweep moves one channel "
+          f"number in {sweeps.step_s * 1000:.1f} ms.\n")
     print("| variant | " + " | ".join(f"{d} frames kept | MAE | r | coverage"
                                      for d in days) + " |")
     print("|---|" + "---|---|---|---|" * len(days))
-    for name, radio, plan in variants():
+    for name, make, plan in variants(sweeps):
         cells = []
         for day in days:
             base = wifi / "brno_sc6-61" / f"position_1_sc6-61_{day}"
             pcap = Path(f"{base}_anonymized.pcap")
             iv: dict[int, tuple[float, float]] = {}
-            est, truth, _ = replay(pcap, occupancy(Path(f"{base}_ver-99.csv")), radio=radio,
+            est, truth, _ = replay(pcap, occupancy(Path(f"{base}_ver-99.csv")), radio=make(),
                                    plan=plan, intervals=iv)
             total = sum(1 for _ in observations(pcap))
-            kept = sum(1 for _ in observations(pcap, radio=radio))
+            kept = sum(1 for _ in observations(pcap, radio=make()))
             mae, r = score(est, truth)
             cells.append(f"{kept / total:.0%} | {mae:.2f} | {_r(r)} | "
                          f"{coverage(iv, truth):.2f}")

@@ -23,6 +23,8 @@ from presence_gateway.core.presence.hopping import (
     PlanInference,
     channel_bit,
     channels_probed,
+    expected_max,
+    peak_relief,
 )
 from presence_gateway.core.presence.sessions import PresenceEngine
 from tests.core.presence_helpers import ble, run, wifi
@@ -207,3 +209,44 @@ def test_a_visit_ends_at_its_own_stretch_behind_a_longer_one() -> None:
     assert ended["sweep"] == 330.0 + 300.0
     assert ended["slow"] == 300.0 + 900.0
     assert footfall_before[-1] < 660.0  # emitted at the 660 s boundary, not at 1200 s
+
+
+PLAN10 = ChannelPlan(tuple(range(1, 11)), 0.25)
+
+
+def test_a_bursts_probes_count_as_one_caught_burst() -> None:
+    # A sweeping phone: every minute a burst of four probes within 0.6 s, all heard on the
+    # channel the radio dwells on then (a new one each burst). Counted per reading, the first
+    # burst alone (four readings on one channel) read as a one-channel phone (p = 1/10,
+    # windows x 10); counted per burst, three bursts on three channels say it sweeps.
+    trace = WARM + [on(wifi(t + d, "p"), 1 + (int(t) // 60) % 10)
+                    for t in (0.0, 60.0, 120.0) for d in (0.0, 0.2, 0.4, 0.6)]
+    eng = engine(PLAN10)
+    run(eng, trace, until=130.0)
+    unit = eng._units["p"]
+    assert unit.chans_n == 3
+    assert unit.stretch == 1.0
+
+
+def test_expected_max_and_the_peak_relief() -> None:
+    assert expected_max(1) == 0.0
+    assert expected_max(10) == pytest.approx(1.539, abs=0.02)  # tabulated order statistic
+    assert expected_max(100) == pytest.approx(2.508, abs=0.02)
+    assert peak_relief(5, 1.0, 5.0) == 0.0  # a fixed radio: no relief
+    # At p = 1/10 the strongest of 3 readings stands for the strongest of 30: ~6 dB lower.
+    assert peak_relief(3, 10.0, 5.0) == pytest.approx(5 * (expected_max(30) - expected_max(3)))
+    assert 5.0 < peak_relief(3, 10.0, 5.0) < 7.0
+    # More readings: the two maxima draw closer; a sparser radio: further apart.
+    assert peak_relief(30, 10.0, 5.0) < peak_relief(3, 10.0, 5.0)
+    assert peak_relief(3, 3.0, 5.0) < peak_relief(3, 10.0, 5.0)
+
+
+def test_a_sparsely_heard_phone_is_judged_on_the_peak_a_fixed_radio_would_have_seen() -> None:
+    # One channel of ten, a burst every 3 minutes at -73 dBm: never at the walk-in level
+    # (-70) as heard, but the strongest of the ten times as many bursts a fixed radio would
+    # have caught is expected ~6 dB higher. Counted under the plan, not by a fixed radio.
+    trace = WARM + [on(wifi(float(t), "p", -73), 6) for t in range(0, 2401, 180)]
+    hop = present(run(engine(PLAN10), trace, until=2500.0))
+    fixed = present(run(engine(FIXED), trace, until=2500.0))
+    assert hop[1800.0] == 0.8
+    assert max(fixed.values()) == 0.0

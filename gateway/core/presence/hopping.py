@@ -14,6 +14,10 @@ channel only while it dwells there. The model (docs/presence.md "Channel hopping
   stretched by 1 / p for that unit, and the evidence asked of it (`min_sightings` readings,
   and as many strong ones) is scaled by p, at least one reading: a one-off frame is thinned
   by p too. The rhythm exit needs nothing: it learns the gaps the radio actually sees.
+- The walk-in and weak rules judge a unit's strongest readings, and the strongest of c readings
+  is expected lower than the strongest of the c / p a fixed radio would have had:
+  `peak_relief` (sigma (E[max of c / p] - E[max of c]), sigma the spread of one reading) is
+  added to its smoothed RSSI for those two rules once it has OWN_READINGS bursts of its own.
 
 A fixed-channel radio (one channel, or no plan known) has p = 1 and the engine is unchanged.
 
@@ -27,6 +31,8 @@ frames were heard on). Bounded memory: one slot per channel per sensor, at most
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from statistics import NormalDist
 
 # 2.4 GHz 1-14 and 5 GHz up to 177 fit in one int bitmask per unit (Python ints are unbounded,
 # but channel numbers above 191 do not exist in 802.11 2.4/5 GHz numbering).
@@ -69,6 +75,26 @@ class ChannelPlan:
 
 
 FIXED = ChannelPlan()
+
+_NORMAL = NormalDist()
+
+
+def expected_max(n: float) -> float:
+    """E[max] of n standard normal readings (Blom's approximation; 0 for one reading)."""
+    if n <= 1.0:
+        return 0.0
+    return _NORMAL.inv_cdf((n - 0.375) / (n + 0.25))
+
+
+@lru_cache(maxsize=4096)
+def peak_relief(readings: int, stretch: float, sigma_db: float) -> float:
+    """How many dB lower the strongest of `readings` readings is expected to be than the
+    strongest of the `readings * stretch` a fixed radio would have had in the same time:
+    the walk-in and weak rules judge a unit's peak, and a radio that hears 1 / p fewer
+    readings sees a lower one (sigma_db: the spread of one reading)."""
+    if stretch <= 1.0 or readings < 1:
+        return 0.0
+    return sigma_db * (expected_max(readings * stretch) - expected_max(readings))
 
 # Readings before a unit's own channels say how many channels it probes on; until then the
 # store's running estimate stands in (one reading is on one channel either way, two barely

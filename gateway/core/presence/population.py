@@ -33,7 +33,7 @@ def still_here(u: Unit, now: float, s: PresenceSettings) -> bool:
     """The rule above for one unit, spelled plainly (the walk below inlines it; a test
     holds the two together)."""
     st = u.stretch
-    weak = u.max_x < s.walkin_min_rssi + s.weak_margin_db
+    weak = u.max_x + u.relief < s.walkin_min_rssi + s.weak_margin_db
     if weak and now - u.first > s.weak_max_presence_s * st:
         return False
     quiet = now - u.last
@@ -54,7 +54,7 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings) -> Populatio
         if u.visit is None or not u.inside or not u.person or u.fixture:
             continue
         st = u.stretch
-        if u.max_x < weak_below and now - u.first > weak_after * st:
+        if u.max_x + u.relief < weak_below and now - u.first > weak_after * st:
             continue
         quiet = now - u.last
         if quiet > timeout * st:

@@ -37,7 +37,13 @@ from presence_gateway.core.events import (
 from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall, occupancy_states
-from presence_gateway.core.presence.hopping import ChannelPlan, RadioPlans, channel_bit
+from presence_gateway.core.presence.hopping import (
+    OWN_READINGS,
+    ChannelPlan,
+    RadioPlans,
+    channel_bit,
+    peak_relief,
+)
 from presence_gateway.core.presence.placement import PlacementLearner
 from presence_gateway.core.presence.population import present
 from presence_gateway.core.presence.sync import Peers
@@ -82,6 +88,7 @@ class PresenceEngine(VisitSteps):
         self._plans = RadioPlans(plan)
         self._horizon = 0.0
         self._set_horizon()
+        self._sigma = s.kalman_measurement_noise ** 0.5  # dB: the spread of one reading
         self._q, self._r, self._out = (s.kalman_process_noise, s.kalman_measurement_noise,
                                        s.outlier_db)
         self.footfall = Footfall(tuple(z.name for z in s.zones), s.people_per_device,
@@ -153,6 +160,8 @@ class PresenceEngine(VisitSteps):
         for u in self._units.values():
             if not hasattr(u, "chans"):
                 u.chans, u.chans_n, u.stretch = 0, 0, 1.0
+            if not hasattr(u, "relief"):
+                u.relief = 0.0
         self.expire_batch = getattr(frozen, "expire_batch", EXPIRE_BATCH)
         self._budget = 0
         self.backlog = getattr(frozen, "backlog", False)
@@ -182,7 +191,7 @@ class PresenceEngine(VisitSteps):
             if sp.size > 1:
                 if sp.size * self._base_horizon > self._horizon:
                     self._set_horizon()
-                u.hopped(channel_bit(obs.channel), sp.catch)
+                u.hopped(channel_bit(obs.channel), ts, sp.catch)
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
@@ -208,7 +217,9 @@ class PresenceEngine(VisitSteps):
         x = u.sig.x
         if x > u.max_x:
             u.max_x = x
-        if x >= self.s.walkin_min_rssi:
+        if u.stretch != 1.0 and u.chans_n >= OWN_READINGS:
+            u.relief = peak_relief(u.chans_n, u.stretch, self._sigma)
+        if x + u.relief >= self.s.walkin_min_rssi:
             u.strong += 1
         if (not u.walkin or ts - u.first + u.day_present > u.limit) \
                 and self._check_walkin(u, ts, out):

@@ -62,8 +62,8 @@ class Unit:
     __slots__ = ("announced", "cand", "cand_due", "chans", "chans_n", "count", "day_present",
                  "dwell", "first", "fixture", "gap", "hi", "hold", "inside", "key", "last",
                  "limit", "lo", "mark_i", "max_x", "next_mark", "owned", "path", "person",
-                 "radio", "ref", "sensor", "sig", "stretch", "strong", "visit", "walkin", "zone",
-                 "zone_since")
+                 "radio", "ref", "relief", "sensor", "sig", "stretch", "strong", "visit",
+                 "walkin", "zone", "zone_since")
 
     def __init__(self, key: str, radio: Radio, ts: float, rssi: float, r: float,
                  person: bool) -> None:
@@ -84,6 +84,7 @@ class Unit:
         self.chans = 0
         self.chans_n = 0
         self.stretch = 1.0
+        self.relief = 0.0  # dB: how much lower its peak reads than a fixed radio's would
         self.reset(ts)
 
     def heard(self, ts: float) -> None:
@@ -96,12 +97,17 @@ class Unit:
         if ts > self.last:
             self.last = ts
 
-    def hopped(self, bit: int, catch: CatchModel) -> None:
+    def hopped(self, bit: int, ts: float, catch: CatchModel) -> None:
         """A Wi-Fi reading under a channel plan (`bit`: its channel): the channels heard on,
-        and 1 / p from them (core/presence/hopping.py); settled after a few readings on
-        channels already known, recomputed whenever a new one is heard."""
+        the bursts caught, and 1 / p from them (core/presence/hopping.py); settled after a
+        few bursts on channels already known, recomputed whenever a new one is heard. A
+        reading within BURST_S of the last on a known channel is the same burst: a burst's
+        probes fall in one dwell, so counting them as readings made a sweeping phone's first
+        burst look like many bursts on one channel (p = 1 / n)."""
         new = not self.chans & bit
         self.chans |= bit
+        if not new and ts - self.last <= BURST_S and self.chans_n:
+            return  # the same burst: its probes fall in one dwell, they say nothing more
         self.chans_n += 1
         if new or self.chans_n <= 4 * OWN_READINGS:
             p = catch.p(self.chans, self.chans_n)
