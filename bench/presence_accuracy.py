@@ -173,6 +173,18 @@ def _on(channels: tuple[int, ...], dwell_s: float, t: float) -> int:
     return channels[int(t // dwell_s) % len(channels)]
 
 
+def _copy_on(s: Sighting, channel: int) -> Sighting:
+    """The copy of a recorded probe a sweeping phone sent on `channel`: the same frame, heard
+    on that channel, its frequency and DS parameter set (the channel it was sent on) with it."""
+    if channel == s.channel:
+        return s
+    fields = dict(s.fields)
+    fields["freq"] = 2407 + 5 * channel
+    if fields.get("ds_channel") is not None:
+        fields["ds_channel"] = channel
+    return dataclasses.replace(s, channel=channel, fields=fields)
+
+
 def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False,
               step_s: float = SWEEP_S) -> Radio_:
     """What a radio hopping over `channels`, `dwell_s` on each, hears of a recorded channel-2
@@ -190,7 +202,7 @@ def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False,
         for c in channels:
             t = s.ts + (c - s.channel) * step_s
             if _on(channels, dwell_s, t) == c:
-                out.append(dataclasses.replace(s, ts=s.ts, channel=c))
+                out.append(_copy_on(s, c))
         return out[:1]  # the burst's first copy heard; the throttle drops the rest anyway
 
     return heard
@@ -273,7 +285,7 @@ def measured_radio(channels: tuple[int, ...], dwell_s: float, sweeps: Sweeps) ->
             if c != s.channel and _uniform(u, c) < 0.5:
                 continue
             if _on(channels, dwell_s, s.ts + (c - s.channel) * sweeps.step_s) == c:
-                return (dataclasses.replace(s, channel=c),)
+                return (_copy_on(s, c),)
         return ()
 
     return heard

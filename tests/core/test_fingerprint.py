@@ -52,6 +52,19 @@ def test_off_channel_rssi_is_not_compared() -> None:
     assert g.observe(obs("b", 0.3, seq=2000, rssi=-85, ds_channel=4)) == first
 
 
+def test_a_hopping_radio_compares_rssi_across_its_channels() -> None:
+    # Two phones of one model, heard on channel 1 at -50 and -75 dBm. The next burst comes
+    # from a fresh address, heard on channel 6 (sent there: on-channel) at -74: the far
+    # phone's. One mean per sensor links it there; one mean per channel knew neither phone
+    # on channel 6 and took the first candidate.
+    g = DeviceGrouper(rssi_tol_db=10)
+    near = g.observe(obs("a", 0.0, seq=100, rssi=-50, ds_channel=1))
+    far = g.observe(obs("b", 0.2, seq=2000, rssi=-75, ds_channel=1))
+    assert near != far
+    nxt = g.observe(obs("c", 60.0, seq=3000, rssi=-74, channel=6, ds_channel=6))
+    assert nxt == far
+
+
 def test_next_burst_links_within_max_gap_only() -> None:
     g = DeviceGrouper(max_gap_s=120, resume_s=120)
     first = g.observe(obs("a", 0.0, seq=100))

@@ -1,10 +1,10 @@
 """Channel hopping: the engine corrects for the share of bursts a hopping radio catches.
 
 Scripted traces with known truth: one phone probing every 60 s on one channel, heard through a
-radio that spends a third of its time there (every third burst caught, as the 3-channel
-variant of the Brno days), and one that sweeps every channel (heard at almost every burst on
-another channel). The model is core/presence/hopping.py; the measured effect is in
-docs/presence.md "Channel hopping".
+radio that spends a third of its time there (every third burst caught, as the 3-channel variant of
+the Brno days), and one that sweeps every channel (heard at almost every burst on another channel;
+caught as often as the plan's timing lets a 0.2 s scan be caught). The model is
+core/presence/hopping.py; the measured effect is in docs/presence.md "Channel hopping".
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from presence_gateway.core.presence.hopping import (
     channels_probed,
     expected_max,
     peak_relief,
+    sweep_catch,
 )
 from presence_gateway.core.presence.sessions import PresenceEngine
 from tests.core.presence_helpers import ble, run, wifi
@@ -68,7 +69,9 @@ def test_channels_probed_from_the_distinct_channels_heard() -> None:
 def test_catch_model_uses_the_store_mean_until_a_unit_has_its_own_readings() -> None:
     model = CatchModel(ChannelPlan(tuple(range(1, 11)), 0.1))
     assert model.p(channel_bit(2), 1) == pytest.approx(0.1)  # the prior: 1 / n
-    assert model.p(channel_bit(2) | channel_bit(5) | channel_bit(9), 3) == 1.0
+    # three bursts on three channels: a sweeping phone, caught as often as the plan's timing
+    # lets a sweep be caught
+    assert model.p(channel_bit(2) | channel_bit(5) | channel_bit(9), 3) == model.sweep_p
     for _ in range(30):
         model.learn(1.0)  # the store's phones sweep
     assert model.mean_p > 0.9
@@ -136,16 +139,30 @@ def test_one_reading_is_enough_evidence_at_a_third_of_the_bursts() -> None:
     assert fixed[600.0] == 0.0
 
 
-def test_a_phone_that_sweeps_every_channel_is_not_stretched() -> None:
-    # Heard on a new channel of the plan at each burst: p = 1 after three readings, so it
-    # leaves the count after its own rhythm as with a fixed radio (no 3x longer windows).
+def test_a_phone_that_sweeps_every_channel_is_stretched_only_by_the_plans_timing() -> None:
+    # Heard on a new channel of the plan at each burst: it sweeps, so after three bursts p is
+    # the share of sweeps the plan catches (sweep_catch), not 1/3, and it leaves the count
+    # after its own rhythm as with a fixed radio (no 3x longer windows).
     trace = WARM + [on(wifi(float(t), "p"), (1, 6, 11)[(t // 60) % 3])
                     for t in range(0, 1201, 60)]
     eng = engine(PLAN3)
-    p = present(run(eng, trace, until=2400.0))
+    run(eng, trace, until=1210.0)
+    assert eng._units["p"].stretch == pytest.approx(1 / sweep_catch(PLAN3))
+    p = present(run(engine(PLAN3), trace, until=2400.0))
     assert p[1260.0] == 0.8 and p[1500.0] == 0.0  # as the fixed-radio test in test_presence_exit
-    unit = next(iter(eng._units.values()), None)
-    assert unit is None or unit.stretch == 1.0
+
+
+def test_the_share_of_sweeps_a_plan_catches() -> None:
+    assert sweep_catch(FIXED) == 1.0
+    assert sweep_catch(ChannelPlan((1, 6, 11))) == 1.0  # learnt from a recording: no dwell
+    # 1/6/11 at 250 ms: a 0.2 s scan that starts while the radio is late on 11 reaches 1
+    # and 6 after the radio has moved on; a quarter of the sweeps are missed
+    assert 0.65 < sweep_catch(PLAN3) < 0.8
+    assert sweep_catch(ChannelPlan((1, 6, 11), 1.0)) > 0.9  # longer dwell: fewer misses
+    # channels in the scan's own order: the radio runs ahead of the scan, which catches up
+    assert sweep_catch(ChannelPlan(tuple(range(1, 11)), 0.25)) > 0.9
+    # a scan 10x slower than measured misses more of the same plan
+    assert sweep_catch(PLAN3, step_s=0.2) < sweep_catch(PLAN3)
 
 
 def test_a_fixed_radio_is_unchanged_by_the_plan_machinery() -> None:
@@ -206,9 +223,10 @@ def test_a_visit_ends_at_its_own_stretch_behind_a_longer_one() -> None:
     emitted_at = next(i for i, e in enumerate(events)
                       if e.type == "presence.visit.ended" and e.data["device"] == "sweep")
     footfall_before = [e.time for e in events[:emitted_at] if e.type == "presence.footfall"]
-    assert ended["sweep"] == 330.0 + 300.0
+    sweep_end = 330.0 + 300.0 / sweep_catch(PLAN3)  # p of a sweeping phone under PLAN3
+    assert ended["sweep"] == pytest.approx(sweep_end)
     assert ended["slow"] == 300.0 + 900.0
-    assert footfall_before[-1] < 660.0  # emitted at the 660 s boundary, not at 1200 s
+    assert footfall_before[-1] < sweep_end + 60.0  # at its own boundary, not at 1200 s
 
 
 PLAN10 = ChannelPlan(tuple(range(1, 11)), 0.25)
@@ -218,14 +236,16 @@ def test_a_bursts_probes_count_as_one_caught_burst() -> None:
     # A sweeping phone: every minute a burst of four probes within 0.6 s, all heard on the
     # channel the radio dwells on then (a new one each burst). Counted per reading, the first
     # burst alone (four readings on one channel) read as a one-channel phone (p = 1/10,
-    # windows x 10); counted per burst, three bursts on three channels say it sweeps.
+    # windows x 10); counted per burst, three bursts on three channels say it sweeps (p: the
+    # share of sweeps the plan catches).
     trace = WARM + [on(wifi(t + d, "p"), 1 + (int(t) // 60) % 10)
                     for t in (0.0, 60.0, 120.0) for d in (0.0, 0.2, 0.4, 0.6)]
     eng = engine(PLAN10)
     run(eng, trace, until=130.0)
     unit = eng._units["p"]
     assert unit.chans_n == 3
-    assert unit.stretch == 1.0
+    assert unit.stretch == pytest.approx(1 / sweep_catch(PLAN10))
+    assert unit.stretch < 1.1
 
 
 def test_expected_max_and_the_peak_relief() -> None:

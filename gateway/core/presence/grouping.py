@@ -13,9 +13,12 @@ linked into groups (one group ~ one device) by evidence a rotating address does 
 3. the same burst: a group of this fingerprint that was heard less than `burst_s` ago and at a
    similar RSSI (a phone sends a burst of probes on every channel within about a second);
 4. the next burst: a quiet group of this fingerprint heard within `max_gap_s`, at a similar
-   RSSI (within `rssi_tol_db` of its running mean for the same sensor and channel: RSSI of
-   different sensors or channels is not comparable, and a probe heard off its own channel
-   (DS parameter set) is attenuated, so it is not compared); the closest in RSSI wins;
+   RSSI (within `rssi_tol_db` of its running mean for the same sensor: RSSI of different
+   sensors is not comparable, and a probe heard off its own channel (DS parameter set) is
+   attenuated, so it is not compared; heard on its own channel, one sensor's readings on
+   different channels are: 2412 and 2462 MHz differ by 0.2 dB of path loss, so a hopping
+   radio keeps one mean per sensor, not one per channel with a few readings each); the
+   closest in RSSI wins;
 5. resume: only when no group of this fingerprint is explained by 2-4, a group that went quiet
    (silent for more than `max_gap_s`, at most `resume_s`) at a similar RSSI is continued: a
    phone that was locked or on a network stops probing for minutes and comes back from a fresh
@@ -69,6 +72,12 @@ def _on_channel(obs: Observation) -> bool:
     return ds is None or ds == obs.channel
 
 
+def _rssi_key(obs: Observation) -> tuple[str, int | None]:
+    """The key of a group's running mean RSSI: the sensor (the channel slot stays None; it
+    held the channel before one mean per sensor, and snapshots keep the old keys)."""
+    return (obs.sensor, None)
+
+
 class _Group:
     __slots__ = ("addresses", "dead", "first", "fp", "gid", "key", "last", "linkable", "mean",
                  "more", "seq")
@@ -79,8 +88,8 @@ class _Group:
         self.first = ts
         self.last = ts
         self.seq: int | None = None
-        # Running mean RSSI by (sensor, channel): the first key in two slots, any other in a
-        # dict made on demand. Almost every group is heard by one sensor on one channel, and a
+        # Running mean RSSI by `_rssi_key`: the first key in two slots, any other in a dict
+        # made on demand. Almost every group is heard by one sensor, and a
         # dict per group was ~30 MB of a 100k-phone crowd (bench.presence_memory --wifi).
         self.key: tuple[str, int | None] | None = None
         self.mean = 0.0
@@ -177,8 +186,8 @@ class DeviceGrouper:
             group.last = ts
         if obs.seq is not None:
             group.seq = obs.seq
-        if obs.rssi is not None and _on_channel(obs):  # running mean per sensor and channel
-            group.heard((obs.sensor, obs.channel), obs.rssi)
+        if obs.rssi is not None and _on_channel(obs):  # running mean per sensor
+            group.heard(_rssi_key(obs), obs.rssi)
         return group.gid
 
     def _place(self, obs: Observation) -> _Group:
@@ -205,7 +214,7 @@ class DeviceGrouper:
         return group
 
     def _link(self, candidates: list[_Group] | tuple[()], obs: Observation) -> _Group | None:
-        ts, seq, key = obs.ts, obs.seq, (obs.sensor, obs.channel)
+        ts, seq, key = obs.ts, obs.seq, _rssi_key(obs)
         rssi = obs.rssi if _on_channel(obs) else None
         best_seq: tuple[int, _Group] | None = None
         burst: _Group | None = None

@@ -7,7 +7,9 @@ channel only while it dwells there. The model (docs/presence.md "Channel hopping
   is on one of the channels the phone probes on: the catch probability of a burst is
   p = m / n, m of the plan's n channels probed by the phone (`CatchModel`: m estimated from
   the distinct channels it was heard on; the fixed-channel variants of the Brno days keep
-  channel-2 frames only, p = 1 / n; a phone that sweeps every channel of a scan, p ~ 1).
+  channel-2 frames only, p = 1 / n; a phone that sweeps every channel of a scan, p is the
+  share of its 0.2 s scans the plan's timing catches, `sweep_catch`: 0.74 for 1/6/11 at
+  250 ms, 0.94 for 1-10 at 250 ms).
 - Thinning a Poisson stream by p leaves a Poisson stream of rate p * lambda: every gap grows
   by 1 / p in expectation, so every window the engine judges sightings with (the sighting
   window, the quiet floor of the exit rule, the visit timeout, the weak rule's time) is
@@ -115,20 +117,58 @@ def channels_probed(k: int, readings: int, n: int) -> int:
     return n
 
 
+# How phones send a probe burst, measured on the probing_patterns captures (three monitors on
+# channels 1, 6 and 11, one phone per file, 224 bursts of 7 phones; bench/presence_accuracy.py
+# `measure_sweeps`): 79 % of the bursts are heard on all three channels (a sweep), and a scan
+# visits channel 1, 2, 3, ... in turn, SWEEP_STEP_S on each (the median of |t6 - t1| / 5 and
+# |t11 - t6| / 5: 20 ms).
+SWEEP_STEP_S = 0.02
+_PHASES = 400
+
+
+def sweep_catch(plan: ChannelPlan, step_s: float = SWEEP_STEP_S) -> float:
+    """The share of full sweeps a radio running `plan` catches: the scan is on channel c during
+    [(c - 1) step_s, c step_s) after it starts (two probes per channel, as the Brno captures
+    show: a median burst of 2 frames within 23 ms on one channel); it is caught when the radio
+    is on some plan channel c in that span. Averaged over the scan's start within the radio's
+    cycle (phones and radios are not in step). 1 when the dwell is not known (a learnt plan)
+    or for one channel; less when the radio often leaves a channel before the scan reaches
+    the plan's next one (2/6/11 at 250 ms: it moves 11 -> 2 while the scan is still short of
+    11)."""
+    n = len(plan.channels)
+    if n <= 1 or plan.dwell_s <= 0.0:
+        return 1.0
+    cycle, dwell = n * plan.dwell_s, plan.dwell_s
+    caught = 0
+    for i in range(_PHASES):
+        start = cycle * i / _PHASES
+        for c in set(plan.channels):
+            t = start + (c - 1) * step_s
+            if c in (plan.channels[int(t // dwell) % n],
+                     plan.channels[int((t + 0.99 * step_s) // dwell) % n]):
+                caught += 1
+                break
+    return caught / _PHASES
+
+
 class CatchModel:
     """p, the probability that the plan's radio catches one of a phone's probe bursts: m / n,
-    m the channels the phone probes on (`channels_probed`). A phone probing on one channel
-    (the lower-bound variants of the Brno days) has p = 1 / n; one that sweeps every channel
-    in each scan (phones' active scans do; the hopping 04-17 day hears one device's scan on
-    channels 2, 4 and 6 within 0.2 s) has p ~ 1. A unit with fewer than OWN_READINGS readings
-    gets the store's running mean of the units' own estimates, starting at 1 / n."""
+    m the channels the phone probes on (`channels_probed`), at most `sweep_p`, the share of
+    sweeps the plan's timing catches (`sweep_catch`: a phone on every channel is still
+    missed when the radio leaves a channel before the scan reaches its next one). A phone
+    probing on one channel (the lower-bound variants of the Brno days) has p = 1 / n; one
+    that sweeps every channel in each scan (phones' active scans do; the hopping 04-17 day
+    hears one device's scan on channels 2, 4 and 6 within 0.2 s) has p = `sweep_p`. A unit
+    with fewer than OWN_READINGS bursts gets the store's running mean of the units' own
+    estimates, starting at 1 / n."""
 
-    __slots__ = ("learnt", "mean_p", "plan")
+    __slots__ = ("learnt", "mean_p", "plan", "sweep_p")
 
     def __init__(self, plan: ChannelPlan) -> None:
         self.plan = plan
         self.mean_p = plan.duty
         self.learnt = 0
+        self.sweep_p = sweep_catch(plan)
 
     def p(self, heard_mask: int, readings: int) -> float:
         n = self.plan.size
@@ -136,7 +176,8 @@ class CatchModel:
             return 1.0
         if readings < OWN_READINGS:
             return self.mean_p
-        return channels_probed(self.plan.heard_on(heard_mask), readings, n) / n
+        return min(channels_probed(self.plan.heard_on(heard_mask), readings, n) / n,
+                   self.sweep_p)
 
     def learn(self, p: float) -> None:
         """A unit's own estimate (taken once, at OWN_READINGS readings): a running mean over
