@@ -17,8 +17,9 @@ Invariants:
   or not at all.
 - `forget(customer)` erases every stored trace: entries, visit history, rows of any table with a
   `customer_id` column (e.g. `offer_ledger`), and outbox rows whose payload names the customer
-  (not yet published). Deletion runs with `secure_delete` on, then the WAL is truncated and,
-  on a connection of its own, the file is vacuumed, so no free page keeps a copy.
+  (not yet published; the SQL is adapters/identity_erase.py). Deletion runs with
+  `secure_delete` on, then the WAL is truncated and, on a connection of its own, the file is
+  vacuumed, so no free page keeps a copy.
 - Two modes: `Registry.open(path)` (own connection: CLI, tests) or `Registry.attach(outbox)`
   (the service: shares the outbox's single writer connection and its `transaction()`).
 """
@@ -37,6 +38,8 @@ from typing import Any, Protocol
 
 import aiosqlite
 
+from presence_gateway.adapters.identity_erase import Erased as Erased
+from presence_gateway.adapters.identity_erase import erase, sum_erased
 from presence_gateway.core.identity.index import Entry, EntryKind, Hasher
 from presence_gateway.core.identity.link import VisitRecord
 from presence_gateway.core.identity.sync import SyncChange
@@ -86,13 +89,6 @@ class EntryInfo:
     expires: float | None
     source: str
     updated: float
-
-
-@dataclass(frozen=True, slots=True)
-class Erased:
-    entries: int
-    visits: int
-    other_rows: dict[str, int]  # table -> rows (offer_ledger, outbox, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +269,7 @@ class Registry:
                 await conn.execute("DELETE FROM identity_entries WHERE source='sync'")
                 await conn.execute("DELETE FROM identity_opt_out")
             for customer in change.delete_customers:
-                erased = _sum(erased, await _erase(conn, customer))
+                erased = sum_erased(erased, await erase(conn, customer))
             await conn.executemany("DELETE FROM identity_entries WHERE entry_id=?",
                                    [(i,) for i in change.delete_entries])
             for e in change.upsert:
@@ -291,7 +287,7 @@ class Registry:
     async def forget(self, customer_id: str) -> Erased:
         """Right to erasure: every stored trace of the customer, in one transaction."""
         async with self._secure(), self._txn() as conn:
-            erased = await _erase(conn, customer_id)
+            erased = await erase(conn, customer_id)
         await self._compact()
         return erased
 
@@ -357,48 +353,3 @@ async def _upsert(conn: aiosqlite.Connection, e: Entry, source: str, now: float)
     await conn.execute(_UPSERT, (e.entry_id, e.customer_id, e.kind.value, e.material,
                                  " ".join(sorted(e.consent)), json.dumps(dict(e.segments)),
                                  e.expires, source, now))
-
-
-async def _tables(conn: aiosqlite.Connection) -> dict[str, set[str]]:
-    async with conn.execute("SELECT name FROM sqlite_master WHERE type='table'"
-                            " AND name NOT LIKE 'sqlite_%'") as cur:
-        names = [r[0] for r in await cur.fetchall()]
-    out: dict[str, set[str]] = {}
-    for name in names:
-        async with conn.execute(f'PRAGMA table_info("{name}")') as cur:
-            out[name] = {r[1] for r in await cur.fetchall()}
-    return out
-
-
-def _needles(customer_id: str) -> list[bytes]:
-    """How an event payload names the customer (orjson compact, or json.dumps spacing)."""
-    value = json.dumps(customer_id)
-    return [f'"customer_id":{value}'.encode(), f'"customer_id": {value}'.encode()]
-
-
-async def _erase(conn: aiosqlite.Connection, customer_id: str) -> Erased:
-    counts: dict[str, int] = {}
-    for table, cols in (await _tables(conn)).items():
-        n = 0
-        if "customer_id" in cols:
-            cur = await conn.execute(f'DELETE FROM "{table}" WHERE customer_id=?',
-                                     (customer_id,))
-            n += cur.rowcount
-        if "payload" in cols:  # the outbox: events not yet published
-            for needle in _needles(customer_id):
-                cur = await conn.execute(
-                    f'DELETE FROM "{table}" WHERE instr(CAST(payload AS BLOB), ?) > 0',
-                    (needle,))
-                n += cur.rowcount
-        if n:
-            counts[table] = n
-    entries = counts.pop("identity_entries", 0)
-    visits = counts.pop("identity_visits", 0)
-    return Erased(entries, visits, counts)
-
-
-def _sum(a: Erased, b: Erased) -> Erased:
-    other = dict(a.other_rows)
-    for k, v in b.other_rows.items():
-        other[k] = other.get(k, 0) + v
-    return Erased(a.entries + b.entries, a.visits + b.visits, other)

@@ -5,7 +5,8 @@ Invariants:
   batch in ONE transaction (one fsync with synchronous=FULL), so a power cut loses at most the
   batch that was being committed, never part of one.
 - Rows are read oldest first by an AUTOINCREMENT key (`n`), which never goes backwards even
-  after the table empties, so a reader's cursor (`after=`) can never skip a newer row.
+  after the table empties, so a reader's cursor (`after=`) can never skip a newer row. The
+  reads and figures are the `OutboxReads` mixin (outbox_reads.py).
 - A row stops waiting only by `delete` (after the broker's PUBACK; with a resend window the
   row is kept, marked delivered, until `keep_delivered_s` or `keep_delivered_bytes` passes) or
   by the bounds: more than `max_rows` waiting rows or stored longer than `max_age_s` (wall
@@ -37,7 +38,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 
 import aiosqlite
@@ -46,6 +46,8 @@ from presence_gateway.adapters import outbox_budget as budget_sql
 from presence_gateway.adapters import outbox_delivered as delivered
 from presence_gateway.adapters.outbox_budget import ROW_OVERHEAD, Budget, Shed
 from presence_gateway.adapters.outbox_delivered import Requeued
+from presence_gateway.adapters.outbox_reads import OutboxReads
+from presence_gateway.adapters.outbox_reads import StoredMessage as StoredMessage
 from presence_gateway.adapters.outbox_schema import MIGRATIONS as _MIGRATIONS  # noqa: F401
 from presence_gateway.adapters.outbox_schema import (
     PRAGMAS,
@@ -65,21 +67,7 @@ SHED_LOG_S = 60.0  # at most one shedding summary a minute
 _INSERT, _WAITING = delivered.INSERT, delivered.WAITING
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """An outbox row: the message plus its row key (`rowid`) used to delete it after PUBACK."""
-
-    rowid: int
-    id: str
-    seq: int
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    created: float
-
-
-class Outbox:
+class Outbox(OutboxReads):
     """The durable FIFO of outbound messages; see the module docstring for its invariants."""
 
     def __init__(self, conn: aiosqlite.Connection, path: str, *, max_rows: int,
@@ -293,19 +281,6 @@ class Outbox:
             dropped += cur.rowcount
         return dropped
 
-    async def oldest(self, limit: int, *, after: int = 0) -> list[StoredMessage]:
-        """Up to `limit` waiting rows with rowid > `after`, oldest first."""
-        try:
-            # Under the lock: never read another task's uncommitted batch.
-            async with self._lock, self._conn.execute(
-                    "SELECT n, id, seq, topic, payload, qos, retain, created FROM outbox"
-                    f" WHERE n > ? AND {_WAITING} ORDER BY n LIMIT ?", (after, limit)) as cur:
-                rows = await cur.fetchall()
-        except (sqlite3.Error, OSError) as exc:
-            raise store_error(exc, self.path) from exc
-        return [StoredMessage(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7])
-                for r in rows]
-
     async def delete(self, rowids: Sequence[int]) -> None:
         """Rows the broker acknowledged stop waiting, in one transaction: deleted, or marked
         delivered when a resend window is configured. Never raises DiskFull: the keys are
@@ -385,28 +360,3 @@ class Outbox:
             for listener in self._listeners:
                 listener()
         return done
-
-    async def first_seq_since(self, created: float) -> int | None:
-        """The lowest seq still held whose event time is at or after `created`."""
-        async with self._lock:
-            value = await scalar(self._conn, "SELECT min(seq) FROM outbox WHERE created >= ?",
-                                 None, (created,))
-        return None if value is None else int(value)
-
-    async def oldest_seq(self) -> int | None:
-        async with self._lock:
-            value = await scalar(self._conn, "SELECT min(seq) FROM outbox", None)
-        return None if value is None else int(value)
-
-    # -- figures --------------------------------------------------------------------------
-    async def depth(self) -> int:
-        """Rows waiting (kept in memory: count(*) is a full scan in SQLite)."""
-        return self._depth
-
-    async def last_seq(self) -> int:
-        return self._last_seq
-
-    @property
-    def size(self) -> int:
-        """Synchronous twin of `depth()` for stats snapshots."""
-        return self._depth

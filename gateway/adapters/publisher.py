@@ -7,7 +7,8 @@ Invariants:
 - Rows go out oldest first on one connection, at most `window` unacknowledged at a time
   (settings.max_inflight, lowered to the broker's v5 Receive Maximum). The window is refilled
   from inside the PUBACK callback (ack-clocked), so steady state costs no task switch per
-  message; a single pump coroutine does the database I/O (read ahead, batched deletes).
+  message; a single pump coroutine does the database I/O (read ahead, batched deletes). That
+  data path is the `DrainSteps` mixin (publisher_drain.py); this module connects and recovers.
 - Every connection starts clean: rows in flight when a connection died are sent again from
   the oldest undeleted row (same `id`: duplicates are possible, loss is not; consumers drop
   duplicates by id and order by `sequence`).
@@ -25,7 +26,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import ssl
@@ -43,18 +43,21 @@ from paho.mqtt.reasoncodes import ReasonCode
 from presence_gateway.adapters.mqttlink import Link, explain_oserror, tls_context
 from presence_gateway.adapters.outbox import Outbox, StoredMessage
 from presence_gateway.adapters.paho_fast import FastAckClient, PackedProperties, new_props
+
+# The data path's tuning constants live with it (publisher_drain.py), importable from here.
+from presence_gateway.adapters.publisher_drain import ACK_BATCH as ACK_BATCH
+from presence_gateway.adapters.publisher_drain import ACK_DELAY_S as ACK_DELAY_S
+from presence_gateway.adapters.publisher_drain import FETCH as FETCH
+from presence_gateway.adapters.publisher_drain import LOW_WATER as LOW_WATER
+from presence_gateway.adapters.publisher_drain import DrainSteps
 from presence_gateway.core.config import Endpoint, MqttSettings
 
 CONTENT_TYPE = "application/cloudevents+json"
-FETCH = 512  # rows read ahead per query
-LOW_WATER = 128  # refill the read-ahead below this many rows
-ACK_BATCH = 256  # delete after this many acks ...
-ACK_DELAY_S = 0.1  # ... or this long after the first pending ack
 CONNACK_TIMEOUT_S = 10.0
 Handler = Callable[[str, bytes], None]
 
 
-class Publisher:
+class Publisher(DrainSteps):
     """Drains `outbox` to the broker in `settings`; see the module docstring."""
 
     def __init__(self, settings: MqttSettings, outbox: Outbox, *, status_topic: str,
@@ -252,30 +255,6 @@ class Publisher:
             link.client.message_callback_add(topic, self._dispatcher(handler))
             link.client.subscribe(topic, qos)
 
-    async def _pump(self, link: Link) -> None:
-        """Read ahead and batch deletes until the connection closes (publishing is ack-clocked)."""
-        while not link.closed.done():
-            self._kick.clear()
-            if self._acked and (len(self._acked) >= ACK_BATCH or not self._inflight
-                                or time.monotonic() - self._acked_since >= ACK_DELAY_S):
-                await self._flush_acks()
-            if len(self._buffer) <= LOW_WATER and (self._more or not self._exhausted):
-                self._more = False
-                rows = await self.outbox.oldest(FETCH, after=self._cursor)
-                self._exhausted = len(rows) < FETCH
-                if rows:
-                    self._cursor = rows[-1].rowid
-                    self._buffer.extend(rows)
-                    self._fill()
-                continue
-            if not self._kick.is_set():
-                if self._acked:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(ACK_DELAY_S):
-                            await self._kick.wait()
-                else:
-                    await self._kick.wait()
-
     async def _close_gracefully(self, link: Link) -> None:
         """On cancellation: let in-flight finish (grace), status offline, DISCONNECT."""
         self._stopping = True
@@ -295,52 +274,6 @@ class Publisher:
             self._stopping = False
 
     # -- paho callbacks (run in the loop thread) --------------------------------------------
-    def _on_publish(self, client: Client, userdata: Any, mid: int, rc: ReasonCode,
-                    props: Properties | None) -> None:
-        rowid = self._inflight.pop(mid, None)
-        if rowid is None:
-            fut = self._status_acks.pop(mid, None)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-            return
-        self.acked += 1
-        if rc.is_failure:
-            self.rejected += 1
-            self.log.warning("broker rejected a message (%s); dropping it", rc.getName())
-        if not self._acked:
-            self._acked_since = time.monotonic()
-        self._acked.append(rowid)
-        if not self._stopping:
-            self._fill()
-        if len(self._acked) >= ACK_BATCH or not self._inflight or (
-                len(self._buffer) <= LOW_WATER and not self._exhausted):
-            self._kick.set()
-
-    def _fill(self) -> None:
-        """Publish from the read-ahead until the window is full."""
-        link = self._link
-        if link is None:
-            return
-        client, buf, inflight, props = link.client, self._buffer, self._inflight, self._props
-        while buf and len(inflight) < self._window:
-            m = buf.popleft()
-            try:
-                info = client.publish(m.topic, m.payload, m.qos, m.retain, props)
-            except ValueError as exc:  # invalid topic or oversize payload: would block forever
-                self.rejected += 1
-                self._acked.append(m.rowid)
-                self.log.warning("cannot publish message seq %d: %s; dropping it", m.seq, exc)
-                continue
-            if info.rc:
-                buf.appendleft(m)
-                return
-            inflight[info.mid] = m.rowid
-            self.published += 1
-
-    def _on_append(self) -> None:
-        self._more = True
-        self._kick.set()
-
     def _dispatcher(self, handler: Handler) -> Callable[[Client, Any, MQTTMessage], None]:
         def dispatch(client: Client, userdata: Any, msg: MQTTMessage) -> None:
             try:
@@ -381,20 +314,6 @@ class Publisher:
         info = link.client.publish(self.status_topic, payload, 1, True)
         self._status_acks[info.mid] = fut
         return fut
-
-    async def _flush_acks(self) -> None:
-        if self._acked:
-            rowids, self._acked = self._acked, []
-            await self.outbox.delete(rowids)
-
-    def _reset_flight(self) -> None:
-        """Forget unacknowledged sends: they are re-read from the outbox on the next connect."""
-        self._inflight.clear()
-        self._buffer.clear()
-        self._status_acks.clear()
-        self._cursor = 0
-        self._exhausted = False
-        self._more = True
 
     def _fail(self, reason: str) -> None:
         ep = self.server

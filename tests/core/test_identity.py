@@ -1,4 +1,5 @@
-"""Identity registry core: import parsing, the boundary resolver per kind, consent-scoped linking.
+"""Identity registry core: import parsing, the boundary resolver per kind (consent-scoped
+linking: test_identity_link.py).
 
 Adverts are built as bytes and decoded by the project's own BLE decoder (gateway.core.ble), so
 the hints the resolver sees are exactly the ones the live path produces.
@@ -6,13 +7,9 @@ the hints the resolver sees are exactly the ones the live path produces.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import pytest
 
 from presence_gateway.core.ble import decode as ble
-from presence_gateway.core.events import Event, EventType
 from presence_gateway.core.identity.importer import parse_import
 from presence_gateway.core.identity.index import (
     Entry,
@@ -21,12 +18,10 @@ from presence_gateway.core.identity.index import (
     Invalid,
     parse_material,
 )
-from presence_gateway.core.identity.link import Linker, VisitRecord
 from presence_gateway.core.identity.resolve import ah, app_token, app_token_window, eid
-from presence_gateway.core.model import AddressKind, Observation, Radio, Rejection, Sighting
+from presence_gateway.core.model import AddressKind, Radio, Rejection, Sighting
 from presence_gateway.core.privacy import Boundary, Pseudonymizer
 from presence_gateway.firmware_tools.app_token import ibeacon_ad
-from tests.events import make
 
 SECRET = b"store-secret-0123456789abcdef"
 P = Pseudonymizer(SECRET)
@@ -37,7 +32,6 @@ IRK = bytes.fromhex("ec0234a357c8ad05341010a60a397d9b")  # Core spec D.7 sample 
 EID_KEY = bytes.fromhex("e2c56db5dffb48d2b060d0f5a71096e0")
 NS, INST = "8b0ca750e7a74e14bd99", "0a1b2c3d4e5f"
 PHONE_MAC = "3c:22:fb:12:34:56"
-LINKED = EventType.IDENTITY_LINKED
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 CSV = f"""customer_id,kind,value,consent,segments,expires
@@ -294,110 +288,3 @@ def test_same_device_unrelated_keys_on_two_days_but_same_identity() -> None:
     again = boundary.admit(Sighting(T0 + 7200, Radio.BLE, address, AddressKind.RESOLVABLE,
                                     -60, None, "apple"))
     assert again is not None and again.device == day1.device
-
-
-# -- linking and consent -------------------------------------------------------------------------
-
-
-def obs(device: str, identity: str | None, ts: float = T0) -> Observation:
-    return Observation(ts, Radio.BLE, device, AddressKind.RESOLVABLE, -60, None, "apple",
-                       identity=identity)
-
-
-def ev(kind: str, visit: str, device: str, ts: float = T0, **extra: Any) -> Event:
-    data: Mapping[str, Any] = {"visit_id": visit, "device": device, **extra}
-    return make(kind, ts, data, subject=visit)
-
-
-def linker_for(consent: str) -> tuple[Linker, IdentityIndex, str]:
-    entries = load(f"customer_id,kind,value,consent\ncust-7,irk,{IRK.hex()},{consent}\n")
-    ix = IdentityIndex(H, entries)
-    return Linker(ix.get), ix, entries[0].entry_id
-
-
-def journey(lk: Linker, entry: str) -> list[Event]:
-    lk.observe(obs("dev1", entry))
-    out = lk.decorate([ev("presence.visit.started", "v1", "dev1")])
-    lk.observe(obs("dev1", entry, T0 + 5))
-    out += lk.decorate([ev("presence.zone.entered", "v1", "dev1", T0 + 5, zone="shoes"),
-                        ev("presence.zone.dwell", "v1", "dev1", T0 + 65, zone="shoes")])
-    out += lk.decorate([ev("presence.visit.ended", "v1", "dev1", T0 + 400),
-                        ev("presence.visit.started", "v2", "anon", T0 + 401)])
-    return out
-
-
-def test_personalization_and_analytics_link_and_scope_every_event() -> None:
-    lk, _, entry = linker_for("personalization analytics")
-    out = journey(lk, entry)
-    assert [e.type for e in out] == [
-        "presence.visit.started", LINKED, "presence.zone.entered", "presence.zone.dwell",
-        "presence.visit.ended", "presence.visit.started"]
-    assert dict(out[1].data) == {"visit_id": "v1", "customer_id": "cust-7", "method": "irk"}
-    assert [e.data.get("customer_id") for e in out] == ["cust-7"] * 5 + [None]
-
-
-def test_personalization_only_keeps_customer_off_analytics_events() -> None:
-    lk, _, entry = linker_for("personalization")
-    out = journey(lk, entry)
-    assert [(e.type, e.data.get("customer_id")) for e in out] == [
-        ("presence.visit.started", None), (LINKED, "cust-7"),
-        ("presence.zone.entered", "cust-7"), ("presence.zone.dwell", "cust-7"),
-        ("presence.visit.ended", None), ("presence.visit.started", None)]
-
-
-@pytest.mark.parametrize("consent", ["analytics offers", "analytics", "offers"])
-def test_no_personalization_no_linked_event_and_no_customer_id(consent: str) -> None:
-    lk, _, entry = linker_for(consent)
-    out = journey(lk, entry)
-    assert LINKED not in [e.type for e in out]
-    assert all("customer_id" not in e.data for e in out)
-    assert all("cust-7" not in repr(e) for e in out)
-    # the internal link exists for consent-checking consumers such as the offer engine
-    lk.observe(obs("dev2", entry, T0 + 500))
-    lk.decorate([ev("presence.visit.started", "v3", "dev2", T0 + 500)])
-    link = lk.link_for("v3")
-    assert link is not None and link.customer_id == "cust-7"
-
-
-def test_link_found_after_visit_start_is_emitted_without_new_events() -> None:
-    lk, _, entry = linker_for("personalization")
-    assert lk.decorate([ev("presence.visit.started", "v1", "dev1")])[0].type == \
-        "presence.visit.started"
-    lk.observe(obs("dev1", entry, T0 + 30))
-    out = lk.decorate([])
-    assert [(e.type, e.time, e.data["visit_id"]) for e in out] == [(LINKED, T0 + 30, "v1")]
-    assert lk.decorate([]) == []  # once per visit
-
-
-def test_consent_withdrawn_mid_visit_stops_customer_ids() -> None:
-    lk, ix, entry = linker_for("personalization analytics")
-    lk.observe(obs("dev1", entry))
-    lk.decorate([ev("presence.visit.started", "v1", "dev1")])
-    old = ix.get(entry)
-    assert old is not None
-    ix.replace([Entry(old.entry_id, old.customer_id, old.kind, old.material,
-                      frozenset({"analytics"}))])
-    out = lk.decorate([ev("presence.zone.entered", "v1", "dev1", T0 + 5, zone="a"),
-                       ev("presence.visit.ended", "v1", "dev1", T0 + 400)])
-    assert all("customer_id" not in e.data for e in out)
-
-
-def test_visits_in_last_counts_offers_consented_visits_only() -> None:
-    history = [VisitRecord("cust-7", f"old{i}", T0 - d * 86400) for i, d in enumerate((40, 20, 3))]
-    _, ix, entry = linker_for("offers")
-    lk = Linker(ix.get, history)
-    lk.observe(obs("dev1", entry))
-    lk.decorate([ev("presence.visit.started", "v1", "dev1")])
-    assert lk.visits_in_last("cust-7", 30, T0) == 3  # 20 and 3 days ago, and this visit
-    assert lk.visits_in_last("cust-7", 7, T0) == 2
-    assert lk.visits_in_last("cust-7", 60, T0 - 86400) == 3  # a clock that moves back
-    assert [r.visit_id for r in lk.take_visits()] == ["v1"]
-    assert lk.take_visits() == []
-    lk.purge(T0 - 30 * 86400)
-    assert lk.visits_in_last("cust-7", 365, T0) == 3
-    lk.forget("cust-7")
-    assert lk.visits_in_last("cust-7", 365, T0) == 0
-    pers, _ix2, entry2 = linker_for("personalization analytics")
-    pers.observe(obs("dev1", entry2))
-    pers.decorate([ev("presence.visit.started", "v1", "dev1")])
-    assert pers.visits_in_last("cust-7", 30, T0) == 0 and pers.take_visits() == []

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from presence_gateway.core.identity.eid_table import EidTable
 from presence_gateway.core.identity.resolve import (
     APP_TOKEN_WINDOW_S,
     AppTokenResolver,
     IrkResolver,
-    eid,
     normalize_uuid,
     parse_irk,
 )
@@ -191,55 +191,6 @@ def entry_id_for(kind: str, material: str, hasher: Hasher) -> str:
     return "e" + hasher(f"{kind}\0{material}".encode(), "entry")[:15]
 
 
-# -- Eddystone-EID table ---------------------------------------------------------------------
-
-
-class _EidTable:
-    """Current EIDs (rotation periods p-tol..p+tol) of every registered beacon -> entry id.
-
-    Rebuilt only when a sighting's time leaves the interval in which every beacon's current
-    period is unchanged, so a lookup is one comparison and one dict access.
-    """
-
-    def __init__(self, tolerance: int) -> None:
-        self.tolerance = tolerance
-        self._beacons: dict[str, tuple[bytes, int, int]] = {}
-        self._table: dict[str, str] = {}
-        self._lo = float("inf")
-        self._hi = float("-inf")
-
-    def __len__(self) -> int:
-        return len(self._beacons)
-
-    def set(self, beacons: Mapping[str, tuple[bytes, int, int]]) -> None:
-        self._beacons = dict(beacons)
-        self._lo, self._hi = float("inf"), float("-inf")
-
-    def resolve(self, eid_hex: str, ts: float) -> str | None:
-        if not self._beacons:
-            return None
-        if not self._lo <= ts < self._hi:
-            self._rebuild(ts)
-        hit = self._table.get(eid_hex)
-        return hit or None  # "" marks an EID two beacons share: ambiguous
-
-    def _rebuild(self, ts: float) -> None:
-        table: dict[str, str] = {}
-        lo, hi = float("-inf"), float("inf")
-        for entry_id, (key, k, offset) in self._beacons.items():
-            beacon_time = int(ts) - offset
-            period = 1 << k
-            start = beacon_time - beacon_time % period
-            for i in range(-self.tolerance, self.tolerance + 1):
-                t = start + i * period
-                if t < 0:
-                    continue
-                e = eid(key, k, t).hex()
-                table[e] = "" if table.get(e, entry_id) != entry_id else entry_id
-            lo, hi = max(lo, start + offset), min(hi, start + period + offset)
-        self._table, self._lo, self._hi = table, lo, hi
-
-
 # -- the index ---------------------------------------------------------------------------------
 
 _STABLE_WIFI = (AddressKind.PUBLIC, AddressKind.STATIC)
@@ -266,7 +217,7 @@ class IdentityIndex:
         self._hasher = hasher
         self._app_uuid = normalize_uuid(app_uuid) if app_uuid else None
         self._app_window_s, self._app_tolerance = app_window_s, app_tolerance
-        self._eid = _EidTable(eid_tolerance)
+        self._eid = EidTable(eid_tolerance)
         self.stats = ResolveStats()
         self.unusable: list[str] = []  # entry ids that can never match (e.g. no app UUID)
         self.replace(entries)
