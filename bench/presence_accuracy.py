@@ -9,7 +9,7 @@ Each `presence.footfall` event at boundary B is compared with the lab's occupanc
 [B - 60, B), taken from the CSV row of the same frame index (CSV times are CET = UTC+1, pcap
 times UTC; using the frame index avoids the conversion). Prints MAE and Pearson correlation
 per day with the coverage of `present_interval` (the share of minutes whose occupancy lies
-inside), the hopping variants of the class days (`HOP_PLANS`: only the frames a hopping
+inside), the variants of the class days (bench/radio_variants.py: only the frames a hopping
 radio would have caught), then the one-phone probing_patterns files (expected: 1 person each).
 
 The probing_patterns files were anonymised upstream by replacing every address with a random
@@ -23,15 +23,14 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import hashlib
 import importlib
 import math
 import statistics
-from collections.abc import Callable, Iterable, Iterator
-from functools import partial
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.radio_variants import BURST_GAP_S, Radio_, Sweeps, variants
 from presence_gateway.core.config import load_config
 from presence_gateway.core.events import FootfallCounted, VisitStarted
 from presence_gateway.core.model import AddressKind, Observation, Sighting
@@ -65,7 +64,6 @@ def records(path: Path) -> Iterator[tuple[float, int, bytes]]:
     yield from mod.iter_pcap(str(path))
 
 
-Radio_ = Callable[[Sighting], Iterable[Sighting]]
 
 
 def observations(path: Path, *, random_la: bool = False, radio: Radio_ | None = None,
@@ -152,79 +150,6 @@ def pearson(a: list[float], b: list[float]) -> float:
     return sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True)) / math.sqrt(va * vb)
 
 
-# Hopping variants of the fixed-channel days: (name, channels in dwell order, dwell s). The
-# Brno class days were recorded on channel 2 only, so every plan includes channel 2 (the
-# common 1/6/11 plan with the sniffer's channel in place of 1; 2-11 as the hopping 04-17 day).
-HOP_PLANS: tuple[tuple[str, tuple[int, ...], float], ...] = (
-    ("3 ch, 250 ms", (2, 6, 11), 0.25),
-    ("3 ch, 1 s", (2, 6, 11), 1.0),
-    ("10 ch, 250 ms", tuple(range(2, 12)), 0.25),
-    ("10 ch, 100 ms", tuple(range(2, 12)), 0.1),
-)
-# A sweeping phone's active scan visits channels 1-11 in order, `step_s` on each, sending the
-# same probe on each: the recorded channel-2 frame at t places channel c at t + (c - 2) *
-# step_s. The step is measured (`measure_sweeps`: ~10 ms); SWEEP_S is the default when a
-# caller gives none.
-SWEEP_S = 0.01
-
-
-def _on(channels: tuple[int, ...], dwell_s: float, t: float) -> int:
-    """The channel the radio is on at t (phase 0 at the Unix epoch)."""
-    return channels[int(t // dwell_s) % len(channels)]
-
-
-def _copy_on(s: Sighting, channel: int) -> Sighting:
-    """The copy of a recorded probe a sweeping phone sent on `channel`: the same frame, heard
-    on that channel, its frequency and DS parameter set (the channel it was sent on) with it."""
-    if channel == s.channel:
-        return s
-    fields = dict(s.fields)
-    fields["freq"] = 2407 + 5 * channel
-    if fields.get("ds_channel") is not None:
-        fields["ds_channel"] = channel
-    return dataclasses.replace(s, channel=channel, fields=fields)
-
-
-def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False,
-              step_s: float = SWEEP_S) -> Radio_:
-    """What a radio hopping over `channels`, `dwell_s` on each, hears of a recorded channel-2
-    frame. Default: the frame if the radio was on its channel when it was sent, else nothing
-    (a lower bound: the phone's copies on the other channels were not recorded). `sweep`:
-    also the copies a sweeping phone sent on the plan's other channels (`step_s` apart), each tagged
-    with the channel the radio was on, as a hopper's capture tags them."""
-
-    def heard(s: Sighting) -> Iterable[Sighting]:
-        if s.channel is None:
-            return ()
-        if not sweep:
-            return (s,) if _on(channels, dwell_s, s.ts) == s.channel else ()
-        out = []
-        for c in channels:
-            t = s.ts + (c - s.channel) * step_s
-            if _on(channels, dwell_s, t) == c:
-                out.append(_copy_on(s, c))
-        return out[:1]  # the burst's first copy heard; the throttle drops the rest anyway
-
-    return heard
-
-
-# A phone's burst is told from the next by a silence longer than this: a scan sends its
-# probes on every channel within ~0.5 s, and bursts are tens of seconds apart.
-BURST_GAP_S = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Sweeps:
-    """How phones send a burst, measured on the probing_patterns captures (three fixed
-    monitors on channels 1, 6 and 11, one phone per file): the shares of bursts heard on all
-    three channels, on two and on one, and the time a sweep takes from one channel number to
-    the next (the median of |t6 - t1| / 5 and |t11 - t6| / 5 over the bursts heard on all
-    three, first frame on each)."""
-
-    shares: tuple[float, float, float]
-    step_s: float
-
-
 def measure_sweeps(patterns: Path) -> Sweeps:
     """`Sweeps` from the probing_patterns files (a burst: frames < BURST_GAP_S apart)."""
     counts = [0, 0, 0]
@@ -252,69 +177,6 @@ def measure_sweeps(patterns: Path) -> Sweeps:
                   statistics.median(steps))
 
 
-def _uniform(*key: object) -> float:
-    """A reproducible draw in [0, 1) from `key` (the same variant every run)."""
-    h = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2**64
-
-
-def measured_radio(channels: tuple[int, ...], dwell_s: float, sweeps: Sweeps) -> Radio_:
-    """What a radio hopping over `channels` hears when phones send their bursts as measured
-    (`measure_sweeps`): a burst is a sweep of channels 1-11 with the share heard on all three
-    monitors; a partial sweep (each other channel sent or not, even odds) with the share heard
-    on two; the recorded channel only with the share heard on one. Drawn once per burst of
-    each source address, reproducibly."""
-    sweep = hop_radio(channels, dwell_s, sweep=True, step_s=sweeps.step_s)
-    single = hop_radio(channels, dwell_s)
-    shares = sweeps.shares
-    bursts: dict[bytes, list[float]] = {}  # address -> [draw, last frame]
-
-    def heard(s: Sighting) -> Iterable[Sighting]:
-        if s.channel is None:
-            return ()
-        b = bursts.get(s.address)
-        if b is None or s.ts - b[1] > BURST_GAP_S:
-            b = bursts[s.address] = [_uniform(s.address, s.ts), s.ts]
-        b[1] = s.ts
-        u = b[0]
-        if u < shares[0]:
-            return sweep(s)
-        if u >= shares[0] + shares[1]:
-            return single(s)
-        for c in channels:  # a partial sweep: the copies this burst has, in order
-            if c != s.channel and _uniform(u, c) < 0.5:
-                continue
-            if _on(channels, dwell_s, s.ts + (c - s.channel) * sweeps.step_s) == c:
-                return (_copy_on(s, c),)
-        return ()
-
-    return heard
-
-
-def thinned_radio(keep: float) -> Radio_:
-    """A fixed radio that hears only `keep` of each phone's bursts (drawn per burst): phones
-    that probe less often, or a noisier room; the engine is not told."""
-    bursts: dict[bytes, list[float]] = {}
-
-    def heard(s: Sighting) -> Iterable[Sighting]:
-        b = bursts.get(s.address)
-        if b is None or s.ts - b[1] > BURST_GAP_S:
-            b = bursts[s.address] = [_uniform("thin", s.address, s.ts), s.ts]
-        b[1] = s.ts
-        return (s,) if b[0] < keep else ()
-
-    return heard
-
-
-def shift_radio(db: int) -> Radio_:
-    """Every frame's RSSI moved by `db`: the same room heard from a hotter or colder spot."""
-
-    def heard(s: Sighting) -> Iterable[Sighting]:
-        return (s if s.rssi is None else dataclasses.replace(s, rssi=s.rssi + db),)
-
-    return heard
-
-
 def score(est: dict[int, float], truth: dict[int, float]) -> tuple[float, float]:
     """MAE and Pearson r over the minutes with both."""
     mins = sorted(k for k in truth if k in est)
@@ -333,39 +195,6 @@ def above(iv: dict[int, tuple[float, float]], truth: dict[int, float]) -> float:
     """The share of minutes whose true occupancy lies above `present_interval` (read low)."""
     mins = [k for k in truth if k in iv]
     return sum(truth[k] > iv[k][1] for k in mins) / len(mins)
-
-
-Variant = tuple[str, Callable[[], Radio_ | None], ChannelPlan | None]
-
-
-def variants(sweeps: Sweeps) -> list[Variant]:
-    """(name, a fresh radio for one replay, plan given to the engine) of every variant of the
-    class days (a radio keeps per-burst state, so each replay gets its own)."""
-    p10 = ChannelPlan(tuple(range(2, 12)), 0.25)
-
-    def measured10(db: int) -> Radio_:
-        return _chain(shift_radio(db), measured_radio(p10.channels, p10.dwell_s, sweeps))
-
-    out: list[Variant] = [("fixed (as recorded)", lambda: None, None)]
-    for name, chs, dwell in HOP_PLANS:
-        out.append((f"{name}, lower bound", partial(hop_radio, chs, dwell),
-                    ChannelPlan(chs, dwell)))
-    for name, chs, dwell in HOP_PLANS:
-        out.append((f"{name}, phones as measured", partial(measured_radio, chs, dwell, sweeps),
-                    ChannelPlan(chs, dwell)))
-    out += [(f"RSSI {db:+d} dB", partial(shift_radio, db), None) for db in (-6, 6)]
-    out += [(f"10 ch, 250 ms, as measured, RSSI {db:+d} dB", partial(measured10, db), p10)
-            for db in (-6, 6)]
-    out += [(f"{keep:.0%} of the bursts (fixed radio)", partial(thinned_radio, keep), None)
-            for keep in (0.8, 0.6)]
-    return out
-
-
-def _chain(first: Radio_, then: Radio_) -> Radio_:
-    def heard(s: Sighting) -> Iterable[Sighting]:
-        return [y for x in first(s) for y in then(x)]
-
-    return heard
 
 
 def hopping(wifi: Path) -> None:

@@ -1,0 +1,191 @@
+"""What a hopping, shifted or sparser radio would have heard of a fixed-channel recording.
+
+The Brno class days were recorded by one sniffer on channel 2. Each `Radio_` here maps one
+recorded Sighting to what another radio would have heard of it (nothing, the frame, or a copy
+on another channel), before the gateway's throttle, as on a gateway: the hopping variants
+(`hop_radio`: the lower bound, or phones sweeping every channel; `measured_radio`: phones
+sending their bursts as measured on the probing_patterns captures), an RSSI shift
+(`shift_radio`: another spot) and fewer bursts (`thinned_radio`). `variants` lists the ones
+bench/presence_accuracy.py scores. Pure and reproducible: draws come from a hash of the
+frame's address and time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterable
+from functools import partial
+
+from presence_gateway.core.model import Sighting
+from presence_gateway.core.presence.hopping import ChannelPlan
+
+Radio_ = Callable[[Sighting], Iterable[Sighting]]
+
+# Hopping variants of the fixed-channel days: (name, channels in dwell order, dwell s). The
+# Brno class days were recorded on channel 2 only, so every plan includes channel 2 (the
+# common 1/6/11 plan with the sniffer's channel in place of 1; 2-11 as the hopping 04-17 day).
+HOP_PLANS: tuple[tuple[str, tuple[int, ...], float], ...] = (
+    ("3 ch, 250 ms", (2, 6, 11), 0.25),
+    ("3 ch, 1 s", (2, 6, 11), 1.0),
+    ("10 ch, 250 ms", tuple(range(2, 12)), 0.25),
+    ("10 ch, 100 ms", tuple(range(2, 12)), 0.1),
+)
+# A sweeping phone's active scan visits channels 1-11 in order, `step_s` on each, sending the
+# same probe on each: the recorded channel-2 frame at t places channel c at t + (c - 2) *
+# step_s. The step is measured (`measure_sweeps`: ~10 ms); SWEEP_S is the default when a
+# caller gives none.
+SWEEP_S = 0.01
+
+
+def _on(channels: tuple[int, ...], dwell_s: float, t: float) -> int:
+    """The channel the radio is on at t (phase 0 at the Unix epoch)."""
+    return channels[int(t // dwell_s) % len(channels)]
+
+
+def _copy_on(s: Sighting, channel: int) -> Sighting:
+    """The copy of a recorded probe a sweeping phone sent on `channel`: the same frame, heard
+    on that channel, its frequency and DS parameter set (the channel it was sent on) with it."""
+    if channel == s.channel:
+        return s
+    fields = dict(s.fields)
+    fields["freq"] = 2407 + 5 * channel
+    if fields.get("ds_channel") is not None:
+        fields["ds_channel"] = channel
+    return dataclasses.replace(s, channel=channel, fields=fields)
+
+
+def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False,
+              step_s: float = SWEEP_S) -> Radio_:
+    """What a radio hopping over `channels`, `dwell_s` on each, hears of a recorded channel-2
+    frame. Default: the frame if the radio was on its channel when it was sent, else nothing
+    (a lower bound: the phone's copies on the other channels were not recorded). `sweep`:
+    also the copies a sweeping phone sent on the plan's other channels (`step_s` apart), each tagged
+    with the channel the radio was on, as a hopper's capture tags them."""
+
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        if s.channel is None:
+            return ()
+        if not sweep:
+            return (s,) if _on(channels, dwell_s, s.ts) == s.channel else ()
+        out = []
+        for c in channels:
+            t = s.ts + (c - s.channel) * step_s
+            if _on(channels, dwell_s, t) == c:
+                out.append(_copy_on(s, c))
+        return out[:1]  # the burst's first copy heard; the throttle drops the rest anyway
+
+    return heard
+
+
+# A phone's burst is told from the next by a silence longer than this: a scan sends its
+# probes on every channel within ~0.5 s, and bursts are tens of seconds apart.
+BURST_GAP_S = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweeps:
+    """How phones send a burst, measured on the probing_patterns captures (three fixed
+    monitors on channels 1, 6 and 11, one phone per file): the shares of bursts heard on all
+    three channels, on two and on one, and the time a sweep takes from one channel number to
+    the next (the median of |t6 - t1| / 5 and |t11 - t6| / 5 over the bursts heard on all
+    three, first frame on each)."""
+
+    shares: tuple[float, float, float]
+    step_s: float
+
+
+def _uniform(*key: object) -> float:
+    """A reproducible draw in [0, 1) from `key` (the same variant every run)."""
+    h = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64
+
+
+def measured_radio(channels: tuple[int, ...], dwell_s: float, sweeps: Sweeps) -> Radio_:
+    """What a radio hopping over `channels` hears when phones send their bursts as measured
+    (`measure_sweeps`): a burst is a sweep of channels 1-11 with the share heard on all three
+    monitors; a partial sweep (each other channel sent or not, even odds) with the share heard
+    on two; the recorded channel only with the share heard on one. Drawn once per burst of
+    each source address, reproducibly."""
+    sweep = hop_radio(channels, dwell_s, sweep=True, step_s=sweeps.step_s)
+    single = hop_radio(channels, dwell_s)
+    shares = sweeps.shares
+    bursts: dict[bytes, list[float]] = {}  # address -> [draw, last frame]
+
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        if s.channel is None:
+            return ()
+        b = bursts.get(s.address)
+        if b is None or s.ts - b[1] > BURST_GAP_S:
+            b = bursts[s.address] = [_uniform(s.address, s.ts), s.ts]
+        b[1] = s.ts
+        u = b[0]
+        if u < shares[0]:
+            return sweep(s)
+        if u >= shares[0] + shares[1]:
+            return single(s)
+        for c in channels:  # a partial sweep: the copies this burst has, in order
+            if c != s.channel and _uniform(u, c) < 0.5:
+                continue
+            if _on(channels, dwell_s, s.ts + (c - s.channel) * sweeps.step_s) == c:
+                return (_copy_on(s, c),)
+        return ()
+
+    return heard
+
+
+def thinned_radio(keep: float) -> Radio_:
+    """A fixed radio that hears only `keep` of each phone's bursts (drawn per burst): phones
+    that probe less often, or a noisier room; the engine is not told."""
+    bursts: dict[bytes, list[float]] = {}
+
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        b = bursts.get(s.address)
+        if b is None or s.ts - b[1] > BURST_GAP_S:
+            b = bursts[s.address] = [_uniform("thin", s.address, s.ts), s.ts]
+        b[1] = s.ts
+        return (s,) if b[0] < keep else ()
+
+    return heard
+
+
+def shift_radio(db: int) -> Radio_:
+    """Every frame's RSSI moved by `db`: the same room heard from a hotter or colder spot."""
+
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        return (s if s.rssi is None else dataclasses.replace(s, rssi=s.rssi + db),)
+
+    return heard
+
+
+Variant = tuple[str, Callable[[], Radio_ | None], ChannelPlan | None]
+
+
+def variants(sweeps: Sweeps) -> list[Variant]:
+    """(name, a fresh radio for one replay, plan given to the engine) of every variant of the
+    class days (a radio keeps per-burst state, so each replay gets its own)."""
+    p10 = ChannelPlan(tuple(range(2, 12)), 0.25)
+
+    def measured10(db: int) -> Radio_:
+        return _chain(shift_radio(db), measured_radio(p10.channels, p10.dwell_s, sweeps))
+
+    out: list[Variant] = [("fixed (as recorded)", lambda: None, None)]
+    for name, chs, dwell in HOP_PLANS:
+        out.append((f"{name}, lower bound", partial(hop_radio, chs, dwell),
+                    ChannelPlan(chs, dwell)))
+    for name, chs, dwell in HOP_PLANS:
+        out.append((f"{name}, phones as measured", partial(measured_radio, chs, dwell, sweeps),
+                    ChannelPlan(chs, dwell)))
+    out += [(f"RSSI {db:+d} dB", partial(shift_radio, db), None) for db in (-6, 6)]
+    out += [(f"10 ch, 250 ms, as measured, RSSI {db:+d} dB", partial(measured10, db), p10)
+            for db in (-6, 6)]
+    out += [(f"{keep:.0%} of the bursts (fixed radio)", partial(thinned_radio, keep), None)
+            for keep in (0.8, 0.6)]
+    return out
+
+
+def _chain(first: Radio_, then: Radio_) -> Radio_:
+    def heard(s: Sighting) -> Iterable[Sighting]:
+        return [y for x in first(s) for y in then(x)]
+
+    return heard

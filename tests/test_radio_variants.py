@@ -1,0 +1,102 @@
+"""The radio models behind the people-count variants (bench/radio_variants.py).
+
+What bench/presence_accuracy.py reports for a hopping or shifted gateway is only as honest as
+these maps from a recorded frame to what another radio would have heard: scapy builds the
+probe requests, the project's parser reads them, and each model is checked against its
+definition. The sweep shares are measured on the shared probing_patterns captures (GPL-3.0,
+read from ../shared; skipped when absent).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from scapy.layers.dot11 import Dot11, Dot11Elt, Dot11ProbeReq, RadioTap
+from scapy.packet import Packet
+
+from bench.presence_accuracy import measure_sweeps
+from bench.radio_variants import (
+    Sweeps,
+    hop_radio,
+    measured_radio,
+    shift_radio,
+    thinned_radio,
+)
+from presence_gateway.core.model import Sighting
+from presence_gateway.core.wifi.frames import parse_record
+
+PATTERNS = (Path(__file__).resolve().parents[2] / "shared" / "data" / "captures" / "wifi"
+            / "probing_patterns")
+PLAN = (2, 6, 11)
+
+
+def probe(ts: float, mac: str = "02:11:22:33:44:55", channel: int = 2) -> Sighting:
+    """A probe request sent on `channel` (DS parameter set) and heard there, parsed."""
+    frame: Packet = (RadioTap(present="Channel+dBm_AntSignal", ChannelFrequency=2407 + 5 * channel,
+                              dBm_AntSignal=-60)
+                     / Dot11(type=0, subtype=4, addr1="ff:ff:ff:ff:ff:ff", addr2=mac,
+                             addr3="ff:ff:ff:ff:ff:ff")
+                     / Dot11ProbeReq() / Dot11Elt(ID=0, info=b"")
+                     / Dot11Elt(ID=1, info=b"\x02\x04\x0b\x16")
+                     / Dot11Elt(ID=3, info=bytes([channel])))
+    s = parse_record(bytes(frame), 127, ts, "bench")
+    assert isinstance(s, Sighting) and s.channel == channel
+    assert s.fields["ds_channel"] == channel
+    return s
+
+
+def test_the_lower_bound_keeps_a_frame_only_while_the_radio_dwells_on_its_channel() -> None:
+    radio = hop_radio(PLAN, 0.25)
+    # the radio is on 2 during [0, 0.25) of each 0.75 s cycle (phase 0 at the epoch)
+    assert list(radio(probe(1500.1))) != []
+    assert list(radio(probe(1500.3))) == []  # on 6
+    assert list(radio(probe(1500.6))) == []  # on 11
+
+
+def test_a_sweeping_phones_copy_is_heard_on_the_radios_channel_with_its_own_ds_set() -> None:
+    radio = hop_radio(PLAN, 0.25, sweep=True, step_s=0.02)
+    # at 1500.3 the radio is on 6; the scan reaches 6 at +4 x 20 ms: heard there
+    (copy,) = radio(probe(1500.3))
+    assert copy.channel == 6
+    assert copy.fields["ds_channel"] == 6 and copy.fields["freq"] == 2437
+    assert copy.rssi == -60 and copy.ts == 1500.3
+
+
+def test_measured_radio_is_reproducible_and_follows_its_shares() -> None:
+    frames = [probe(1000.0 + 40.0 * i + 0.013 * i, mac=f"02:00:00:00:{i // 256:02x}:{i % 256:02x}")
+              for i in range(600)]
+    all_sweep = measured_radio(PLAN, 0.25, Sweeps((1.0, 0.0, 0.0), 0.02))
+    never = measured_radio(PLAN, 0.25, Sweeps((0.0, 0.0, 1.0), 0.02))
+    lower = hop_radio(PLAN, 0.25)
+    sweep = hop_radio(PLAN, 0.25, sweep=True, step_s=0.02)
+    assert [list(all_sweep(f)) for f in frames] == [list(sweep(f)) for f in frames]
+    assert [list(never(f)) for f in frames] == [list(lower(f)) for f in frames]
+    mixed = Sweeps((0.5, 0.25, 0.25), 0.02)
+    heard = [len(list(measured_radio(PLAN, 0.25, mixed)(f))) for f in frames]
+    again = [len(list(measured_radio(PLAN, 0.25, mixed)(f))) for f in frames]
+    assert heard == again
+    # between the lower bound (~1/3) and every burst sweeping
+    caught_sweep = sum(len(list(sweep(f))) for f in frames)
+    caught_lower = sum(len(list(lower(f))) for f in frames)
+    assert caught_lower < sum(heard) < caught_sweep
+
+
+def test_fewer_bursts_drops_whole_bursts_and_a_shift_moves_rssi() -> None:
+    thin = thinned_radio(0.5)
+    kept = [bool(list(thin(probe(2000.0 + 30.0 * i + d, mac=f"02:00:00:00:00:{i:02x}"))))
+            for i in range(200) for d in (0.0, 0.1)]
+    bursts = list(zip(kept[::2], kept[1::2], strict=True))
+    assert all(a == b for a, b in bursts)  # a burst is kept or dropped whole
+    assert 0.35 < sum(a for a, _ in bursts) / len(bursts) < 0.65
+    (hot,) = shift_radio(6)(probe(2000.0))
+    assert hot.rssi == -54
+
+
+@pytest.mark.skipif(not PATTERNS.is_dir(), reason="../shared probing_patterns captures absent")
+def test_phones_bursts_as_measured_on_the_probing_patterns_captures() -> None:
+    sweeps = measure_sweeps(PATTERNS)
+    full, two, one = sweeps.shares
+    assert full + two + one == pytest.approx(1.0)
+    assert full > 0.7 and one < 0.1  # phones sweep: most bursts on all three monitors
+    assert 0.01 < sweeps.step_s < 0.04
