@@ -1,0 +1,90 @@
+"""Channel hopping in a live gateway: wall clock, ticker running, a real Mosquitto.
+
+A fake radio hops over channels 1, 6 and 11, 0.4 s on each, and tags every frame with the
+channel it is on, as the `wifi_monitor` driver does. Two phones probe every 0.5 s: one sweeps
+every channel in its scan (heard on whichever channel the radio is on), one probes on
+channel 6 only (heard only while the radio dwells there: at 0.5, 3.0, 4.0, 5.5, 6.5 and 9.0 s,
+gaps of up to 2.5 s). The engine learns the plan from the frames' channels (a channel counts
+after 3 frames: 1/6/11 by 5 s); read as a fixed radio the one-channel phone never has two
+sightings within the 1 s sighting window and would open no visit; with the plan (p = 1/3 for
+it) one reading is evidence enough and its windows are 3x longer, so it has exactly one visit
+through its gaps and counts in `present`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.core.config import parse_config
+from presence_gateway.core.model import AddressKind, Kind, Radio, Sighting
+from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.service import Service
+from tests.mqtt_helpers import Collector
+
+PLAN = (1, 6, 11)
+DWELL_S = 0.4
+STEP_S = 0.5
+assert STEP_S / DWELL_S == 5 / 4  # the slot arithmetic in Hopper.run
+SWEEPER, ONE_CHANNEL = "3c2eff4a1b07", "3c2eff4a1b42"
+
+
+class Hopper:
+    """A hopping monitor radio hearing the two phones (frames tagged with its channel)."""
+
+    name = "radio"
+
+    async def run(self, sink: Any) -> None:
+        start = time.time()
+        j = 0
+        while True:
+            j += 1
+            due = start + j * STEP_S
+            await asyncio.sleep(max(0.0, due - time.time()))
+            # the dwell slot of step j: j * STEP_S / DWELL_S = 5j / 4, in integers (a float
+            # division at a slot boundary, 4.0 / 0.4, can land in the slot before)
+            channel = PLAN[(5 * j // 4) % len(PLAN)]
+            sink.offer(self.probe(time.time(), SWEEPER, channel, j))
+            if channel == 6:
+                sink.offer(self.probe(time.time(), ONE_CHANNEL, channel, j))
+
+    @staticmethod
+    def probe(ts: float, mac: str, channel: int, j: int) -> Sighting:
+        return Sighting(ts=ts, radio=Radio.WIFI, address=bytes.fromhex(mac),
+                        address_kind=AddressKind.PUBLIC, rssi=-50, channel=channel,
+                        kind=Kind.PROBE_REQUEST.value, seq=j % 4096,
+                        fields={"ds_channel": channel, "freq": 2407 + 5 * channel})
+
+
+def test_a_live_hopping_radio_keeps_a_one_channel_phone_in_one_visit(
+        tmp_path: Any, local_broker: LocalBroker) -> None:
+    cfg = parse_config(
+        f"store: {{id: s1}}\ngateway: {{id: gw1}}\nmqtt: {{url: '{local_broker.url}'}}\n"
+        f"storage: {{path: '{tmp_path / 'gw.db'}', batch_interval: 50ms}}\n"
+        "queue: {wifi_repeat_interval: 0s}\n"
+        "presence: {visit_timeout: 2s, sighting_window: 1s, stats_interval: 1s,\n"
+        "  walk_in: {min_time: 1s, count_after: 0s}, footfall: {interval: 1s},\n"
+        "  exit: {min_quiet: 1s}}\n", str(tmp_path / "gw.yaml"))
+    svc = Service(cfg, RunOptions(mode=Mode.LIVE, flush_timeout_s=5), [Hopper()])
+    with Collector(local_broker.host, local_broker.port, "presence/v1/s1/gw1/#") as sub:
+        async def scenario() -> None:
+            task = asyncio.create_task(svc.run())
+            await asyncio.sleep(9.3)
+            svc.stop_event.set()
+            await task
+
+        asyncio.run(scenario())
+        time.sleep(0.5)
+        events = sub.events()
+    started: dict[str, int] = {}
+    for e in events:
+        if e["type"] == "presence.visit.started":
+            started[e["data"]["device"]] = started.get(e["data"]["device"], 0) + 1
+    # both phones, one visit each: the one-channel phone's 2.5 s gap (beyond the 2 s visit
+    # timeout) did not end its visit, and its lone readings opened one
+    assert len(started) == 2, started
+    assert set(started.values()) == {1}
+    present = [e["data"]["present"] for e in events if e["type"] == "presence.footfall"]
+    assert present[-1] == 1.6  # both counted (2 devices x people_per_device 0.8)
