@@ -4,7 +4,7 @@ code) still goes through paho and is counted as rejected; over MQTT 5 and 3.1.1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ ALLOWED, REFUSED = f"{BASE}/events/a", f"{BASE}/events/refused"
 
 
 @pytest.fixture
-def refusing_broker(tmp_path: Path) -> LocalBroker:
+def refusing_broker(tmp_path: Path) -> Iterator[LocalBroker]:
     """Anonymous clients may publish anywhere but to REFUSED (Mosquitto answers an MQTT 5
     PUBACK with reason code 0x87 there, and acknowledges silently over 3.1.1)."""
     if find_mosquitto() is None:
@@ -29,7 +29,8 @@ def refusing_broker(tmp_path: Path) -> LocalBroker:
     with broker.conf.open("a") as conf:
         conf.write(f"acl_file {acl}\n")
     broker.start()
-    return broker
+    yield broker
+    broker.close()  # the broker process must not outlive the test
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
