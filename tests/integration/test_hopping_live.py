@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from presence_gateway.adapters.mosquitto import LocalBroker
-from presence_gateway.core.config import parse_config
 from presence_gateway.core.model import AddressKind, Kind, Radio, Sighting
-from presence_gateway.runtime.assembly import Mode, RunOptions
-from presence_gateway.runtime.service import Service
-from tests.mqtt_helpers import Collector
+from tests.integration.live import live_events
 
 PLAN = (1, 6, 11)
 DWELL_S = 0.4
@@ -59,25 +57,13 @@ class Hopper:
 
 
 def test_a_live_hopping_radio_keeps_a_one_channel_phone_in_one_visit(
-        tmp_path: Any, local_broker: LocalBroker) -> None:
-    cfg = parse_config(
-        f"store: {{id: s1}}\ngateway: {{id: gw1}}\nmqtt: {{url: '{local_broker.url}'}}\n"
-        f"storage: {{path: '{tmp_path / 'gw.db'}', batch_interval: 50ms}}\n"
+        tmp_path: Path, local_broker: LocalBroker) -> None:
+    events = live_events(
+        tmp_path, local_broker, [Hopper()], 9.3,
         "queue: {wifi_repeat_interval: 0s}\n"
         "presence: {visit_timeout: 2s, sighting_window: 1s, stats_interval: 1s,\n"
         "  walk_in: {min_time: 1s, count_after: 0s}, footfall: {interval: 1s},\n"
-        "  exit: {min_quiet: 1s}}\n", str(tmp_path / "gw.yaml"))
-    svc = Service(cfg, RunOptions(mode=Mode.LIVE, flush_timeout_s=5), [Hopper()])
-    with Collector(local_broker.host, local_broker.port, "presence/v1/s1/gw1/#") as sub:
-        async def scenario() -> None:
-            task = asyncio.create_task(svc.run())
-            await asyncio.sleep(9.3)
-            svc.stop_event.set()
-            await task
-
-        asyncio.run(scenario())
-        time.sleep(0.5)
-        events = sub.events()
+        "  exit: {min_quiet: 1s}}\n")
     started: dict[str, int] = {}
     for e in events:
         if e["type"] == "presence.visit.started":

@@ -18,11 +18,8 @@ import pytest
 
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.cli.main import main
-from presence_gateway.core.config import parse_config
 from presence_gateway.core.model import AddressKind, Kind, Radio, Sighting
-from presence_gateway.runtime.assembly import Mode, RunOptions
-from presence_gateway.runtime.service import Service
-from tests.mqtt_helpers import Collector
+from tests.integration.live import live_events
 
 DAY = (Path(__file__).resolve().parents[3] / "shared" / "data" / "captures" / "wifi"
        / "brno_sc6-61" / "position_1_sc6-61_2023-02-28_anonymized.pcap")
@@ -92,24 +89,12 @@ class Street:
 
 def test_live_gateway_publishes_the_visitor_and_counts_the_passer_by(
         tmp_path: Path, local_broker: LocalBroker) -> None:
-    cfg = parse_config(
-        f"store: {{id: s1}}\ngateway: {{id: gw1}}\nmqtt: {{url: '{local_broker.url}'}}\n"
-        f"storage: {{path: '{tmp_path / 'gw.db'}', batch_interval: 50ms}}\n"
+    events = live_events(
+        tmp_path, local_broker, [Street()], 5.5,
         "events: {visits: visitors}\nqueue: {wifi_repeat_interval: 0s}\n"
         "presence: {visit_timeout: 1s, sighting_window: 1s, stats_interval: 1s,\n"
         "  walk_in: {min_time: 2s, count_after: 0s}, footfall: {interval: 1s},\n"
-        "  exit: {min_quiet: 1s}}\n", str(tmp_path / "gw.yaml"))
-    svc = Service(cfg, RunOptions(mode=Mode.LIVE, flush_timeout_s=5), [Street()])
-    with Collector(local_broker.host, local_broker.port, "presence/v1/s1/gw1/#") as sub:
-        async def scenario() -> None:
-            task = asyncio.create_task(svc.run())
-            await asyncio.sleep(5.5)
-            svc.stop_event.set()
-            await task
-
-        asyncio.run(scenario())
-        time.sleep(0.5)
-        events = sub.events()
+        "  exit: {min_quiet: 1s}}\n")
     visits = [e for e in events if e["type"] in VISIT_TYPES]
     devices = {e["data"]["device"] for e in visits}
     assert len(devices) == 1, "only the visitor's visit is published"

@@ -1,0 +1,39 @@
+"""One live gateway run for end-to-end tests: wall clock, the ticker running, a real broker.
+
+`live_events` builds a store gateway (store s1, gateway gw1) on the given broker with a fast
+presence configuration (`presence` is the YAML of that section, written by the test), runs the
+`Service` in LIVE mode with the test's fake radios for `seconds` of wall clock, stops it as a
+signal would, and returns the CloudEvents a subscriber received on the gateway's topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.core.config import parse_config
+from presence_gateway.runtime.assembly import Mode, RunOptions
+from presence_gateway.runtime.service import Service
+from tests.mqtt_helpers import Collector
+
+
+def live_events(tmp_path: Path, broker: LocalBroker, radios: list[Any], seconds: float,
+                extra: str) -> list[dict[str, Any]]:
+    cfg = parse_config(
+        f"store: {{id: s1}}\ngateway: {{id: gw1}}\nmqtt: {{url: '{broker.url}'}}\n"
+        f"storage: {{path: '{tmp_path / 'gw.db'}', batch_interval: 50ms}}\n" + extra,
+        str(tmp_path / "gw.yaml"))
+    svc = Service(cfg, RunOptions(mode=Mode.LIVE, flush_timeout_s=5), radios)
+    with Collector(broker.host, broker.port, "presence/v1/s1/gw1/#") as sub:
+        async def scenario() -> None:
+            task = asyncio.create_task(svc.run())
+            await asyncio.sleep(seconds)
+            svc.stop_event.set()
+            await task
+
+        asyncio.run(scenario())
+        time.sleep(0.5)  # the last deliveries reach the subscriber
+        return sub.events()
