@@ -217,7 +217,7 @@ class PresenceEngine(VisitSteps):
         x = u.sig.x
         if x > u.max_x:
             u.max_x = x
-        if u.stretch != 1.0 and u.chans_n >= OWN_READINGS:
+        if u.chans_n >= OWN_READINGS:  # under a channel plan, its own p known (0 at p = 1)
             u.relief = peak_relief(u.chans_n, u.stretch, self._sigma)
         if x + u.relief >= self.s.walkin_min_rssi:
             u.strong += 1
