@@ -93,3 +93,23 @@ def test_a_group_survives_a_snapshot_including_one_taken_before_the_means_left_t
                              "seq": None, "linkable": True, "dead": False,
                              "addresses": ["a"], "rssi": {("s", 6): -61.0, ("t", 6): -70.0}}))
     assert (old.gid, old.mean_at(("s", 6)), old.mean_at(("t", 6))) == ("grp-2", -61.0, -70.0)
+
+
+def test_the_fingerprint_and_address_maps_hold_exactly_the_live_groups() -> None:
+    # A fingerprint maps to its one group, or to a list once several share it; a group's
+    # addresses are one str, or a list from the second. Dropping must undo both forms.
+    g = DeviceGrouper()
+    for obs in sorted(stream(3, 8_000), key=lambda o: o.ts):
+        g.observe(obs)
+        live = [x for x in g._groups.values() if x.linkable]
+        for x in live[-3:]:
+            peers = g._by_fp[x.fp or ""]
+            assert peers is x or (isinstance(peers, list) and x in peers and len(peers) > 1)
+    for peers in g._by_fp.values():
+        for x in peers if isinstance(peers, list) else [peers]:
+            assert not x.dead and g._groups[x.gid] is x
+    assert {a for a, x in g._by_address.items()} == {
+        a for x in g._groups.values()
+        for a in ([x.addresses] if isinstance(x.addresses, str) else x.addresses or [])}
+    g.expire(1e9)  # everything silent beyond resume_s
+    assert g._by_fp == {} and g._by_address == {} and not g._groups

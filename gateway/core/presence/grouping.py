@@ -72,10 +72,18 @@ def _on_channel(obs: Observation) -> bool:
     return ds is None or ds == obs.channel
 
 
-def _rssi_key(obs: Observation) -> tuple[str, int | None]:
+def _rssi_key(obs: Observation, keys: dict[str, tuple[str, int | None]],
+              ) -> tuple[str, int | None]:
     """The key of a group's running mean RSSI: the sensor (the channel slot stays None; it
-    held the channel before one mean per sensor, and snapshots keep the old keys)."""
-    return (obs.sensor, None)
+    held the channel before one mean per sensor, and snapshots keep the old keys). One tuple
+    per sensor, from `keys` (a store has a handful of sensors; a new tuple per group was
+    5 MB of a 100k-phone crowd)."""
+    key = keys.get(obs.sensor)
+    if key is None:
+        if len(keys) >= 1024:  # sensor names come from config and drivers: a few
+            keys.clear()
+        key = keys[obs.sensor] = (obs.sensor, None)
+    return key
 
 
 class _Group:
@@ -96,7 +104,9 @@ class _Group:
         self.more: dict[tuple[str, int | None], float] | None = None
         self.linkable = linkable
         self.dead = False  # evicted: its addresses start afresh
-        self.addresses: list[str] = []  # device keys mapped to it, removed with it
+        # Device keys mapped to it, removed with it: the one key as a str (almost every
+        # group: a list each was 8 MB of a 100k-phone crowd), a list from the second.
+        self.addresses: str | list[str] | None = None
 
     def __setstate__(self, state: Any) -> None:
         """From a snapshot (core/continuity.py), also one taken before the means moved out
@@ -112,6 +122,15 @@ class _Group:
             else:
                 self.more = self.more or {}
                 self.more[key] = mean
+
+    def add_address(self, device: str) -> None:
+        a = self.addresses
+        if a is None:
+            self.addresses = device
+        elif isinstance(a, str):
+            self.addresses = [a, device]
+        else:
+            a.append(device)
 
     def mean_at(self, key: tuple[str, int | None]) -> float | None:
         if key == self.key:
@@ -158,7 +177,10 @@ class DeviceGrouper:
         self.max_groups = max_groups
         self.sweep_s = sweep_s
         self._by_address: dict[str, _Group] = {}
-        self._by_fp: dict[str, list[_Group]] = {}
+        # Fingerprint -> its linkable group, or a list of them once there are several (a list
+        # per fingerprint was 9 MB of a crowd of 100k phones of 100k kinds).
+        self._by_fp: dict[str, _Group | list[_Group]] = {}
+        self._keys: dict[str, tuple[str, int | None]] = {}  # sensor -> its RSSI-mean key
         # Live groups by id, oldest first. An OrderedDict: dropped groups leave deleted slots
         # at a plain dict's front that `next(iter(d))` would skip one by one.
         self._groups: OrderedDict[str, _Group] = OrderedDict()
@@ -180,21 +202,23 @@ class DeviceGrouper:
         if group is None or group.dead:
             group = self._place(obs)
             self._by_address[obs.device] = group
-            group.addresses.append(obs.device)
+            group.add_address(obs.device)
             self._addresses += 1
         if ts > group.last:
             group.last = ts
         if obs.seq is not None:
             group.seq = obs.seq
         if obs.rssi is not None and _on_channel(obs):  # running mean per sensor
-            group.heard(_rssi_key(obs), obs.rssi)
+            group.heard(_rssi_key(obs, self._keys), obs.rssi)
         return group.gid
 
     def _place(self, obs: Observation) -> _Group:
         fp = obs.fingerprint
         public = self.trust_address_kind and obs.address_kind is AddressKind.PUBLIC
         if fp is not None and not public:
-            linked = self._link(self._by_fp.get(fp, ()), obs)
+            peers = self._by_fp.get(fp)
+            linked = self._link(() if peers is None else (peers,) if isinstance(peers, _Group)
+                                else peers, obs)
             if linked is not None:
                 return linked
         self._next_id += 1
@@ -202,7 +226,13 @@ class DeviceGrouper:
         self._groups[group.gid] = group
         heapq.heappush(self._due, (group.last, self._next_id, group))
         if group.linkable and fp is not None:
-            self._by_fp.setdefault(fp, []).append(group)
+            peers = self._by_fp.get(fp)
+            if peers is None:
+                self._by_fp[fp] = group
+            elif isinstance(peers, _Group):
+                self._by_fp[fp] = [peers, group]
+            else:
+                peers.append(group)
         if len(self._groups) > self.max_groups:
             self._drop(next(iter(self._groups.values())))  # O(1): a linked list's head
             if len(self._due) > 2 * len(self._groups) + 1024:
@@ -213,8 +243,9 @@ class DeviceGrouper:
                 heapq.heapify(self._due)
         return group
 
-    def _link(self, candidates: list[_Group] | tuple[()], obs: Observation) -> _Group | None:
-        ts, seq, key = obs.ts, obs.seq, _rssi_key(obs)
+    def _link(self, candidates: list[_Group] | tuple[_Group, ...], obs: Observation,
+              ) -> _Group | None:
+        ts, seq, key = obs.ts, obs.seq, _rssi_key(obs, self._keys)
         rssi = obs.rssi if _on_channel(obs) else None
         best_seq: tuple[int, _Group] | None = None
         burst: _Group | None = None
@@ -284,6 +315,8 @@ class DeviceGrouper:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A snapshot (core/continuity.py) of an older version has no heap: build it.
         self.__dict__.update(state)
+        if "_keys" not in state:
+            self._keys = {}
         if "_due" not in state:
             self._groups = OrderedDict(self._groups)
             self._due = [(g.last, i, g) for i, g in enumerate(self._groups.values())]
@@ -293,14 +326,20 @@ class DeviceGrouper:
         group.dead = True
         self._groups.pop(group.gid, None)
         by_address = self._by_address
-        for a in group.addresses:  # O(its addresses), not a rebuild of the whole map
+        addresses = group.addresses
+        for a in (() if addresses is None else (addresses,) if isinstance(addresses, str)
+                  else addresses):  # O(its addresses), not a rebuild of the whole map
             if by_address.get(a) is group:
                 del by_address[a]
         if group.fp is not None and group.linkable:
             peers = self._by_fp.get(group.fp)
-            if peers is not None:
+            if peers is group:
+                del self._by_fp[group.fp]
+            elif isinstance(peers, list) and group in peers:
                 peers.remove(group)
-                if not peers:
+                if len(peers) == 1:
+                    self._by_fp[group.fp] = peers[0]
+                elif not peers:
                     del self._by_fp[group.fp]
 
     @property

@@ -162,6 +162,8 @@ class PresenceEngine(VisitSteps):
                 u.chans, u.chans_n, u.stretch = 0, 0, 1.0
             if not hasattr(u, "relief"):
                 u.relief = 0.0
+            if isinstance(u.path, list):  # a list before it became a tuple
+                u.path = tuple(u.path)
         self.expire_batch = getattr(frozen, "expire_batch", EXPIRE_BATCH)
         self._budget = 0
         self.backlog = getattr(frozen, "backlog", False)

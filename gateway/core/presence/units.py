@@ -44,6 +44,9 @@ def beacon_ref_power(obs: Observation) -> float | None:
 
 
 BURST_S = 5.0
+# One shared -inf: `-INF` in `reset` made a new float object per field per visit (2 MB of a
+# 100k-device crowd each).
+NEG_INF = -INF
 
 
 class Grouper(Protocol):
@@ -130,18 +133,18 @@ class Unit:
         self.count = 0
         self.visit: str | None = None
         self.announced = False
-        self.hold = -INF  # no events for this visit before (multi-gateway start)
+        self.hold = NEG_INF  # no events for this visit before (multi-gateway start)
         self.walkin = False  # classification: a visitor (walk_in.min_time and min_rssi met)
         self.inside = False  # counting: confirmed strong enough to be in the store now
-        self.max_x = -INF
+        self.max_x = NEG_INF
         self.strong = 0  # readings with the smoothed RSSI at or above walk_in.min_rssi
         self.zone: Zone | None = None
         self.zone_since = ts
         self.cand: Zone | None = None
         self.cand_due = INF
         self.lo = INF  # empty band: the first reading of a visit decides the zone
-        self.hi = -INF
+        self.hi = NEG_INF
         self.mark_i = 0
         self.next_mark = INF
-        self.path: list[str] = []
+        self.path: tuple[str, ...] = ()  # the zones entered, in order
         self.dwell = 0.0
