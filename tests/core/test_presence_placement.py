@@ -12,7 +12,6 @@ import random
 import pytest
 
 from presence_gateway.core.events import Event
-from presence_gateway.core.presence import config as presence_config
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.placement import (
     MIN_WINDOWS,
@@ -20,9 +19,9 @@ from presence_gateway.core.presence.placement import (
     PlacementLearner,
 )
 from presence_gateway.core.presence.sessions import PresenceEngine
-from presence_gateway.core.yamlread import Reader, load_yaml
 from presence_gateway.errors import ConfigError
 from tests.core.presence_helpers import ble, run, wifi
+from tests.core.test_presence_config import read
 
 
 def occupied(shift: float, n: int, rnd: random.Random) -> list[float]:
@@ -111,14 +110,6 @@ def test_a_walk_test_offset_wins_over_learning() -> None:
     run(eng, [wifi(float(i), f"c{i % 300}", round(x))
               for i, x in enumerate(occupied(-8.0, WINDOW_READINGS * 6, rnd))])
     assert eng._placement.offsets() == {}
-
-
-def read(text: str) -> PresenceSettings:
-    data, lines = load_yaml(text, "gw.yaml")
-    r = Reader("gw.yaml", data, lines)
-    s = presence_config.read(r, "presence")
-    r.check()
-    return s
 
 
 def test_config_keys_and_errors_with_line() -> None:

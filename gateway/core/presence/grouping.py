@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,20 +73,6 @@ def _on_channel(obs: Observation) -> bool:
     return ds is None or ds == obs.channel
 
 
-def _rssi_key(obs: Observation, keys: dict[str, tuple[str, int | None]],
-              ) -> tuple[str, int | None]:
-    """The key of a group's running mean RSSI: the sensor (the channel slot stays None; it
-    held the channel before one mean per sensor, and snapshots keep the old keys). One tuple
-    per sensor, from `keys` (a store has a handful of sensors; a new tuple per group was
-    5 MB of a 100k-phone crowd)."""
-    key = keys.get(obs.sensor)
-    if key is None:
-        if len(keys) >= 1024:  # sensor names come from config and drivers: a few
-            keys.clear()
-        key = keys[obs.sensor] = (obs.sensor, None)
-    return key
-
-
 class _Group:
     __slots__ = ("addresses", "dead", "first", "fp", "gid", "key", "last", "linkable", "mean",
                  "more", "seq")
@@ -96,12 +83,14 @@ class _Group:
         self.first = ts
         self.last = ts
         self.seq: int | None = None
-        # Running mean RSSI by `_rssi_key`: the first key in two slots, any other in a dict
-        # made on demand. Almost every group is heard by one sensor, and a
-        # dict per group was ~30 MB of a 100k-phone crowd (bench.presence_memory --wifi).
-        self.key: tuple[str, int | None] | None = None
+        # Running mean RSSI by sensor (the grouper's key; snapshots of older versions hold
+        # (sensor, channel) tuples, which match nothing and are relearnt): the first key in
+        # two slots, any other in a dict made on demand. Almost every group is heard by one
+        # sensor, and a dict per group was ~30 MB of a 100k-phone crowd
+        # (bench.presence_memory --wifi).
+        self.key: Hashable | None = None
         self.mean = 0.0
-        self.more: dict[tuple[str, int | None], float] | None = None
+        self.more: dict[Hashable, float] | None = None
         self.linkable = linkable
         self.dead = False  # evicted: its addresses start afresh
         # Device keys mapped to it, removed with it: the one key as a str (almost every
@@ -132,12 +121,12 @@ class _Group:
         else:
             a.append(device)
 
-    def mean_at(self, key: tuple[str, int | None]) -> float | None:
+    def mean_at(self, key: Hashable) -> float | None:
         if key == self.key:
             return self.mean
         return None if self.more is None else self.more.get(key)
 
-    def heard(self, key: tuple[str, int | None], rssi: float) -> None:
+    def heard(self, key: Hashable, rssi: float) -> None:
         if self.key is None or key == self.key:
             self.mean = rssi if self.key is None else self.mean + 0.2 * (rssi - self.mean)
             self.key = key
@@ -180,7 +169,6 @@ class DeviceGrouper:
         # Fingerprint -> its linkable group, or a list of them once there are several (a list
         # per fingerprint was 9 MB of a crowd of 100k phones of 100k kinds).
         self._by_fp: dict[str, _Group | list[_Group]] = {}
-        self._keys: dict[str, tuple[str, int | None]] = {}  # sensor -> its RSSI-mean key
         # Live groups by id, oldest first. An OrderedDict: dropped groups leave deleted slots
         # at a plain dict's front that `next(iter(d))` would skip one by one.
         self._groups: OrderedDict[str, _Group] = OrderedDict()
@@ -209,7 +197,7 @@ class DeviceGrouper:
         if obs.seq is not None:
             group.seq = obs.seq
         if obs.rssi is not None and _on_channel(obs):  # running mean per sensor
-            group.heard(_rssi_key(obs, self._keys), obs.rssi)
+            group.heard(obs.sensor, obs.rssi)
         return group.gid
 
     def _place(self, obs: Observation) -> _Group:
@@ -245,7 +233,7 @@ class DeviceGrouper:
 
     def _link(self, candidates: list[_Group] | tuple[_Group, ...], obs: Observation,
               ) -> _Group | None:
-        ts, seq, key = obs.ts, obs.seq, _rssi_key(obs, self._keys)
+        ts, seq, key = obs.ts, obs.seq, obs.sensor
         rssi = obs.rssi if _on_channel(obs) else None
         best_seq: tuple[int, _Group] | None = None
         burst: _Group | None = None
@@ -315,8 +303,6 @@ class DeviceGrouper:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A snapshot (core/continuity.py) of an older version has no heap: build it.
         self.__dict__.update(state)
-        if "_keys" not in state:
-            self._keys = {}
         if "_due" not in state:
             self._groups = OrderedDict(self._groups)
             self._due = [(g.last, i, g) for i, g in enumerate(self._groups.values())]

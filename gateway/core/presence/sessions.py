@@ -38,11 +38,9 @@ from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall, occupancy_states
 from presence_gateway.core.presence.hopping import (
-    OWN_READINGS,
     ChannelPlan,
     RadioPlans,
     channel_bit,
-    peak_relief,
 )
 from presence_gateway.core.presence.placement import PlacementLearner
 from presence_gateway.core.presence.population import present
@@ -193,7 +191,7 @@ class PresenceEngine(VisitSteps):
             if sp.size > 1:
                 if sp.size * self._base_horizon > self._horizon:
                     self._set_horizon()
-                u.hopped(channel_bit(obs.channel), ts, sp.catch)
+                u.hopped(channel_bit(obs.channel), ts, sp.catch, self._sigma)
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
@@ -219,8 +217,6 @@ class PresenceEngine(VisitSteps):
         x = u.sig.x
         if x > u.max_x:
             u.max_x = x
-        if u.chans_n >= OWN_READINGS:  # under a channel plan, its own p known (0 at p = 1)
-            u.relief = peak_relief(u.chans_n, u.stretch, self._sigma)
         if x + u.relief >= self.s.walkin_min_rssi:
             u.strong += 1
         if (not u.walkin or ts - u.first + u.day_present > u.limit) \

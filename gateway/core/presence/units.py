@@ -15,7 +15,7 @@ from typing import Protocol
 
 from presence_gateway.core.model import Kind, Observation, Radio
 from presence_gateway.core.presence.grouping import DeviceGrouper
-from presence_gateway.core.presence.hopping import OWN_READINGS, CatchModel
+from presence_gateway.core.presence.hopping import OWN_READINGS, CatchModel, peak_relief
 from presence_gateway.core.presence.tracker import INF, Signal, Zone
 
 # BLE advert kinds that phones (and watches/tablets carried by a person) send on their own.
@@ -100,13 +100,15 @@ class Unit:
         if ts > self.last:
             self.last = ts
 
-    def hopped(self, bit: int, ts: float, catch: CatchModel) -> None:
+    def hopped(self, bit: int, ts: float, catch: CatchModel, sigma_db: float) -> None:
         """A Wi-Fi reading under a channel plan (`bit`: its channel): the channels heard on,
         the bursts caught, and 1 / p from them (core/presence/hopping.py); settled after a
         few bursts on channels already known, recomputed whenever a new one is heard. A
         reading within BURST_S of the last on a known channel is the same burst: a burst's
         probes fall in one dwell, so counting them as readings made a sweeping phone's first
-        burst look like many bursts on one channel (p = 1 / n)."""
+        burst look like many bursts on one channel (p = 1 / n). The peak relief follows the
+        bursts and p once it has OWN_READINGS bursts of its own (`sigma_db`: one reading's
+        spread)."""
         new = not self.chans & bit
         self.chans |= bit
         if not new and ts - self.last <= BURST_S and self.chans_n:
@@ -117,6 +119,8 @@ class Unit:
             if self.chans_n == OWN_READINGS:
                 catch.learn(p)
             self.stretch = 1.0 / p
+        if self.chans_n >= OWN_READINGS:
+            self.relief = peak_relief(self.chans_n, self.stretch, sigma_db)
 
     def evidence(self, min_sightings: int) -> int:
         """`min_sightings` at this unit's catch probability p: the readings a fixed radio
