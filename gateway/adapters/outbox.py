@@ -306,7 +306,10 @@ class Outbox(OutboxReads):
                                                  ranges)
                     removed = max(cur.rowcount, 0)
         except DiskFull:
-            self._unmarked = keys  # the rows stay waiting in the file; at worst sent again
+            # The rows stay waiting in the file and are retried with the next write. Merge,
+            # not assign: another delete (maintenance retrying older acks) may have failed
+            # while this one waited for the lock, and its keys must not be forgotten.
+            self._unmarked = [*keys, *self._unmarked]
             self.disk_full = True
             return
         self._depth = max(0, self._depth - removed)

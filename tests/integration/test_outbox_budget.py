@@ -240,6 +240,25 @@ async def test_a_full_disk_never_stops_capture_and_delivery_resumes(
             (small_disk / "ballast").unlink()
 
 
+async def test_acks_that_cannot_be_written_on_a_full_disk_are_all_kept(small_disk: Path) -> None:
+    """Two deletes failing at once on a full device (maintenance retrying earlier acks while
+    the publisher deletes new ones) keep both sets of keys: each is written once space
+    returns, so the queue depth stays true and no acknowledged row is left waiting."""
+    path = small_disk / "o.db"
+    async with await open_ob(path, Budget()) as ob:
+        await ob.append(msgs(1, 300))
+        rows = [r.rowid for r in await ob.oldest(300)]
+        fill(small_disk / "ballast")
+        await ob.delete(rows[:100])          # fails: kept for a retry
+        assert ob.disk_full and ob.size == 300
+        await asyncio.gather(ob.tidy(), ob.delete(rows[100:200]))  # both fail at once
+        assert ob.size == 300
+        (small_disk / "ballast").unlink()
+        await ob.append(msgs(301, 10))       # writable again: the kept acks are written
+        assert ob.size == 110
+        assert await seqs(ob) == list(range(201, 311))
+
+
 def test_a_live_gateway_rides_out_a_full_disk(small_disk: Path,
                                              mosquitto: Callable[..., LocalBroker]) -> None:
     """The whole service (writer, publisher, control plane) on a device filled to the last
