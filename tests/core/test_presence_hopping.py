@@ -24,6 +24,7 @@ from presence_gateway.core.presence.hopping import (
     channel_bit,
     channels_probed,
     expected_max,
+    few_channels_odds,
     peak_relief,
     sweep_catch,
 )
@@ -270,3 +271,23 @@ def test_a_sparsely_heard_phone_is_judged_on_the_peak_a_fixed_radio_would_have_s
     fixed = present(run(engine(FIXED), trace, until=2500.0))
     assert hop[1800.0] == 0.8
     assert max(fixed.values()) == 0.0
+
+
+def test_the_odds_of_few_channels_for_a_sweeping_phone() -> None:
+    # c bursts of a phone that sweeps all n channels land on uniform channels: exact values.
+    assert few_channels_odds(1, 3, 10) == pytest.approx(0.01)
+    assert few_channels_odds(2, 3, 10) == pytest.approx(1 - 10 * 9 * 8 / 1000)
+    assert few_channels_odds(10, 50, 10) == pytest.approx(1.0)
+    assert few_channels_odds(2, 20, 10) < 1e-10
+
+
+def test_two_channels_in_a_few_bursts_read_as_a_sweeping_phone() -> None:
+    # 2 channels in 3 bursts is what 28 % of sweeping phones show on 10 channels: p is the
+    # sweep's, not 3 / 10 (the moment estimate); 2 channels in 20 bursts is a 2-channel phone.
+    plan = ChannelPlan(tuple(range(1, 11)), 0.25)
+    catch = CatchModel(plan)
+    two = channel_bit(1) | channel_bit(6)
+    assert catch.p(two, 3) == catch.sweep_p
+    assert catch.p(two, 20) == pytest.approx(channels_probed(2, 20, 10) / 10)
+    assert catch.p(two, 20) < 0.5
+    assert catch.p(channel_bit(1), 3) == pytest.approx(1 / 10)  # one channel: the bound

@@ -103,6 +103,24 @@ def test_the_engine_applies_the_learnt_offset_before_the_walk_in_threshold() -> 
     assert on._units["p"].inside and not off._units["p"].inside
 
 
+def test_a_learnt_offset_moves_what_was_heard_before_it() -> None:
+    # A phone heard while the sensor still read 8 dB hot keeps no hot peak once the offset is
+    # learnt: its smoothed RSSI and peak move with the offset (units.py `rebase`), so the
+    # weak rule judges it at the reference scale for the rest of its visit.
+    rnd = random.Random(9)
+    crowd = [wifi(float(i) * 0.5, f"c{i % 300}", round(x))
+             for i, x in enumerate(occupied(8.0, WINDOW_READINGS * 6, rnd))]
+    phone = [wifi(float(t) + 0.25, "p", -60) for t in range(0, int(crowd[-1].ts), 20)]
+    eng = PresenceEngine(PresenceSettings(), gateway_id="gw", store_id="s")
+    run(eng, sorted(crowd + phone, key=lambda o: o.ts), until=crowd[-1].ts)
+    off = eng._placement.offsets()["gw"]
+    assert off in (-9.0, -8.0, -7.0)
+    u = eng._units["p"]
+    assert u.off == off
+    assert u.max_x <= -60.0 + off + 1.0, "the peak heard before the offset moved with it"
+    assert abs(u.sig.x - (-60.0 + off)) < 1.0
+
+
 def test_a_walk_test_offset_wins_over_learning() -> None:
     eng = PresenceEngine(PresenceSettings(rssi_offsets=(("gw", 2.0),)), gateway_id="gw",
                          store_id="s")

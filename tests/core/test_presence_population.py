@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
+
+import pytest
 
 from presence_gateway.core.model import Radio
 from presence_gateway.core.presence.config import PresenceSettings, ZoneSettings
-from presence_gateway.core.presence.population import present, still_here
+from presence_gateway.core.presence.population import COLD_WEIGHT_MAX, present, still_here
 from presence_gateway.core.presence.tracker import Zone, resolve_zones
 from presence_gateway.core.presence.units import Unit
 
@@ -43,3 +46,31 @@ def test_the_walk_counts_what_the_rule_keeps() -> None:
         in_zone = [u for u in kept if u.zone is not None and u.zone.name == name]
         assert pop.zones.get(name, [0, 0]) == [sum(u.radio is Radio.WIFI for u in in_zone),
                                               sum(u.radio is Radio.BLE for u in in_zone)]
+
+
+def counted(key: str, first: float, gap: float, now: float) -> Unit:
+    u = Unit(key, Radio.WIFI, first, -55.0, 25.0, True)
+    u.visit, u.inside, u.gap, u.last, u.max_x = "v", True, gap, now - 1.0, -55.0
+    return u
+
+
+def test_the_cold_start_weights_stand_for_the_phones_not_heard_yet() -> None:
+    # Two minutes after the start: a phone probing every 60 s has been heard twice with
+    # probability 1 - e^-2 (1 + 2) = 0.59, so it stands for 1 / 0.59 phones; a phone with no
+    # gap yet takes the other's; a unit first heard after the cold-start window stands for
+    # itself, as does every unit once the start is long past.
+    s = PresenceSettings()
+    started = 1000.0
+    now = started + 120.0
+    units = [counted("a", started + 5, 60.0, now), counted("b", started + 70, 0.0, now)]
+    pop = present(units, now, s, started)
+    w = 1.0 / (1.0 - math.exp(-2.0) * 3.0)
+    assert pop.wifi == 2 and pop.unheard == pytest.approx(2 * (w - 1.0))
+    assert present(units, now, s).unheard == 0.0  # no start known: no weights
+    later = started + s.walkin_min_s + 400
+    late = counted("late", started + s.walkin_min_s + 10, 60.0, later)
+    pop = present([counted("a", started + 5, 60.0, later), late], later, s, started)
+    assert pop.wifi == 2 and 0.0 < pop.unheard < 0.01
+    # at most COLD_WEIGHT_MAX each: a unit heard within a second of the start
+    assert present([counted("c", started, 60.0, started + 1)], started + 1, s,
+                   started).unheard == COLD_WEIGHT_MAX - 1.0

@@ -97,6 +97,9 @@ class Population:
 
     wifi: int = 0
     ble: int = 0
+    # Wi-Fi devices estimated inside since the gateway started but not confirmed yet (the
+    # cold-start weights, core/presence/population.py): counted in `present`, not `devices`.
+    unheard: float = 0.0
     zones: dict[str, list[int]] = field(default_factory=dict)  # zone -> [wifi, ble]
 
     def add(self, radio_is_wifi: bool, zone: str | None) -> None:
@@ -179,7 +182,7 @@ class Footfall:
             c.day_exits += 1
             c.add_dwell(dwell_s)
 
-    def people(self, wifi: int, ble: int) -> float:
+    def people(self, wifi: float, ble: int) -> float:
         return round(self.fusion.devices(wifi, ble) * self.people_per_device, 2)
 
     def snapshot(self, pop: Population) -> dict[str, Any]:
@@ -196,11 +199,12 @@ class Footfall:
                            "entries": c.entries, "exits": c.exits,
                            "median_dwell_s": _median(c.dwell)}
             c.reset_interval()
-        now = self.people(pop.wifi, pop.ble)
+        wifi = pop.wifi + pop.unheard
+        now = self.people(wifi, pop.ble)
         present = self._present.push(now)
         # the Poisson count behind `present` (the median's, when smoothed): W + B when pooled,
         # each worth 1 / (1 + r) Wi-Fi devices
-        _, worth = self.fusion.pooled(pop.wifi, pop.ble)
+        _, worth = self.fusion.pooled(wifi, pop.ble)
         ppd = self.people_per_device * worth
         self.fusion.learn(pop.wifi, pop.ble)
         data: dict[str, Any] = {

@@ -57,7 +57,7 @@ class RadioFusion:
             self.sum_wifi = self.sum_wifi * _DECAY + wifi
             self.sum_ble = self.sum_ble * _DECAY + ble
 
-    def devices(self, wifi: int, ble: int) -> float:
+    def devices(self, wifi: float, ble: int) -> float:
         """Wi-Fi-equivalent devices: (W + B) / (1 + r) when r is known and both radios hear
         someone, else the larger count."""
         r = self.ratio
@@ -65,7 +65,7 @@ class RadioFusion:
             return float(max(wifi, ble))
         return (wifi + ble) / (1.0 + r)
 
-    def pooled(self, wifi: int, ble: int) -> tuple[float, float]:
+    def pooled(self, wifi: float, ble: int) -> tuple[float, float]:
         """(the device count the uncertainty model reads as a Poisson count, and what one of
         them is worth in Wi-Fi-equivalent devices): (W + B, 1 / (1 + r)) when pooled."""
         r = self.ratio

@@ -117,6 +117,31 @@ def channels_probed(k: int, readings: int, n: int) -> int:
     return n
 
 
+# A phone heard on two or more channels is read as one that sweeps the plan (phones' active
+# scans do: 79 % of bursts on probing_patterns) unless so few distinct channels in so many
+# bursts would be unlikely for a sweeper: below this probability the moment estimate stands.
+SWEEP_TEST = 0.05
+
+
+@lru_cache(maxsize=4096)
+def few_channels_odds(k: int, readings: int, n: int) -> float:
+    """P(at most k distinct channels among `readings` caught bursts | the phone sweeps all n):
+    each caught burst lands on the channel the radio happens to be on, uniform over the plan
+    (bursts a minute apart, a cycle of a few seconds). The occupancy distribution, by
+    dynamic programming over the bursts (capped: past 64 bursts the answer is ~0 anyway)."""
+    readings = min(readings, 64)
+    dist = [1.0] + [0.0] * n  # dist[j]: P(j distinct so far)
+    for _ in range(readings):
+        nxt = [0.0] * (n + 1)
+        for j, pj in enumerate(dist):
+            if pj:
+                nxt[j] += pj * j / n
+                if j < n:
+                    nxt[j + 1] += pj * (n - j) / n
+        dist = nxt
+    return sum(dist[: k + 1])
+
+
 # How phones send a probe burst, measured on the probing_patterns captures (three monitors on
 # channels 1, 6 and 11, one phone per file, 224 bursts of 7 phones; bench/presence_accuracy.py
 # `measure_sweeps`): 79 % of the bursts are heard on all three channels (a sweep), and a scan
@@ -176,8 +201,10 @@ class CatchModel:
             return 1.0
         if readings < OWN_READINGS:
             return self.mean_p
-        return min(channels_probed(self.plan.heard_on(heard_mask), readings, n) / n,
-                   self.sweep_p)
+        k = self.plan.heard_on(heard_mask)
+        if k >= 2 and few_channels_odds(k, readings, n) >= SWEEP_TEST:
+            return self.sweep_p  # a sweeper until the channels say otherwise
+        return min(channels_probed(k, readings, n) / n, self.sweep_p)
 
     def learn(self, p: float) -> None:
         """A unit's own estimate (taken once, at OWN_READINGS readings): a running mean over

@@ -10,6 +10,16 @@ here, not merely not timed out (`still_here`):
   own usual gap between bursts (a device with no rhythm yet stays).
 Every window is stretched by the unit's 1 / p under a channel plan (core/presence/hopping.py).
 
+Cold start: right after the gateway starts (a reboot in an open store, a replay), the people
+already inside are counted only as each is heard `min_sightings` times, so `present` starts
+low and climbs for several minutes (02-16, 15 people inside: -4 people over its first 10
+min). Each counted Wi-Fi unit of the cold start (first heard within `walk_in.min_time` x 1 / p
+of the start) stands for the devices like it not heard yet: with its bursts a Poisson stream
+of its own mean gap g (the others' median until it has one), a device inside since the start
+has been heard at least twice by t with probability pi = 1 - e^-(t/g) (1 + t/g), so it is
+weighted 1 / pi (Horvitz-Thompson; at most COLD_WEIGHT_MAX). The weights tend to 1 within a
+few gaps. The extra devices go into `present` only (Population.unheard), not `devices`.
+
 Why a module and a loop of its own: this walk is the one place the engine visits every unit
 (once per footfall interval), so at a crowd it is paid per unit, not per observation: with
 100k devices present, each heard once a minute, it is about one unit per observation. The
@@ -20,6 +30,7 @@ turned into a `Population` once: about a third of the cost of a method call and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from presence_gateway.core.model import Radio
@@ -27,6 +38,27 @@ from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Population
 from presence_gateway.core.presence.tracker import Zone
 from presence_gateway.core.presence.units import Unit
+
+COLD_GAP_S = 60.0  # a unit's burst gap before it has one: one idle probe interval
+COLD_WEIGHT_MAX = 4.0  # one unit stands for at most this many devices
+
+
+def cold_weight(gap: float, since_start: float) -> float:
+    """1 / pi for a counted cold-start unit of burst gap `gap` (see the module docstring)."""
+    lam = since_start / gap
+    pi = 1.0 - math.exp(-lam) * (1.0 + lam)
+    return COLD_WEIGHT_MAX if pi <= 1.0 / COLD_WEIGHT_MAX else 1.0 / pi
+
+
+def unheard_devices(cold: list[Unit], since_start: float) -> float:
+    """The sum of (1 / pi - 1) over the counted cold-start units: the devices they stand for
+    that were not heard yet. A unit without a gap of its own (one burst so far) takes the
+    median of the others' (COLD_GAP_S when none has one)."""
+    if not cold:
+        return 0.0
+    gaps = sorted(u.gap for u in cold if u.gap > 0.0)
+    typical = gaps[len(gaps) // 2] if gaps else COLD_GAP_S
+    return sum(cold_weight(u.gap or typical, since_start) for u in cold) - len(cold)
 
 
 def still_here(u: Unit, now: float, s: PresenceSettings) -> bool:
@@ -43,11 +75,16 @@ def still_here(u: Unit, now: float, s: PresenceSettings) -> bool:
         or quiet <= s.exit_rhythm_factor * u.gap
 
 
-def present(units: Iterable[Unit], now: float, s: PresenceSettings) -> Population:
-    """The population counting in `present` at `now` (the same rule as `still_here`)."""
+def present(units: Iterable[Unit], now: float, s: PresenceSettings,
+            started: float = -math.inf) -> Population:
+    """The population counting in `present` at `now` (the same rule as `still_here`), with
+    the cold-start weights of the units first heard within `walk_in.min_time` x 1 / p of
+    `started` (the engine's first observation)."""
     weak_below = s.walkin_min_rssi + s.weak_margin_db
     weak_after, timeout = s.weak_max_presence_s, s.visit_timeout_s
     min_quiet, factor = s.exit_min_quiet_s, s.exit_rhythm_factor
+    cold_until, since_start = s.walkin_min_s, now - started
+    cold: list[Unit] = []
     counts: dict[tuple[Radio, Zone | None], int] = {}
     get = counts.get
     for u in units:
@@ -64,7 +101,9 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings) -> Populatio
             continue
         key = (u.radio, u.zone)
         counts[key] = get(key, 0) + 1
-    pop = Population()
+        if u.first - started < cold_until * st and u.radio is Radio.WIFI:
+            cold.append(u)
+    pop = Population(unheard=unheard_devices(cold, since_start))
     for (radio, zone), n in counts.items():
         wifi = radio is Radio.WIFI
         if wifi:

@@ -198,14 +198,19 @@ class PresenceEngine(VisitSteps):
         if rssi is not None:
             # A driver without a `sensor` option is this gateway: zones may name gateway ids.
             sensor = obs.sensor or self.gateway_id
-            if sensor != u.sensor:
+            same = sensor == u.sensor
+            if not same:
                 u.sensor = sensor
                 u.lo, u.hi = INF, -INF  # zones are per sensor: decide again
             off = self._offsets.get(sensor) if self._offsets else None
-            if off is not None:
-                rssi = rssi + off
-            elif obs.radio is Radio.WIFI and self._placement.enabled:
-                rssi = rssi + self._placement.observe(sensor, rssi, ts)
+            if off is None:
+                off = (self._placement.observe(sensor, rssi, ts)
+                       if obs.radio is Radio.WIFI and self._placement.enabled else 0.0)
+            if off != u.off:
+                if same:
+                    u.rebase(off - u.off)
+                u.off = off
+            rssi = rssi + off
             if not u.sig.update(rssi, ts, self._q, self._r, self._out):
                 return out
         u.heard(ts)
@@ -340,7 +345,7 @@ class PresenceEngine(VisitSteps):
                     # timeout / p, so its exit is counted in this interval, not when the front
                     # one expires.
                     self._end_visit(u, out)
-        pop = present(self._units.values(), now, self.s)
+        pop = present(self._units.values(), now, self.s, self._started)
         data = self.footfall.snapshot(pop)
         data["interval_s"] = self.s.footfall_interval_s
         out.append(FootfallCounted(time=now, store=self.store_id, counts=data))

@@ -64,7 +64,7 @@ class Unit:
 
     __slots__ = ("announced", "cand", "cand_due", "chans", "chans_n", "count", "day_present",
                  "dwell", "first", "fixture", "gap", "hi", "hold", "inside", "key", "last",
-                 "limit", "lo", "mark_i", "max_x", "next_mark", "owned", "path", "person",
+                 "limit", "lo", "mark_i", "max_x", "next_mark", "off", "owned", "path", "person",
                  "radio", "ref", "relief", "sensor", "sig", "stretch", "strong", "visit",
                  "walkin", "zone", "zone_since")
 
@@ -75,6 +75,7 @@ class Unit:
         self.person = person
         self.sig = Signal(rssi, ts, r)
         self.sensor = ""
+        self.off = 0.0  # dB: the sensor offset its smoothed RSSI and peak are expressed in
         self.ref: float | None = None
         self.day_present = 0.0
         self.fixture = False
@@ -121,6 +122,15 @@ class Unit:
             self.stretch = 1.0 / p
         if self.chans_n >= OWN_READINGS:
             self.relief = peak_relief(self.chans_n, self.stretch, sigma_db)
+
+    def rebase(self, shift: float) -> None:
+        """Its sensor's learnt offset moved by `shift` dB: the smoothed RSSI and the peak,
+        heard before, move with it, so a device heard while the sensor read hot is not judged
+        near for the rest of its visit (and the zone is decided again)."""
+        self.sig.x += shift
+        if self.max_x != NEG_INF:
+            self.max_x += shift
+        self.lo, self.hi = INF, NEG_INF
 
     def evidence(self, min_sightings: int) -> int:
         """`min_sightings` at this unit's catch probability p: the readings a fixed radio
