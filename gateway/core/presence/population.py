@@ -18,7 +18,8 @@ of the start) stands for the devices like it not heard yet: with its bursts a Po
 of its own mean gap g (the others' median until it has one), a device inside since the start
 has been heard at least twice by t with probability pi = 1 - e^-(t/g) (1 + t/g), so it is
 weighted 1 / pi (Horvitz-Thompson; at most COLD_WEIGHT_MAX). The weights tend to 1 within a
-few gaps. The extra devices go into `present` only (Population.unheard), not `devices`.
+few gaps, and end with the cold-start window. The extra devices go into `present` only
+(Population.unheard), not `devices`.
 
 Why a module and a loop of its own: this walk is the one place the engine visits every unit
 (once per footfall interval), so at a crowd it is paid per unit, not per observation: with
@@ -101,7 +102,8 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings,
             continue
         key = (u.radio, u.zone)
         counts[key] = get(key, 0) + 1
-        if u.first - started < cold_until * st and u.radio is Radio.WIFI:
+        if since_start < cold_until * st and u.first - started < cold_until * st \
+                and u.radio is Radio.WIFI:
             cold.append(u)
     pop = Population(unheard=unheard_devices(cold, since_start))
     for (radio, zone), n in counts.items():
