@@ -102,8 +102,8 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings,
             continue
         key = (u.radio, u.zone)
         counts[key] = get(key, 0) + 1
-        if since_start < cold_until * st and u.first - started < cold_until * st \
-                and u.radio is Radio.WIFI:
+        # Within the cold-start window every unit was first heard within it (first <= now).
+        if since_start < cold_until * st and u.radio is Radio.WIFI:
             cold.append(u)
     pop = Population(unheard=unheard_devices(cold, since_start))
     for (radio, zone), n in counts.items():

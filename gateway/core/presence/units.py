@@ -128,8 +128,7 @@ class Unit:
         heard before, move with it, so a device heard while the sensor read hot is not judged
         near for the rest of its visit (and the zone is decided again)."""
         self.sig.x += shift
-        if self.max_x != NEG_INF:
-            self.max_x += shift
+        self.max_x += shift  # -inf (no reading since the visit started) stays -inf
         self.lo, self.hi = INF, NEG_INF
 
     def evidence(self, min_sightings: int) -> int:
