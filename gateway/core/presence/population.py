@@ -86,8 +86,10 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings,
     min_quiet, factor = s.exit_min_quiet_s, s.exit_rhythm_factor
     cold_until, since_start = s.walkin_min_s, now - started
     cold: list[Unit] = []
-    counts: dict[tuple[Radio, Zone | None], int] = {}
-    get = counts.get
+    # Counted per zone object, one dict per radio: a Zone hashes by identity (eq=False), so
+    # no tuple is built and no Python-level __hash__ runs per unit (Radio's is one too).
+    wifi_radio = Radio.WIFI
+    by_zone: tuple[dict[Zone | None, int], dict[Zone | None, int]] = ({}, {})
     for u in units:
         if u.visit is None or not u.inside or not u.person or u.fixture:
             continue
@@ -100,19 +102,21 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings,
         gap = u.gap
         if quiet > min_quiet * st and gap != 0.0 and quiet > factor * gap:
             continue
-        key = (u.radio, u.zone)
-        counts[key] = get(key, 0) + 1
+        wifi = u.radio is wifi_radio
+        counts = by_zone[0 if wifi else 1]
+        zone = u.zone
+        counts[zone] = counts.get(zone, 0) + 1
         # Within the cold-start window every unit was first heard within it (first <= now).
-        if since_start < cold_until * st and u.radio is Radio.WIFI:
+        if wifi and since_start < cold_until * st:
             cold.append(u)
     pop = Population(unheard=unheard_devices(cold, since_start))
-    for (radio, zone), n in counts.items():
-        wifi = radio is Radio.WIFI
-        if wifi:
-            pop.wifi += n
-        else:
-            pop.ble += n
-        if zone is not None:
-            pair = pop.zones.setdefault(zone.name, [0, 0])
-            pair[0 if wifi else 1] += n
+    for i, counts in enumerate(by_zone):
+        for zone, n in counts.items():
+            if i == 0:
+                pop.wifi += n
+            else:
+                pop.ble += n
+            if zone is not None:
+                pair = pop.zones.setdefault(zone.name, [0, 0])
+                pair[i] += n
     return pop

@@ -79,9 +79,11 @@ def proximity(distance: float) -> str:
     return "far"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Zone:
-    """A zone with its thresholds resolved to RSSI for one reference power."""
+    """A zone with its thresholds resolved to RSSI for one reference power. Compared and
+    hashed by identity (eq=False): each engine resolves its zones once, and the footfall walk
+    counts its units per zone object (a generated __hash__ was half that walk's cost)."""
 
     name: str
     sensors: frozenset[str]
