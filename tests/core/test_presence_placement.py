@@ -118,7 +118,7 @@ def test_a_learnt_offset_moves_what_was_heard_before_it() -> None:
     u = eng._units["p"]
     assert u.off == off
     assert u.max_x <= -60.0 + off + 1.0, "the peak heard before the offset moved with it"
-    assert abs(u.sig.x - (-60.0 + off)) < 1.0
+    assert abs(u.x - (-60.0 + off)) < 1.0
 
 
 def test_a_walk_test_offset_wins_over_learning() -> None:

@@ -211,7 +211,7 @@ class PresenceEngine(VisitSteps):
                     u.rebase(off - u.off)
                 u.off = off
             rssi = rssi + off
-            if not u.sig.update(rssi, ts, self._q, self._r, self._out):
+            if not u.update(rssi, ts, self._q, self._r, self._out):
                 return out
         u.heard(ts)
         u.count += 1
@@ -219,7 +219,7 @@ class PresenceEngine(VisitSteps):
             if u.fixture or u.count < u.evidence(self.s.min_sightings):
                 return out
             self._start_visit(u, out)
-        x = u.sig.x
+        x = u.x
         if x > u.max_x:
             u.max_x = x
         if x + u.relief >= self.s.walkin_min_rssi:

@@ -45,7 +45,7 @@ class Peers:
         for u in sorted(units, key=_key):
             if u.visit is None or now - u.last > self.stale_s:
                 continue
-            out.append({"device": u.key, "rssi": round(u.sig.x, 1), "last_seen": u.last,
+            out.append({"device": u.key, "rssi": round(u.x, 1), "last_seen": u.last,
                         "gateway": self.gateway_id, "visit_id": u.visit,
                         "first_seen": u.first, "announced": u.announced})
         return out
@@ -88,7 +88,7 @@ class Peers:
     def owner(self, u: Unit, now: float) -> str:
         if not self.active:
             return self.gateway_id
-        readings = {self.gateway_id: PeerReading(self.gateway_id, u.sig.x, u.last)}
+        readings = {self.gateway_id: PeerReading(self.gateway_id, u.x, u.last)}
         for gw, table in self._readings.items():
             r = table.get(u.key)
             if r is not None:

@@ -58,7 +58,7 @@ class VisitSteps(ZoneSteps):
         u.announced = True
         out.append(VisitStarted(
             time=ts, visit_id=u.visit, device=u.key, radio=u.radio.value, first_seen=u.first,
-            observations=u.count, rssi=round(u.sig.x, 1)))
+            observations=u.count, rssi=round(u.x, 1)))
 
     def _ownership(self, u: Unit, ts: float, out: list[Event]) -> None:
         owned = ts >= u.hold and self.peers.owns(u, ts)

@@ -27,7 +27,7 @@ class ZoneSteps:
         return self._zones_wifi if u.radio is Radio.WIFI else self._zones_ble
 
     def _zone_step(self, u: Unit, ts: float, out: list[Event]) -> None:
-        cand, u.lo, u.hi = choose_zone(self._zones_for(u), u.zone, u.sig.x, u.sensor)
+        cand, u.lo, u.hi = choose_zone(self._zones_for(u), u.zone, u.x, u.sensor)
         if cand is u.zone:
             u.cand, u.cand_due = u.zone, INF
             return
@@ -53,10 +53,10 @@ class ZoneSteps:
             self.footfall.zone_entry(z.name)
         if u.owned:
             ref = self.s.ref_power_wifi if u.radio is Radio.WIFI else self.s.ref_power_ble
-            d = distance_m(u.sig.x, u.ref if u.ref is not None else ref, z.exponent)
+            d = distance_m(u.x, u.ref if u.ref is not None else ref, z.exponent)
             assert u.visit is not None
             out.append(ZoneEntered(
-                time=ts, visit_id=u.visit, device=u.key, zone=z.name, rssi=round(u.sig.x, 1),
+                time=ts, visit_id=u.visit, device=u.key, zone=z.name, rssi=round(u.x, 1),
                 distance_m=round(d, 2), proximity=proximity(d)))
 
     def _exit_zone(self, u: Unit, ts: float, out: list[Event]) -> None:
