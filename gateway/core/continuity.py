@@ -28,9 +28,7 @@ from presence_gateway.core.pipeline import Pipeline
 from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.visit_gate import VisitGate
 
-# The layout of the pickled engine: bumped when its classes change shape, so a snapshot of an
-# older gateway is refused as "not a snapshot of this version" (PGC2: a unit is its own Signal).
-MAGIC = b"PGC2"
+MAGIC = b"PGC1"
 _TAG = 32
 
 

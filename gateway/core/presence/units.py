@@ -11,7 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 from presence_gateway.core.model import Kind, Observation, Radio
 from presence_gateway.core.presence.grouping import DeviceGrouper
@@ -97,6 +97,16 @@ class Unit(Signal):
         self.stretch = 1.0
         self.relief = 0.0  # dB: how much lower its peak reads than a fixed radio's would
         self.reset(ts)
+
+    def __setstate__(self, state: tuple[dict[str, Any] | None, dict[str, Any]]) -> None:
+        """Unpickle (core/continuity.py), also a snapshot of a gateway from before a unit was
+        its own Signal: its estimate was the `sig` object, now the unit's x, p, t, n. An
+        upgrade keeps the day instead of refusing the snapshot."""
+        for name, value in (state[1] or {}).items():
+            if name == "sig":
+                self.x, self.p, self.t, self.n = value.x, value.p, value.t, value.n
+            else:
+                setattr(self, name, value)
 
     def heard(self, ts: float) -> None:
         """A reading at `ts` was accepted: learn the device's rhythm from the gap before it.
