@@ -186,16 +186,45 @@ def test_a_visit_announced_by_any_peer_counts_as_announced() -> None:
 
 
 def test_cold_start_counts_people_already_inside_without_an_entry() -> None:
-    # The gateway (re)starts in an open store: a phone heard from its first minute is present
-    # at once (not after walk_in.min_time), and it is not counted as an entry.
-    trace = [wifi(float(t), "p", -60) for t in range(0, 600, 10)]
-    ff = footfalls(run(engine(), trace, until=1200.0))
+    # The gateway (re)starts in an open store: a phone heard from its first minutes is present
+    # at once, on ONE strong reading (not after min_sightings, nor walk_in.min_time), and it
+    # is not counted as an entry. Its bursts come every 90 s.
+    trace = [wifi(float(t), "p", -60) for t in range(0, 600, 90)]
+    events = run(engine(), trace, until=1200.0)
+    ff = footfalls(events)
     at = {e.time: e.data for e in ff}
-    # One phone (0.8 people) plus, in the first minute, the share of phones like it (a burst
-    # every 10 s) that would not have been heard twice yet (population.py, cold start).
-    assert at[60.0]["present"] == round(0.8 / (1 - math.exp(-6) * 7), 2) == 0.81
-    assert at[60.0]["devices"]["wifi"] == 1 and at[300.0]["present"] == 0.8
+    # At 60 s it was heard once: no visit yet (one frame is no visit), but 0.8 people,
+    # weighted for the phones like it not heard yet: no gap of its own, so one idle probe
+    # interval (60 s), pi = 1 - e^-1 (population.py, cold start).
+    assert at[60.0]["devices"]["wifi"] == 1
+    assert at[60.0]["present"] == round(0.8 / (1 - math.exp(-1.0)), 2) == 1.27
+    assert not [e for e in events if e.type == "presence.visit.started" and e.time < 90.0]
+    # At 120 s its visit is open (two readings) and its own gap (90 s) sets the weight.
+    assert at[120.0]["present"] == round(0.8 / (1 - math.exp(-120.0 / 90.0)), 2) == 1.09
+    assert at[300.0]["present"] == 0.8  # the weights end with the cold-start window
     assert sum(e.data["entries"] for e in ff) == 0 and sum(e.data["exits"] for e in ff) == 1
+
+
+def test_a_phone_counted_on_one_reading_keeps_it_until_its_second() -> None:
+    # A phone probing every 150 s (longer than sighting_window) counted on its first strong
+    # reading at a cold start: its second reading starts its visit instead of starting over
+    # (the window would otherwise forget the first, and it would never have two).
+    events = run(engine(), [wifi(float(t), "slow", -60) for t in range(0, 900, 150)],
+                 until=1500.0)
+    started = [e.time for e in events if e.type == "presence.visit.started"]
+    assert started == [150.0]
+    assert all(f.data["devices"]["wifi"] == 1 for f in footfalls(events) if f.time <= 900.0)
+
+
+def test_one_weak_frame_at_a_cold_start_counts_nobody() -> None:
+    # The cold start's one-reading rule needs a strong reading: a phone heard once through a
+    # wall at the start, or a strong one heard once after the cold-start window, waits for
+    # min_sightings as always.
+    weak = footfalls(run(engine(), [wifi(0.0, "weak", -85)], until=60.0))
+    assert [f.data["devices"]["wifi"] for f in weak] == [0]
+    late = footfalls(run(engine(), [ble(0.0, "other", -50, kind="ibeacon"),
+                                    wifi(400.0, "late", -60)], until=480.0))
+    assert [(f.time, f.data["devices"]["wifi"]) for f in late][-2:] == [(420.0, 0), (480.0, 0)]
 
 
 def test_one_strong_frame_is_not_a_walk_in() -> None:

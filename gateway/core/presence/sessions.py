@@ -156,6 +156,10 @@ class PresenceEngine(VisitSteps):
         # and units without their channel mask).
         self._units = OrderedDict(self._units)
         for u in self._units.values():
+            if u.visit is None:
+                # An older version left it set on a visit that had ended; a unit counted on
+                # one reading at a cold start (no visit yet) waits for its second one again.
+                u.inside = False
             if not hasattr(u, "chans"):
                 u.chans, u.chans_n, u.stretch = 0, 0, 1.0
             if not hasattr(u, "relief"):
@@ -184,7 +188,11 @@ class PresenceEngine(VisitSteps):
             if ts - u.last >= self.s.visit_timeout_s * st and u.visit is not None:
                 self._end_visit(u, out)
                 u.reset(ts)
-            elif ts - u.last >= self.s.sighting_window_s * st and u.visit is None:
+            elif ts - u.last >= self.s.sighting_window_s * st and u.visit is None \
+                    and not (u.inside and ts - u.last < self.s.visit_timeout_s * st):
+                # (A unit counted on one reading at a cold start keeps it until its second
+                # one, up to the visit timeout: a phone probing every 2-5 min never has two
+                # within sighting_window and would drop out of `present` again.)
                 u.reset(ts)
         if obs.radio is Radio.WIFI:
             sp = self._plans.heard(obs.sensor or self.gateway_id, obs.channel)
@@ -216,7 +224,13 @@ class PresenceEngine(VisitSteps):
         u.heard(ts)
         u.count += 1
         if u.visit is None:
-            if u.fixture or u.count < u.evidence(self.s.min_sightings):
+            if u.fixture:
+                return out
+            if u.count < u.evidence(self.s.min_sightings):
+                # Cold start: one strong reading counts it in `present` already (population.py);
+                # its visit still waits for min_sightings, so no visit is made of one frame.
+                if self._cold_one(u, ts) and u.x + u.relief >= self.s.walkin_min_rssi:
+                    u.inside = True
                 return out
             self._start_visit(u, out)
         x = u.x

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from presence_gateway.core.events import Event, VisitEnded, VisitStarted
+from presence_gateway.core.model import Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall
 from presence_gateway.core.presence.sync import Peers
@@ -83,7 +84,8 @@ class VisitSteps(ZoneSteps):
             return True
         # min_sightings strong readings (at the unit's catch probability): one strong frame
         # may be a reflection
-        if u.walkin or u.strong < u.evidence(self.s.min_sightings):
+        if u.walkin or u.strong < (1 if self._cold_one(u, ts)
+                                   else u.evidence(self.s.min_sightings)):
             return False
         # Strong on min_sightings readings: inside now, so it counts in `present` at once.
         # Whether it was a visit (an entry) or a passer-by is decided by walk_in.min_time.
@@ -102,6 +104,13 @@ class VisitSteps(ZoneSteps):
         if u.walkin and self.walkins is not None and u.visit is not None:
             self.walkins.append(u.visit)
         return False
+
+    def _cold_one(self, u: Unit, ts: float) -> bool:
+        """Within the cold-start window (`walk_in.min_time` of the start) one strong reading
+        is evidence enough for a Wi-Fi unit (population.py "Cold start"): the people inside at
+        a start were there before it, and a phone probing every minute or two is heard only
+        once in the first minutes. Its weight in `present` stands for those not heard yet."""
+        return u.radio is Radio.WIFI and ts - self._started < self.s.walkin_min_s
 
     def _make_fixture(self, u: Unit, ts: float, out: list[Event]) -> None:
         """Present too long today: staff or a fixture. The visit ends now; no more today."""
@@ -131,3 +140,4 @@ class VisitSteps(ZoneSteps):
                 observations=u.count, zones=tuple(u.path), dwell_s=round(u.dwell, 3),
                 classification=kind, reason=reason, max_rssi=round(u.max_x, 1)))
         u.visit = None
+        u.inside = False
