@@ -83,9 +83,9 @@ class VisitSteps(ZoneSteps):
             self._make_fixture(u, ts, out)
             return True
         # min_sightings strong readings (at the unit's catch probability): one strong frame
-        # may be a reflection
-        if u.walkin or u.strong < (1 if self._cold_one(u, ts)
-                                   else u.evidence(self.s.min_sightings)):
+        # may be a reflection; in the cold start one is enough (checked last: it is rare)
+        if u.walkin or (u.strong < u.evidence(self.s.min_sightings) and not (
+                u.strong and self._cold_one(u, ts))):
             return False
         # Strong on min_sightings readings: inside now, so it counts in `present` at once.
         # Whether it was a visit (an entry) or a passer-by is decided by walk_in.min_time.
