@@ -52,3 +52,19 @@ def test_a_unit_of_this_layout_round_trips() -> None:
     v = pickle.loads(pickle.dumps(u, protocol=pickle.HIGHEST_PROTOCOL))
     assert {s: getattr(v, s) for s in ("x", "p", "t", "n", "key", "person", "last")} == \
         {s: getattr(u, s) for s in ("x", "p", "t", "n", "key", "person", "last")}
+
+
+def test_older_units_get_this_layouts_fields_as_they_thaw() -> None:
+    # before channel plans (no mask, stretch or relief), with a list for its zone path, and
+    # `inside` left set on a visit that had ended
+    u = Unit("k3", Radio.WIFI, 5.0, -60.0, 4.0, True)
+    slots = dict(u.__reduce_ex__(pickle.HIGHEST_PROTOCOL)[2][1])
+    for name in ("chans", "chans_n", "stretch", "relief"):
+        del slots[name]
+    slots.update(path=["front", "back"], visit=None, inside=True)
+    thawed = pickle.loads(pickle.dumps(_OldUnit(slots)))
+    assert (thawed.chans, thawed.chans_n, thawed.stretch, thawed.relief) == (0, 0, 1.0, 0.0)
+    assert thawed.path == ("front", "back") and thawed.inside is False
+    # an open visit keeps its `inside`
+    slots.update(visit="v1")
+    assert pickle.loads(pickle.dumps(_OldUnit(slots))).inside is True

@@ -152,20 +152,9 @@ class PresenceEngine(VisitSteps):
             state.pop("_plans", None)  # a live radio's plan wins; a learnt one carries on
         vars(self).update(state)
         self._set_horizon()
-        # A snapshot taken by an older version holds a plain dict (and no batch settings,
-        # and units without their channel mask).
+        # A snapshot taken by an older version holds a plain dict (and no batch settings; its
+        # units are brought to this layout as they are unpickled, Unit.__setstate__).
         self._units = OrderedDict(self._units)
-        for u in self._units.values():
-            if u.visit is None:
-                # An older version left it set on a visit that had ended; a unit counted on
-                # one reading at a cold start (no visit yet) waits for its second one again.
-                u.inside = False
-            if not hasattr(u, "chans"):
-                u.chans, u.chans_n, u.stretch = 0, 0, 1.0
-            if not hasattr(u, "relief"):
-                u.relief = 0.0
-            if isinstance(u.path, list):  # a list before it became a tuple
-                u.path = tuple(u.path)
         self.expire_batch = getattr(frozen, "expire_batch", EXPIRE_BATCH)
         self._budget = 0
         self.backlog = getattr(frozen, "backlog", False)

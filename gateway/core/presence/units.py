@@ -99,14 +99,24 @@ class Unit(Signal):
         self.reset(ts)
 
     def __setstate__(self, state: tuple[dict[str, Any] | None, dict[str, Any]]) -> None:
-        """Unpickle (core/continuity.py), also a snapshot of a gateway from before a unit was
-        its own Signal: its estimate was the `sig` object, now the unit's x, p, t, n. An
-        upgrade keeps the day instead of refusing the snapshot."""
-        for name, value in (state[1] or {}).items():
-            if name == "sig":
-                self.x, self.p, self.t, self.n = value.x, value.p, value.t, value.n
-            else:
-                setattr(self, name, value)
+        """Unpickle (core/continuity.py), also a unit of an older gateway's snapshot, brought
+        to this layout here (the one place), so an upgrade keeps the day: its estimate was a
+        `sig` object (now x, p, t, n), it had no channel mask or peak relief, its zone path
+        was a list, and a visit that had ended left `inside` set (a unit counted on one
+        reading at a cold start, no visit yet, waits for its second one again)."""
+        slots = dict(state[1] or {})
+        sig = slots.pop("sig", None)
+        if sig is not None:
+            slots.update(x=sig.x, p=sig.p, t=sig.t, n=sig.n)
+        if "chans" not in slots:
+            slots.update(chans=0, chans_n=0, stretch=1.0)
+        slots.setdefault("relief", 0.0)
+        if isinstance(slots.get("path"), list):
+            slots["path"] = tuple(slots["path"])
+        if slots.get("visit") is None:
+            slots["inside"] = False
+        for name, value in slots.items():
+            setattr(self, name, value)
 
     def heard(self, ts: float) -> None:
         """A reading at `ts` was accepted: learn the device's rhythm from the gap before it.
