@@ -151,7 +151,7 @@ class Outbox(OutboxReads):
         """BEGIN IMMEDIATE .. COMMIT (ROLLBACK on error) under the writer lock."""
         async with self._lock:
             try:
-                await self._conn.execute("BEGIN IMMEDIATE")
+                await self._begin()
                 try:
                     yield self._conn
                     await self._conn.execute("COMMIT")
@@ -164,6 +164,18 @@ class Outbox(OutboxReads):
                     raise
             except (sqlite3.Error, OSError) as exc:
                 raise store_error(exc, self.path) from exc
+
+    async def _begin(self) -> None:
+        try:
+            await self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            if not self._conn.in_transaction:
+                raise
+            # An orphan: a caller cancelled while its BEGIN waited in aiosqlite's queue, and the
+            # worker thread ran the BEGIN after it had gone (a cancelled await does not stop
+            # it). Nothing was written in it (its caller never got past BEGIN): close it.
+            await self._conn.execute("ROLLBACK")
+            await self._conn.execute("BEGIN IMMEDIATE")
 
     # -- the outbox -----------------------------------------------------------------------
     async def append(self, messages: Sequence[OutboundMessage]) -> None:

@@ -242,3 +242,32 @@ async def test_v1_file_with_duplicate_ids_migrates_to_one_row_each(tmp_path: Pat
         rows = await ob.oldest(10)
         assert [(r.id, r.payload) for r in rows] == [("a", b"\x00"), ("b", b"\x02")]
         assert await ob.depth() == 2
+
+
+async def test_a_transaction_cancelled_while_it_begins_leaves_none_open(tmp_path: Path) -> None:
+    """A caller cancelled while its BEGIN waits in aiosqlite's queue: the worker thread still
+    runs the BEGIN after the caller has gone (a cancelled await does not stop it), and the
+    next transaction used to fail with "cannot start a transaction within a transaction" (a
+    gateway's last snapshot at shutdown was lost so). Nothing was written in the orphan: the
+    next transaction closes it and goes ahead, and the data of both are intact."""
+    async with await open_ob(tmp_path / "o.db") as ob:
+        await ob.append(msgs(1, 3))
+        entered = False
+
+        async def slow_writer() -> None:
+            nonlocal entered
+            async with ob.transaction() as conn:
+                entered = True
+                await conn.execute("UPDATE meta SET value = value WHERE key = 'last_seq'")
+
+        task = asyncio.create_task(slow_writer())
+        await asyncio.sleep(0)  # it holds the lock, its BEGIN is queued
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not entered
+        await asyncio.sleep(0.05)  # the worker thread has run the orphaned BEGIN by now
+        await ob.append(msgs(4, 2))
+        assert [r.seq for r in await ob.oldest(10)] == [1, 2, 3, 4, 5]
+    async with await open_ob(tmp_path / "o.db") as ob:  # committed, not left in a transaction
+        assert await ob.depth() == 5
