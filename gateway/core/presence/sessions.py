@@ -10,11 +10,10 @@ Invariants:
   `data.device` is the unit key (a device key or a group key; both pseudonymous).
 - A unit counts as present only after `min_sightings` within `sighting_window`; fixtures
   (listed, or present longer than `fixture_max_presence` in a day) never start visits.
-- Memory is bounded: units live in one OrderedDict ordered by last sighting; `tick` pops
-  expired ones from its front, so expiry costs O(expired), and the size is capped by
-  `max_devices`. Not a plain dict: moving a key to the end of a dict (pop and re-insert)
-  leaves a deleted slot at its old place and `next(iter(d))` skips every one of them, 2 µs at
-  1k units but ~100 µs at 100k; the OrderedDict's linked list keeps the front O(1).
+- Memory is bounded: units live in a dict by key and, for expiry, in a timing wheel of
+  one-second buckets filed lazily (core/presence/wheel.py): a reading moves nothing, `tick`
+  looks at the buckets a horizon old, so expiry costs O(expired + refiled) and nothing grows
+  with the crowd; the size is capped by `max_devices` (the oldest bucket goes first).
 - Bounded batches: one `tick` call ends at most `expire_batch` units; when more are due it
   stops there (`backlog` is True) and the next call at the same `now` carries on, before any
   later footfall boundary, so the events are the same as in one call, only split. A mass
@@ -25,7 +24,6 @@ Invariants:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -57,6 +55,7 @@ from presence_gateway.core.presence.units import (
     is_person,
 )
 from presence_gateway.core.presence.visits import VisitSteps
+from presence_gateway.core.presence.wheel import ExpiryWheel
 
 _DAY = 86400.0
 # Units one tick call may end: each gives at most a zone exit and a visit end, so a call returns
@@ -74,7 +73,8 @@ class PresenceEngine(VisitSteps):
         self.grouper = grouper if grouper is not None else default_grouper()
         self._zones_ble = resolve_zones(s.zones, s.ref_power_ble)
         self._zones_wifi = resolve_zones(s.zones, s.ref_power_wifi)
-        self._units: OrderedDict[str, Unit] = OrderedDict()  # order == last-sighting order
+        self._units: dict[str, Unit] = {}
+        self._wheel = ExpiryWheel()  # when each unit is due (see the invariants)
         self._offsets = dict(s.rssi_offsets)  # empty (falsy) unless calibrated
         # Learnt per-sensor offsets for the sensors not calibrated (core/presence/placement)
         self._placement = PlacementLearner(s.placement_reference_p90, s.placement_max_offset_db)
@@ -137,6 +137,8 @@ class PresenceEngine(VisitSteps):
         vars(self).update(vars(fresh))
         vars(self).update(kept)
         self._set_horizon()
+        # deadlines under the new timings (a shorter timeout is an earlier deadline)
+        self._wheel.rebuild(self._units.values(), self._horizon, settings.visit_timeout_s)
         self.footfall.carry_over(old)
         # what was learnt of each sensor stays; the rule's parameters are the new settings'
         self._placement.reference = settings.placement_reference_p90
@@ -152,9 +154,13 @@ class PresenceEngine(VisitSteps):
             state.pop("_plans", None)  # a live radio's plan wins; a learnt one carries on
         vars(self).update(state)
         self._set_horizon()
-        # A snapshot taken by an older version holds a plain dict (and no batch settings; its
-        # units are brought to this layout as they are unpickled, Unit.__setstate__).
-        self._units = OrderedDict(self._units)
+        # A snapshot taken by an older version holds its units in last-sighting order and no
+        # wheel (and no batch settings; its units are brought to this layout as they are
+        # unpickled, Unit.__setstate__).
+        self._units = dict(self._units)
+        if "_wheel" not in state:
+            self._wheel = ExpiryWheel()
+            self._wheel.rebuild(self._units.values(), self._horizon, self.s.visit_timeout_s)
         self.expire_batch = getattr(frozen, "expire_batch", EXPIRE_BATCH)
         self._budget = 0
         self.backlog = getattr(frozen, "backlog", False)
@@ -171,8 +177,8 @@ class PresenceEngine(VisitSteps):
         out: list[Event] = []
         if u is None:
             u = units[key] = self._new_unit(key, obs)
+            self._wheel.file(u, ts + self._horizon)
         else:
-            units.move_to_end(key)
             st = u.stretch  # 1 / p under a channel plan (1.0 on a fixed channel)
             if ts - u.last >= self.s.visit_timeout_s * st and u.visit is not None:
                 self._end_visit(u, out)
@@ -300,22 +306,21 @@ class PresenceEngine(VisitSteps):
                     self._zone_step(u, now, out)
 
     def _expire(self, now: float, out: list[Event]) -> bool:
-        """End the units due at `now`, oldest first; False when the batch budget ran out."""
-        units = self._units
+        """End the units due at `now` (core/presence/wheel.py); False when the batch budget
+        ran out."""
         horizon = self._horizon
-        while units:
-            u = next(iter(units.values()))  # O(1) on an OrderedDict, see the invariants
-            if u.last + horizon > now and not (
-                    u.visit is not None
-                    and u.last + self.s.visit_timeout_s * u.stretch <= now):
-                break
-            if self._budget <= 0:
-                self.backlog = True
-                return False
-            self._budget -= 1
-            units.popitem(last=False)
-            self._retire(u, out)
-        return True
+        ended, done = self._wheel.due(now, horizon, self.s.visit_timeout_s, self._budget)
+        self._budget -= len(ended)
+        for u in ended:
+            if u.last + horizon <= now:
+                del self._units[u.key]
+                self._retire(u, out)
+            else:  # its visit timed out first: the unit (rhythm, channels) stays to the horizon
+                self._end_visit(u, out)
+                self._wheel.file(u, u.last + horizon)
+        if not done:
+            self.backlog = True
+        return done
 
     def _retire(self, u: Unit, out: list[Event]) -> None:
         self._end_visit(u, out)
@@ -325,9 +330,10 @@ class PresenceEngine(VisitSteps):
             self._dormant[u.key] = u.day_present
 
     def _evict(self, out: list[Event]) -> None:
-        units = self._units
-        while len(units) > self.s.max_devices:
-            self._retire(units.popitem(last=False)[1], out)
+        for u in self._wheel.oldest(len(self._units) - self.s.max_devices, self._horizon,
+                                    self.s.visit_timeout_s):
+            del self._units[u.key]
+            self._retire(u, out)
             self.evicted += 1
 
     def _roll_day(self, day: int) -> None:

@@ -73,7 +73,7 @@ class Unit(Signal):
         "relief", "strong", "walkin", "first", "day_present", "limit", "lo", "hi", "cand_due",
         "owned", "next_mark", "inside", "person", "radio", "zone",
         "announced", "cand", "chans", "chans_n", "dwell", "hold", "key", "mark_i", "path", "ref",
-        "zone_since")
+        "zone_since", "due_at")
 
     def __init__(self, key: str, radio: Radio, ts: float, rssi: float, r: float,
                  person: bool) -> None:
@@ -96,6 +96,8 @@ class Unit(Signal):
         self.chans_n = 0
         self.stretch = 1.0
         self.relief = 0.0  # dB: how much lower its peak reads than a fixed radio's would
+        self.due_at = -1.0  # when the engine's expiry wheel looks at it next (wheel.py OUT: not
+        # filed yet; the engine files every unit it creates or adopts)
         self.reset(ts)
 
     def __setstate__(self, state: tuple[dict[str, Any] | None, dict[str, Any]]) -> None:
@@ -111,6 +113,7 @@ class Unit(Signal):
         if "chans" not in slots:
             slots.update(chans=0, chans_n=0, stretch=1.0)
         slots.setdefault("relief", 0.0)
+        slots.setdefault("due_at", -1.0)  # filed when the engine adopts it (wheel.rebuild)
         if isinstance(slots.get("path"), list):
             slots["path"] = tuple(slots["path"])
         if slots.get("visit") is None:

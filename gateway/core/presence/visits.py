@@ -17,6 +17,7 @@ from presence_gateway.core.presence.footfall import Footfall
 from presence_gateway.core.presence.sync import Peers
 from presence_gateway.core.presence.tracker import INF
 from presence_gateway.core.presence.units import Unit
+from presence_gateway.core.presence.wheel import ExpiryWheel, deadline
 from presence_gateway.core.presence.zones import ZoneSteps
 
 
@@ -33,6 +34,8 @@ class VisitSteps(ZoneSteps):
     peers: Peers
     _started: float
     _fixtures: set[str]
+    _wheel: ExpiryWheel
+    _horizon: float
     # Visits that walked in since the visit gate last looked (None: nobody listens).
     walkins: list[str] | None
 
@@ -44,6 +47,8 @@ class VisitSteps(ZoneSteps):
         else:
             u.visit, u.announced = visit_id(u.key, u.first), False
         u.lo, u.hi = INF, -INF  # force a zone decision now
+        # an open visit ends at its timeout, which may come before the horizon (wheel.py)
+        self._wheel.sooner(u, deadline(u, self._horizon, self.s.visit_timeout_s))
         if self.peers.active:
             # Hold the new visit for two summary rounds: by then every gateway that sees the
             # device has published it, so they arbitrate on the same numbers and one announces.
