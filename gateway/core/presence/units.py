@@ -65,13 +65,14 @@ class Unit(Signal):
     reading of a unit missed the CPU cache on a second object too (bench.presence_memory
     --crowd, paired: 2.87 -> 2.76 µs per observation at 100k, 1k unchanged)."""
 
-    # Slot order is memory order: the fields every reading of a visit touches come first
-    # (after Signal's x, p, t, n), in as few cache lines as they fit, then the footfall
-    # walk's, then the rest (with 100k devices present each reading misses the CPU cache).
+    # Slot order is memory order (with 100k devices present each reading misses the CPU
+    # cache): after Signal's x, p, t, n come the fields the footfall walk reads (population
+    # .present: last to zone, two cache lines), then the rest of what every reading of a
+    # visit touches (gap to next_mark; x to next_mark is the reading's span), then the rest.
     __slots__ = (  # noqa: RUF023 (memory order, not sorted)
-        "last", "gap", "stretch", "visit", "sensor", "off", "count", "fixture", "max_x",
-        "relief", "strong", "walkin", "first", "day_present", "limit", "lo", "hi", "cand_due",
-        "owned", "next_mark", "inside", "person", "radio", "zone",
+        "last", "stretch", "max_x", "relief", "inside", "person", "fixture", "radio", "zone",
+        "gap", "visit", "sensor", "off", "count", "strong", "walkin", "lo", "hi", "cand_due",
+        "owned", "next_mark", "first", "day_present", "limit",
         "announced", "cand", "chans", "chans_n", "dwell", "hold", "key", "mark_i", "path", "ref",
         "zone_since", "due_at")
 
