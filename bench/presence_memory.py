@@ -16,7 +16,10 @@ steady-state work per observation whatever the crowd), then all their visits end
 together (`finish`, as at the end of a replay or closing time). Each size runs in a fresh
 process (RSS is per process), in interleaved rounds; prints median and range of CPU µs per
 observation, peak RSS while tracking and after the mass visit end, and the most messages one
-call handed over. `--baseline SITE` runs the same rounds, interleaved, against another tree
+call handed over; beside the mean, a typical observation: the median of the 1,024-observation
+chunks' costs, which a slow spell of a shared machine (CPU time inflated by a noisy neighbour)
+moves far less, and which leaves out the few chunks that hold a minute's footfall walk.
+`--baseline SITE` runs the same rounds, interleaved, against another tree
 (a directory holding a `presence_gateway` package, e.g. an export of main) for a paired
 before/after.
 """
@@ -27,6 +30,7 @@ import argparse
 import heapq
 import itertools
 import json
+import math
 import os
 import resource
 import statistics
@@ -144,22 +148,28 @@ def crowd_one(n: int, total: int, wifi: bool = False) -> dict[str, float]:
         topics=Topics("presence", "s", "bench"), qos=1, next_seq=1, source="urn:bench"))
     feed = getattr(pipe, "feed_batches", None)
 
+    chunks: list[float] = []  # µs per observation of each 1,024-observation chunk
+
     def phase(obs: Iterator[Observation]) -> tuple[float, int, int]:
         """CPU s, observations, messages; the messages are dropped as soon as a call returns
         them (the writer commits them). Only the feed calls are timed, not the generator."""
         cpu, count, messages = 0.0, 0, 0
+        chunks.clear()
         while chunk := list(itertools.islice(obs, 1024)):
             start = time.process_time()
             for part in (feed(chunk, capture_clock=True) if feed
                          else [pipe.feed_many(chunk, capture_clock=True)]):
                 messages += len(part)
-            cpu += time.process_time() - start
+            took = time.process_time() - start
+            chunks.append(took / len(chunk) * 1e6)
+            cpu += took
             count += len(chunk)
         return cpu, count, messages
 
     period = MEASURE_S * n / total
     arrive_s, arrive_n, _ = phase(crowd_traffic(n, period, 0.0, WARMUP_S, wifi))
     cpu, count, messages = phase(crowd_traffic(n, period, WARMUP_S, MEASURE_S, wifi))
+    typical = statistics.median(chunks)
     tracked, rss_tracking = engine.tracked, _rss_mb()
     finish = getattr(pipe, "finish_batches", None)
     most = ended = 0
@@ -168,7 +178,8 @@ def crowd_one(n: int, total: int, wifi: bool = False) -> dict[str, float]:
         most = max(most, len(part))
         ended += len(part)
     end_s = time.process_time() - start
-    return {"us_per_obs": cpu / count * 1e6, "arrive_us": arrive_s / arrive_n * 1e6,
+    return {"us_per_obs": cpu / count * 1e6, "typical_us": typical,
+            "arrive_us": arrive_s / arrive_n * 1e6,
             "observations": count, "messages": messages, "tracked": tracked,
             "rss_tracking": rss_tracking, "rss_peak": _rss_mb(), "most_per_call": most,
             "end_messages": ended, "end_s": end_s}
@@ -198,14 +209,16 @@ def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None,
                 runs.setdefault((name, n), []).append(json.loads(res.stdout))
                 print(f"round {r + 1}: {name} {n:,} devices done", file=sys.stderr)
     print(f"| tree | devices | µs/obs present, median [range] ({rounds} runs) "
-          "| µs/obs settling (7 min) | messages while measured | tracked "
+          "| typical chunk µs/obs | µs/obs settling (7 min) | messages while measured | tracked "
           "| peak RSS tracking (MB) | peak RSS with the mass visit end (MB) "
           "| most messages per call | CPU s of the mass end |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (name, n), rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         us = [x["us_per_obs"] for x in rs]
         med = statistics.median
+        typical = [x.get("typical_us", math.nan) for x in rs]  # an older bench has none
         print(f"| {name} | {n:,} | {med(us):.2f} [{min(us):.2f}-{max(us):.2f}] "
+              f"| {med(typical):.2f} "
               f"| {med([x['arrive_us'] for x in rs]):.1f} | {int(rs[0]['messages']):,} "
               f"| {int(rs[0]['tracked']):,} | {med([x['rss_tracking'] for x in rs]):.0f} "
               f"| {med([x['rss_peak'] for x in rs]):.0f} | {int(rs[0]['most_per_call']):,} "
@@ -217,6 +230,12 @@ def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None,
         ratios = [b["us_per_obs"] / a["us_per_obs"] for a, b in zip(small, large, strict=True)]
         print(f"{name}: {hi_n:,} vs {lo_n:,} devices: {statistics.median(ratios):.2f}x "
               f"[{min(ratios):.2f}-{max(ratios):.2f}] the cost per observation")
+        typical = [b["typical_us"] / a["typical_us"] for a, b in zip(small, large, strict=True)
+                   if "typical_us" in a]
+        if typical:  # the median chunk: robust to a slow spell, leaves the minute walks out
+            print(f"{name}: {hi_n:,} vs {lo_n:,} devices: {statistics.median(typical):.2f}x "
+                  f"[{min(typical):.2f}-{max(typical):.2f}] a typical observation (median "
+                  f"of 1,024-observation chunks, the footfall walk's chunks left out)")
     mine_small, mine_large = runs[("this tree", lo_n)], runs[("this tree", hi_n)]
     ratios = [b["us_per_obs"] / a["us_per_obs"]
               for a, b in zip(mine_small, mine_large, strict=True)]
