@@ -11,9 +11,10 @@ Invariants:
 - A unit counts as present only after `min_sightings` within `sighting_window`; fixtures
   (listed, or present longer than `fixture_max_presence` in a day) never start visits.
 - Memory is bounded: units live in a dict by key and, for expiry, in a timing wheel of
-  one-second buckets filed lazily (core/presence/wheel.py): a reading moves nothing, `tick`
-  looks at the buckets a horizon old, so expiry costs O(expired + refiled) and nothing grows
-  with the crowd; the size is capped by `max_devices` (the oldest bucket goes first).
+  one-second buckets by deadline, filed lazily (core/presence/wheel.py): a reading moves
+  nothing, `tick` looks at the buckets whose second has passed, so expiry costs O(expired +
+  refiled) and nothing grows with the crowd; the size is capped by `max_devices` (the
+  earliest deadline goes first).
 - Bounded batches: one `tick` call ends at most `expire_batch` units; when more are due it
   stops there (`backlog` is True) and the next call at the same `now` carries on, before any
   later footfall boundary, so the events are the same as in one call, only split. A mass
