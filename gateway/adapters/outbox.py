@@ -117,10 +117,16 @@ class Outbox(OutboxReads):
             last_seq = await scalar(conn, "SELECT value FROM meta WHERE key='last_seq'")
             dropped = await scalar(conn, "SELECT value FROM meta WHERE key='dropped_total'")
             kept = await budget_sql.delivered_bytes(conn)
-        except (sqlite3.Error, OSError) as exc:
+        except BaseException as exc:
+            # Any refusal (a newer schema is a StoreError) closes the connection: left open,
+            # its worker thread runs on until the collector finds it, maybe after the loop
+            # has closed ("Event loop is closed" in that thread).
             if conn is not None:
-                await conn.close()
-            raise store_error(exc, path) from exc
+                with contextlib.suppress(sqlite3.Error, OSError):
+                    await conn.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise store_error(exc, path) from exc
+            raise
         return cls(conn, path, max_rows=max_rows, max_age_s=max_age_s, budget=budget,
                    depth=depth, last_seq=last_seq, dropped_total=dropped, delivered_bytes=kept)
 

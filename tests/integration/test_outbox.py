@@ -9,6 +9,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,8 +160,17 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         pass
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA user_version=99")
-    with pytest.raises(StoreError, match="newer"):
+    threads = threading.active_count()
+    with pytest.raises(StoreError, match="newer") as refused:
         await open_ob(path)
+    # The refused file's connection is closed, not left with its worker thread running until
+    # the garbage collector finds it (after this loop, maybe: "Event loop is closed" then).
+    # `refused` holds the frames, and with them the connection, alive meanwhile.
+    for _ in range(50):
+        if threading.active_count() == threads:
+            break
+        await asyncio.sleep(0.02)
+    assert threading.active_count() == threads, refused.value
 
 
 WRITER = """
