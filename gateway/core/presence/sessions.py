@@ -56,7 +56,7 @@ from presence_gateway.core.presence.units import (
     is_person,
 )
 from presence_gateway.core.presence.visits import VisitSteps
-from presence_gateway.core.presence.wheel import ExpiryWheel
+from presence_gateway.core.presence.wheel import ExpiryWheel, deadline
 
 _DAY = 86400.0
 # Units one tick call may end: each gives at most a zone exit and a visit end, so a call returns
@@ -195,7 +195,10 @@ class PresenceEngine(VisitSteps):
             if sp.size > 1:
                 if sp.size * self._base_horizon > self._horizon:
                     self._set_horizon()
+                before = u.stretch
                 u.hopped(channel_bit(obs.channel), ts, sp.catch, self._sigma)
+                if u.stretch < before and u.visit is not None:  # its timeout came nearer
+                    self._wheel.sooner(u, deadline(u, self._horizon, self.s.visit_timeout_s))
         if len(units) > self.s.max_devices:
             self._evict(out)
         rssi: float | None = obs.rssi
@@ -346,15 +349,6 @@ class PresenceEngine(VisitSteps):
 
     def _footfall(self, now: float, out: list[Event]) -> None:
         self._roll_day(int(now // _DAY))
-        if self._plans.max_size > 1:
-            timeout = self.s.visit_timeout_s
-            for u in self._units.values():
-                if u.visit is not None and u.last + timeout * u.stretch <= now:
-                    # Under a channel plan the front-first expiry runs at the longest stretch;
-                    # a visit with a shorter one behind it ends here, at its own last +
-                    # timeout / p, so its exit is counted in this interval, not when the front
-                    # one expires.
-                    self._end_visit(u, out)
         pop = present(self._units.values(), now, self.s, self._started)
         data = self.footfall.snapshot(pop)
         data["interval_s"] = self.s.footfall_interval_s
