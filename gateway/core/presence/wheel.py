@@ -126,7 +126,7 @@ class ExpiryWheel:
         """File every unit anew (a snapshot of an older version, new settings)."""
         self._buckets.clear()
         self._front = math.inf
-        for u in sorted(units, key=lambda u: deadline(u, horizon, timeout)):
+        for u in units:
             self.file(u, deadline(u, horizon, timeout))
 
     def _first(self, limit: int | None) -> int | None:
