@@ -11,13 +11,14 @@ reading moves nothing:
   own fields now, has passed; else filed again under the new deadline (it was heard since).
   A unit heard every minute is filed again about once a horizon (5 min), not once a reading.
 - A deadline moves later with every reading, which a look finds; it moves earlier only when
-  a visit opens (the timeout is shorter than the horizon): the engine then files the unit
-  again (`sooner`) and its older entry goes stale (`due_at` names the live one).
+  a visit opens (the timeout is shorter than the horizon) or its stretch shrinks under a
+  channel plan: the engine then files the unit again (`sooner`) and its older entry goes
+  stale (`due_at` names the live one).
 - Units come out in bucket order, not in exact deadline order within a second; every unit is
   ended at the `tick` that an exact order would end it at (tested against brute force).
 
 Invariants: every tracked unit has one live entry, in the bucket of its `due_at`; stale
-entries are dropped when their bucket is looked at (at most one per visit opened, within a
+entries are dropped when their bucket is looked at (at most one per `sooner`, within a
 horizon); no bucket lies before `front` (where a look starts).
 """
 
