@@ -124,12 +124,11 @@ class Pipeline:
                 self.observations += n  # the stats event must count what came before it
                 self._window_obs += n
                 n = 0
-                steps = self._clock(obs.ts)
-                events.extend(next(steps))
-                for more in steps:  # a backlog: hand over what is built, batch by batch
+                events.extend(self._tick(obs.ts))  # a plain call: most ticks find nothing
+                while self.engine.backlog:  # hand over what is built, batch by batch
                     self.last_ts = last
                     yield self._emit(events, last or 0.0)
-                    events = more
+                    events = self._more(obs.ts)
             n += 1
             by_kind[(obs.radio, obs.kind)] += 1  # Radio is a StrEnum: no .value lookup
             if linker is not None and obs.identity is not None:
@@ -180,11 +179,26 @@ class Pipeline:
 
     def _clock(self, now: float) -> Iterator[list[Event]]:
         """The engine's tick at `now` until no backlog is left, then the stats event."""
-        self._next_tick = now + self.tick_interval_s
-        events = self.engine.tick(now)
+        events = self._tick(now)
         while self.engine.backlog:
             yield events
-            events = self.engine.tick(now)
+            events = self._more(now)
+        yield events
+
+    def _tick(self, now: float) -> list[Event]:
+        """The engine's tick at `now`: its events, and the stats event when no backlog is
+        left (else `_more` until none is)."""
+        self._next_tick = now + self.tick_interval_s
+        return self._more(now)
+
+    def _more(self, now: float) -> list[Event]:
+        """The (next) batch of the tick at `now`; the stats event comes with the last."""
+        events = self.engine.tick(now)
+        if not self.engine.backlog:
+            self._stats_due(now, events)
+        return events
+
+    def _stats_due(self, now: float, events: list[Event]) -> None:
         if self._next_stats is None:
             self._next_stats = now + self.stats_interval_s
         elif now >= self._next_stats:
@@ -192,7 +206,6 @@ class Pipeline:
             # Re-anchor rather than step: a clock jump (NTP after a boot without RTC, a gap in
             # a capture) must not cost one loop turn per missed interval.
             self._next_stats = now + self.stats_interval_s
-        yield events
 
     # -- internals ------------------------------------------------------------------------
     def _emit(self, events: list[Event], now: float) -> list[OutboundMessage]:

@@ -126,3 +126,35 @@ def test_a_snapshot_without_a_wheel_gets_one_and_its_units_still_end() -> None:
     assert fresh._wheel.entries() == 20
     fresh.tick(T0 + 60 + 9 + 300.5)  # dev0..dev9 are a horizon old, dev10.. are not
     assert sorted(fresh._units) == sorted(f"dev{k}" for k in range(10, 20))
+
+
+def test_idle_until_the_second_of_the_earliest_bucket() -> None:
+    wheel = ExpiryWheel()
+    assert wheel.idle(T0)
+    u, v = (Unit(k, Radio.BLE, T0, -60.0, 4.0, True) for k in ("u", "v"))
+    wheel.file(u, T0 + 300.5)
+    wheel.file(v, T0 + 200.2)  # filed later, due earlier
+    assert wheel.idle(T0 + 199.9) and not wheel.idle(T0 + 200.0)
+    ended, done = wheel.due(T0 + 250.0, 300.0, 300.0, 10)
+    assert ended == [] and done  # v was heard since: filed again under T0 + 300
+    assert wheel.idle(T0 + 299.9) and not wheel.idle(T0 + 300.0)
+    ended, _ = wheel.due(T0 + 301.0, 300.0, 300.0, 10)
+    assert ended == [u, v] or ended == [v, u]
+    assert wheel.idle(T0 + 1e6)
+
+
+def test_a_wheel_of_the_earlier_layout_is_read_into_a_heap() -> None:
+    """The version before kept the lowest bucket as a walked-up `_front`, no heap."""
+    e = engine()
+    for k in range(10):
+        e.feed(ble(T0 + 30 * k, f"dev{k}"))
+        e.feed(ble(T0 + 30 * k + 2, f"dev{k}"))
+    state = dict(vars(e._wheel))
+    del state["_heap"]
+    state["_front"] = min(state["_buckets"])
+    old = ExpiryWheel.__new__(ExpiryWheel)
+    vars(old).update(state)
+    e._wheel = pickle.loads(pickle.dumps(old))
+    assert not hasattr(e._wheel, "_front")
+    e.tick(T0 + 30 * 4 + 2 + 300.5)  # dev0..dev4 are a horizon old
+    assert sorted(e._units) == [f"dev{k}" for k in range(5, 10)]

@@ -274,6 +274,10 @@ class PresenceEngine(VisitSteps):
         """Expire, count footfall at every boundary up to `now`. Ends at most `expire_batch`
         units: when more are due, `backlog` is True and the caller calls again with the same
         `now` (a boundary's footfall waits for the units that expired before it)."""
+        nf = self._next_footfall
+        if nf is not None and now < nf and self._wheel.idle(now) and not self.peers.dirty:
+            self.backlog = False  # most ticks: nothing due, no boundary, no peer news
+            return []
         out: list[Event] = []
         self._budget = self.expire_batch
         self.backlog = False

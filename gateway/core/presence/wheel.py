@@ -19,12 +19,12 @@ reading moves nothing:
 
 Invariants: every tracked unit has one live entry, in the bucket of its `due_at`; stale
 entries are dropped when their bucket is looked at (at most one per `sooner`, within a
-horizon); no bucket lies before `front` (where a look starts).
+horizon); `_heap` holds the index of every bucket, once.
 """
 
 from __future__ import annotations
 
-import math
+from heapq import heappop, heappush
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 
 BUCKET_S = 1.0
 OUT = -1.0  # the `due_at` of a unit not in the wheel (taken out, or not filed yet)
-# Buckets walked one by one before looking up the lowest directly (a gap in a capture, a
-# quiet night): a walk of a few steps is cheaper than min() over the horizon's buckets.
-_WALK = 64
 
 
 def deadline(u: Unit, horizon: float, timeout: float) -> float:
@@ -52,7 +49,19 @@ def deadline(u: Unit, horizon: float, timeout: float) -> float:
 class ExpiryWheel:
     def __init__(self) -> None:
         self._buckets: dict[int, list[Unit]] = {}
-        self._front = math.inf  # no bucket below this index (an int once anything is filed)
+        # The index of every bucket, a heap: the lowest is known at once, so the tick of a
+        # second with nothing due costs one comparison (a walk second by second, with a min()
+        # over the buckets after a gap, was ~40 % of a real day's ticks).
+        self._heap: list[int] = []
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickle (core/continuity.py), also a wheel of an earlier version, which kept the
+        lowest bucket as a walked-up `_front` instead of a heap."""
+        state = dict(state)
+        state.pop("_front", None)
+        vars(self).update(state)
+        if "_heap" not in state:
+            self._heap = sorted(self._buckets)  # a sorted list is a heap
 
     def entries(self) -> int:
         """Entries filed, stale ones included (for tests and status)."""
@@ -61,12 +70,11 @@ class ExpiryWheel:
     def file(self, u: Unit, at: float) -> None:
         """File `u` to be looked at `at` (a time already past: at the next look)."""
         b = int(at // BUCKET_S)
-        if b < self._front:
-            self._front = b
         u.due_at = at
         bucket = self._buckets.get(b)
         if bucket is None:
             self._buckets[b] = [u]
+            heappush(self._heap, b)
         else:
             bucket.append(u)
 
@@ -75,13 +83,22 @@ class ExpiryWheel:
         if int(at // BUCKET_S) < int(u.due_at // BUCKET_S):
             self.file(u, at)
 
+    def idle(self, now: float) -> bool:
+        """True when no unit can be due at `now` (every bucket lies after its second): a
+        tick then costs a comparison, not a look (a tick runs every second, most find
+        nothing)."""
+        heap = self._heap
+        return not heap or now // BUCKET_S < heap[0]
+
     def due(self, now: float, horizon: float, timeout: float, budget: int
             ) -> tuple[list[Unit], bool]:
         """Take out the units due at `now`, at most `budget` of them, oldest bucket first.
         True when none is left due."""
         ended: list[Unit] = []
-        buckets = self._buckets
-        while (b := self._first(int(now // BUCKET_S))) is not None:
+        buckets, heap = self._buckets, self._heap
+        limit = int(now // BUCKET_S)
+        while heap and heap[0] <= limit:
+            b = heappop(heap)
             bucket = buckets.pop(b)
             kept: list[Unit] = []
             for i, u in enumerate(bucket):
@@ -107,8 +124,10 @@ class ExpiryWheel:
         """Take out `count` units, earliest deadline first (the cap on tracked devices);
         those heard since they were filed are filed again instead."""
         out: list[Unit] = []
-        while len(out) < count and (b := self._first(None)) is not None:
-            bucket = self._buckets.pop(b)
+        buckets, heap = self._buckets, self._heap
+        while len(out) < count and heap:
+            b = heappop(heap)
+            bucket = buckets.pop(b)
             while bucket and len(out) < count:
                 u = bucket.pop()
                 if int(u.due_at // BUCKET_S) != b:
@@ -126,32 +145,15 @@ class ExpiryWheel:
     def rebuild(self, units: Iterable[Unit], horizon: float, timeout: float) -> None:
         """File every unit anew (a snapshot of an older version, new settings)."""
         self._buckets.clear()
-        self._front = math.inf
+        self._heap.clear()
         for u in units:
             self.file(u, deadline(u, horizon, timeout))
-
-    def _first(self, limit: int | None) -> int | None:
-        """The lowest bucket at or below `limit` (any when None), or None."""
-        buckets = self._buckets
-        if not buckets:
-            return None
-        f = int(self._front)
-        if limit is not None and f > limit:
-            return None
-        stop = f + _WALK if limit is None else min(limit, f + _WALK)
-        while f <= stop:
-            if f in buckets:
-                self._front = f
-                return f
-            f += 1
-        low = min(buckets)  # a long gap: look the lowest up
-        if limit is not None and low > limit:
-            self._front = limit + 1
-            return None
-        self._front = low
-        return low
 
     def _put_back(self, b: int, units: list[Unit]) -> None:
         """Units taken from bucket `b` and not ended, ahead of anything filed there since."""
         later = self._buckets.get(b)
-        self._buckets[b] = units if later is None else units + later
+        if later is None:
+            self._buckets[b] = units
+            heappush(self._heap, b)
+        else:
+            self._buckets[b] = units + later
