@@ -105,8 +105,9 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings,
         quiet = now - u.last
         if quiet > timeout * st:
             continue
-        gap = u.gap
-        if quiet > min_quiet * st and gap != 0.0 and quiet > factor * gap:
+        # (its gap is read only when it has been quiet that long: with a crowd present each
+        # float a unit holds is an object out of the CPU cache)
+        if quiet > min_quiet * st and u.gap != 0.0 and quiet > factor * u.gap:
             continue
         wifi = u.radio is wifi_radio
         counts = by_zone[0 if wifi else 1]

@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from presence_gateway.core.presence.config import ZoneSettings
 
 INF = float("inf")
+# One shared -inf: `-INF` is a negation at run time, a new float object each time. A unit's
+# band edge or peak made that way is an object of its own, out of the CPU cache when a crowd
+# is present (bench.presence_memory --crowd), where the shared one stays hot.
+NEG_INF = -INF
 
 # iBeacon's proximity bands (Apple CLProximity): immediate within ~0.5 m, near within ~3 m.
 IMMEDIATE_M = 0.5
@@ -116,7 +120,7 @@ def choose_zone(zones: Sequence[Zone], current: Zone | None, rssi: float,
     Hysteresis: the current zone is kept while rssi >= its leave threshold unless a more
     demanding zone's enter threshold is reached; another zone needs its enter threshold.
     """
-    lo, hi = -INF, INF
+    lo, hi = NEG_INF, INF
     for z in zones:
         if z.sensors and sensor not in z.sensors:
             continue

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from presence_gateway.core.model import Kind, Observation, Radio
 from presence_gateway.core.presence.grouping import DeviceGrouper
 from presence_gateway.core.presence.hopping import OWN_READINGS, CatchModel, peak_relief
-from presence_gateway.core.presence.tracker import INF, Signal, Zone
+from presence_gateway.core.presence.tracker import INF, NEG_INF, Signal, Zone
 
 # BLE advert kinds that phones (and watches/tablets carried by a person) send on their own.
 # Beacons, trackers and accessories are tracked and get visits, but are not people.
@@ -44,9 +44,6 @@ def beacon_ref_power(obs: Observation) -> float | None:
 
 
 BURST_S = 5.0
-# One shared -inf: `-INF` in `reset` made a new float object per field per visit (2 MB of a
-# 100k-device crowd each).
-NEG_INF = -INF
 
 
 class Grouper(Protocol):

@@ -11,7 +11,14 @@ from presence_gateway.core.events import Event, ZoneDwell, ZoneEntered, ZoneExit
 from presence_gateway.core.model import Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall
-from presence_gateway.core.presence.tracker import INF, Zone, choose_zone, distance_m, proximity
+from presence_gateway.core.presence.tracker import (
+    INF,
+    NEG_INF,
+    Zone,
+    choose_zone,
+    distance_m,
+    proximity,
+)
 from presence_gateway.core.presence.units import Unit
 
 
@@ -42,7 +49,7 @@ class ZoneSteps:
         u.cand_due = INF
         if cand is not None:
             self._enter_zone(u, cand, ts, out)
-        u.lo, u.hi = INF, -INF  # re-evaluate against the new current zone next reading
+        u.lo, u.hi = INF, NEG_INF  # re-evaluate against the new current zone next reading
 
     def _enter_zone(self, u: Unit, z: Zone, ts: float, out: list[Event]) -> None:
         u.zone, u.zone_since, u.mark_i = z, ts, 0
