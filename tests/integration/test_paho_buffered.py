@@ -1,0 +1,91 @@
+"""Chunked socket reads (adapters/paho_fast.py `BufferedReadClient`) against a real Mosquitto:
+the publisher's acknowledgements and a subscriber's burst of messages are read in far fewer
+system calls than packets, nothing is left waiting in the buffer, and a reconnect starts with
+an empty one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.adapters.mqttlink import Link
+from presence_gateway.adapters.paho_fast import FAST_READ, BufferedReadClient
+from presence_gateway.core.model import OutboundMessage
+from tests.integration.test_publisher import TOPICS, make, open_ob, running, until
+
+
+@pytest.fixture
+def socket_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes paho's own `_sock_recv` (one `recv` system call each) was asked for."""
+    assert FAST_READ, "paho's internals changed: chunked reads are off"
+    calls: list[int] = []
+    original: Callable[[mqtt.Client, int], bytes] = mqtt.Client._sock_recv
+
+    def counting(self: mqtt.Client, bufsize: int) -> bytes:
+        calls.append(bufsize)
+        return original(self, bufsize)
+
+    monkeypatch.setattr(mqtt.Client, "_sock_recv", counting)
+    return calls
+
+
+async def test_acknowledgements_are_read_in_chunks(
+        tmp_path: Path, mosquitto: Callable[..., LocalBroker], socket_reads: list[int]) -> None:
+    broker = mosquitto()
+    msgs = [OutboundMessage(id=f"id-{s}", seq=s, topic=TOPICS[0], payload=b'{"s":%d}' % s,
+                            created=float(s)) for s in range(1, 501)]
+    async with await open_ob(tmp_path) as ob:
+        pub = make(broker.port, ob, max_inflight=20)
+        await ob.append(msgs)
+        async with running(pub):
+            assert await pub.flush(20)
+        assert pub.acked == 500 and await ob.depth() == 0
+    # paho alone: 3 reads per PUBACK (first byte, length, mid), 1,500 and more
+    assert len(socket_reads) < 500, f"{len(socket_reads)} socket reads for 500 PUBACKs"
+
+
+async def test_a_burst_is_read_at_once_and_a_reconnect_starts_empty(
+        mosquitto: Callable[..., LocalBroker], socket_reads: list[int]) -> None:
+    """A QoS 0 subscriber: paho's loop_read takes one packet per call when nothing is in
+    flight, so the burst's other packets wait in the buffer, where the socket will not
+    signal them: the link must read them without more traffic."""
+    broker = mosquitto()
+    loop = asyncio.get_running_loop()
+    got: list[bytes] = []
+    client = BufferedReadClient(CallbackAPIVersion.VERSION2, client_id="burst-sub",
+                                protocol=MQTTProtocolVersion.MQTTv311)
+    client.on_message = lambda c, u, msg: got.append(msg.payload)
+    subscribed = loop.create_future()
+    client.on_subscribe = lambda *a: loop.call_soon_threadsafe(subscribed.set_result, None)
+    link = Link(client, loop)
+    await link.connect(broker.host, broker.port, 30, None)
+    await asyncio.wait_for(link.connack, 5)
+    client.subscribe("burst/#", qos=0)
+    await asyncio.wait_for(subscribed, 5)
+
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="burst-pub")
+    sender.connect(broker.host, broker.port)
+    sender.loop_start()
+    try:
+        before = len(socket_reads)
+        for i in range(200):
+            sender.publish("burst/x", b"m%d" % i, qos=0)
+        assert await until(lambda: len(got) == 200, 5.0), f"{len(got)} of 200 arrived"
+        assert got == [b"m%d" % i for i in range(200)]
+        assert len(socket_reads) - before < 100, "read packet by packet"
+        assert client.buffered() == 0
+        # a reconnect: whatever the old connection left must not be read as the new one's
+        client._rbuf += b"\x30\x05stale"  # half a PUBLISH of a connection that is gone
+        client.disconnect()
+        await asyncio.wait_for(link.closed, 5)
+        assert client.buffered() == 0
+    finally:
+        sender.loop_stop()
+        sender.disconnect()
+        link.detach()
