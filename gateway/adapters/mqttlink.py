@@ -34,7 +34,7 @@ from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from presence_gateway.adapters.paho_fast import BufferedReadClient
+from presence_gateway.adapters.paho_fast import ChunkedClient
 from presence_gateway.core.config import MqttSettings
 from presence_gateway.errors import PublishError
 
@@ -121,7 +121,7 @@ class Link:
         # TLS, and a client reading in chunks (adapters/paho_fast.py), may hold bytes the
         # selector cannot see; drain them now. Each loop_read takes at least one packet's
         # bytes or empties the buffer, so this ends.
-        buffered = client.buffered if isinstance(client, BufferedReadClient) else None
+        buffered = client.buffered if isinstance(client, ChunkedClient) else None
         sock = client.socket()
         while (isinstance(sock, ssl.SSLSocket) and sock.pending()) or (
                 buffered is not None and buffered() and sock is not None):

@@ -34,7 +34,7 @@ from paho.mqtt.client import MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from presence_gateway.adapters.mqttlink import Link, explain_oserror
-from presence_gateway.adapters.paho_fast import BufferedReadClient
+from presence_gateway.adapters.paho_fast import ChunkedClient
 from presence_gateway.central.db import CentralDb, Commit
 from presence_gateway.central.model import (
     RESEND_COMMAND,
@@ -136,7 +136,7 @@ class PartitionWorker:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[MQTTMessage] = asyncio.Queue()
         # chunked reads: one system call for a burst of PUBLISH packets (adapters/paho_fast)
-        client = BufferedReadClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+        client = ChunkedClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                         protocol=MQTTProtocolVersion.MQTTv311, clean_session=False,
                         reconnect_on_failure=False)
         client.manual_ack_set(True)

@@ -1,7 +1,7 @@
-"""Chunked socket reads (adapters/paho_fast.py `BufferedReadClient`) against a real Mosquitto:
-the publisher's acknowledgements and a subscriber's burst of messages are read in far fewer
-system calls than packets, nothing is left waiting in the buffer, and a reconnect starts with
-an empty one."""
+"""Chunked socket reads and writes (adapters/paho_fast.py `ChunkedClient`) against a real
+Mosquitto: the publisher's messages go out and their acknowledgements come in, and a
+subscriber's burst is read, in far fewer system calls than packets, in order and complete;
+nothing is left waiting in the read buffer, and a reconnect starts with an empty one."""
 
 from __future__ import annotations
 
@@ -15,39 +15,73 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.adapters.mqttlink import Link
-from presence_gateway.adapters.paho_fast import FAST_READ, BufferedReadClient
+from presence_gateway.adapters.paho_fast import FAST_READ, FAST_WRITE, ChunkedClient
 from presence_gateway.core.model import OutboundMessage
-from tests.integration.test_publisher import TOPICS, make, open_ob, running, until
+from tests.conftest import Subscriber
+from tests.integration.test_publisher import (
+    BASE,
+    TOPICS,
+    check_delivery,
+    make,
+    open_ob,
+    running,
+    until,
+)
 
 
 @pytest.fixture
 def socket_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes paho's own `_sock_recv` (one `recv` system call each) was asked for."""
+    """The sizes paho's own `_sock_recv` (one `recv` system call each) was asked for by a
+    ChunkedClient."""
     assert FAST_READ, "paho's internals changed: chunked reads are off"
     calls: list[int] = []
     original: Callable[[mqtt.Client, int], bytes] = mqtt.Client._sock_recv
 
     def counting(self: mqtt.Client, bufsize: int) -> bytes:
-        calls.append(bufsize)
+        if isinstance(self, ChunkedClient):  # not the test's own subscriber
+            calls.append(bufsize)
         return original(self, bufsize)
 
     monkeypatch.setattr(mqtt.Client, "_sock_recv", counting)
     return calls
 
 
-async def test_acknowledgements_are_read_in_chunks(
-        tmp_path: Path, mosquitto: Callable[..., LocalBroker], socket_reads: list[int]) -> None:
+@pytest.fixture
+def socket_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes paho's own `_sock_send` (one `send` system call each) was given by a
+    ChunkedClient."""
+    assert FAST_WRITE, "paho's internals changed: chunked writes are off"
+    calls: list[int] = []
+    original: Callable[[mqtt.Client, bytes], int] = mqtt.Client._sock_send
+
+    def counting(self: mqtt.Client, buf: bytes) -> int:
+        if isinstance(self, ChunkedClient):
+            calls.append(len(buf))
+        return original(self, buf)
+
+    monkeypatch.setattr(mqtt.Client, "_sock_send", counting)
+    return calls
+
+
+async def test_messages_and_acknowledgements_go_in_chunks(
+        tmp_path: Path, mosquitto: Callable[..., LocalBroker], socket_reads: list[int],
+        socket_writes: list[int], subscriber: Callable[..., Subscriber]) -> None:
     broker = mosquitto()
-    msgs = [OutboundMessage(id=f"id-{s}", seq=s, topic=TOPICS[0], payload=b'{"s":%d}' % s,
+    sub = subscriber(broker, f"{BASE}/events/#")
+    msgs = [OutboundMessage(id=f"id-{s}", seq=s, topic=TOPICS[s % 2], payload=b'{"s":%d}' % s,
                             created=float(s)) for s in range(1, 501)]
     async with await open_ob(tmp_path) as ob:
         pub = make(broker.port, ob, max_inflight=20)
         await ob.append(msgs)
         async with running(pub):
             assert await pub.flush(20)
+            got = await sub.until(500, 10)
         assert pub.acked == 500 and await ob.depth() == 0
-    # paho alone: 3 reads per PUBACK (first byte, length, mid), 1,500 and more
+    # paho alone: 3 reads per PUBACK (first byte, length, mid), 1,500 and more; one send each
     assert len(socket_reads) < 500, f"{len(socket_reads)} socket reads for 500 PUBACKs"
+    assert len(socket_writes) < 250, f"{len(socket_writes)} sends for 500 messages"
+    check_delivery(got, msgs)  # complete, and in order per topic
+    assert len(got) == 500
 
 
 async def test_a_burst_is_read_at_once_and_a_reconnect_starts_empty(
@@ -58,7 +92,7 @@ async def test_a_burst_is_read_at_once_and_a_reconnect_starts_empty(
     broker = mosquitto()
     loop = asyncio.get_running_loop()
     got: list[bytes] = []
-    client = BufferedReadClient(CallbackAPIVersion.VERSION2, client_id="burst-sub",
+    client = ChunkedClient(CallbackAPIVersion.VERSION2, client_id="burst-sub",
                                 protocol=MQTTProtocolVersion.MQTTv311)
     client.on_message = lambda c, u, msg: got.append(msg.payload)
     subscribed = loop.create_future()
