@@ -29,43 +29,38 @@ from tests.integration.test_publisher import (
 )
 
 
-@pytest.fixture
-def socket_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes paho's own `_sock_recv` (one `recv` system call each) was asked for by a
-    ChunkedClient."""
-    assert FAST_READ, "paho's internals changed: chunked reads are off"
-    calls: list[int] = []
-    original: Callable[[mqtt.Client, int], bytes] = mqtt.Client._sock_recv
+def _count_calls(monkeypatch: pytest.MonkeyPatch, method: str) -> list[object]:
+    """Every call a ChunkedClient makes to paho's own `method` (each one system call), by its
+    argument; the test's own plain subscriber is not counted."""
+    calls: list[object] = []
+    original: Callable[[mqtt.Client, object], object] = getattr(mqtt.Client, method)
 
-    def counting(self: mqtt.Client, bufsize: int) -> bytes:
-        if isinstance(self, ChunkedClient):  # not the test's own subscriber
-            calls.append(bufsize)
-        return original(self, bufsize)
-
-    monkeypatch.setattr(mqtt.Client, "_sock_recv", counting)
-    return calls
-
-
-@pytest.fixture
-def socket_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes paho's own `_sock_send` (one `send` system call each) was given by a
-    ChunkedClient."""
-    assert FAST_WRITE, "paho's internals changed: chunked writes are off"
-    calls: list[int] = []
-    original: Callable[[mqtt.Client, bytes], int] = mqtt.Client._sock_send
-
-    def counting(self: mqtt.Client, buf: bytes) -> int:
+    def counting(self: mqtt.Client, arg: object) -> object:
         if isinstance(self, ChunkedClient):
-            calls.append(len(buf))
-        return original(self, buf)
+            calls.append(arg)
+        return original(self, arg)
 
-    monkeypatch.setattr(mqtt.Client, "_sock_send", counting)
+    monkeypatch.setattr(mqtt.Client, method, counting)
     return calls
+
+
+@pytest.fixture
+def socket_reads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """paho's `_sock_recv` calls (one `recv` each)."""
+    assert FAST_READ, "paho's internals changed: chunked reads are off"
+    return _count_calls(monkeypatch, "_sock_recv")
+
+
+@pytest.fixture
+def socket_writes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """paho's `_sock_send` calls (one `send` each)."""
+    assert FAST_WRITE, "paho's internals changed: chunked writes are off"
+    return _count_calls(monkeypatch, "_sock_send")
 
 
 async def test_messages_and_acknowledgements_go_in_chunks(
-        tmp_path: Path, mosquitto: Callable[..., LocalBroker], socket_reads: list[int],
-        socket_writes: list[int], subscriber: Callable[..., Subscriber]) -> None:
+        tmp_path: Path, mosquitto: Callable[..., LocalBroker], socket_reads: list[object],
+        socket_writes: list[object], subscriber: Callable[..., Subscriber]) -> None:
     broker = mosquitto()
     sub = subscriber(broker, f"{BASE}/events/#")
     msgs = [OutboundMessage(id=f"id-{s}", seq=s, topic=TOPICS[s % 2], payload=b'{"s":%d}' % s,
@@ -85,7 +80,7 @@ async def test_messages_and_acknowledgements_go_in_chunks(
 
 
 async def test_a_burst_is_read_at_once_and_a_reconnect_starts_empty(
-        mosquitto: Callable[..., LocalBroker], socket_reads: list[int]) -> None:
+        mosquitto: Callable[..., LocalBroker], socket_reads: list[object]) -> None:
     """A QoS 0 subscriber: paho's loop_read takes one packet per call when nothing is in
     flight, so the burst's other packets wait in the buffer, where the socket will not
     signal them: the link must read them without more traffic."""
