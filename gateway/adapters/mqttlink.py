@@ -39,6 +39,8 @@ from presence_gateway.core.config import MqttSettings
 from presence_gateway.errors import PublishError
 
 MISC_INTERVAL_S = 1.0
+# loop_read rounds per readable event for bytes the selector cannot see (TLS, chunked reads)
+READS_PER_WAKE = 64
 
 
 class Link:
@@ -119,14 +121,17 @@ class Link:
         client = self.client
         client.loop_read()
         # TLS, and a client reading in chunks (adapters/paho_fast.py), may hold bytes the
-        # selector cannot see; drain them now. Each loop_read takes at least one packet's
-        # bytes or empties the buffer, so this ends.
+        # selector cannot see: read them now, a bounded number of rounds (under a flood each
+        # round may read more), then give the loop back and go on at its next turn.
         buffered = client.buffered if isinstance(client, ChunkedClient) else None
-        sock = client.socket()
-        while (isinstance(sock, ssl.SSLSocket) and sock.pending()) or (
-                buffered is not None and buffered() and sock is not None):
-            client.loop_read()
+        for _ in range(READS_PER_WAKE):
             sock = client.socket()
+            if sock is None or not ((isinstance(sock, ssl.SSLSocket) and sock.pending())
+                                    or (buffered is not None and buffered())):
+                return
+            client.loop_read()
+        if not self.closed.done():
+            self.loop.call_soon(self._read)
 
     def _misc(self) -> None:
         self._timer = None

@@ -118,3 +118,74 @@ async def test_a_burst_is_read_at_once_and_a_reconnect_starts_empty(
         sender.loop_stop()
         sender.disconnect()
         link.detach()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, byte = n >> 7, n & 0x7F
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _mqtt_str(s: bytes) -> bytes:
+    return len(s).to_bytes(2, "big") + s
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    """An MQTT 3.1.1 control packet (spec 2.2: fixed header, remaining length)."""
+    return bytes([first]) + _varint(len(body)) + body
+
+
+async def test_a_flood_does_not_hold_the_loop(mosquitto: Callable[..., LocalBroker]) -> None:
+    """A publisher floods Mosquitto from a raw socket (packets Mosquitto itself accepts);
+    the subscriber's link reads in bounded rounds, so other tasks keep running while the
+    chunks keep coming (every round of a flood may read 64 kB more)."""
+    import socket
+    import threading
+
+    broker = mosquitto()
+    loop = asyncio.get_running_loop()
+    got = [0]
+    client = ChunkedClient(CallbackAPIVersion.VERSION2, client_id="flood-sub",
+                           protocol=MQTTProtocolVersion.MQTTv311)
+    client.on_message = lambda c, u, msg: got.__setitem__(0, got[0] + 1)
+    subscribed = loop.create_future()
+    client.on_subscribe = lambda *a: loop.call_soon_threadsafe(subscribed.set_result, None)
+    link = Link(client, loop)
+    await link.connect(broker.host, broker.port, 30, None)
+    await asyncio.wait_for(link.connack, 5)
+    client.subscribe("flood/#", qos=0)
+    await asyncio.wait_for(subscribed, 5)
+
+    total = 100_000  # ~1 s of work here: held at once, the loop stalls for most of it
+    connect = _packet(0x10, _mqtt_str(b"MQTT") + bytes([4, 0x02, 0, 60]) + _mqtt_str(b"flooder"))
+    publish = _packet(0x30, _mqtt_str(b"flood/x") + b"p" * 20)
+    raw = socket.create_connection((broker.host, broker.port))
+    raw.sendall(connect)
+    assert raw.recv(4)[:1] == b"\x20"  # CONNACK
+    sender = threading.Thread(target=raw.sendall, args=(publish * total,))
+
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def other_task() -> None:
+        last = loop.time()
+        while not stop.is_set():
+            await asyncio.sleep(0)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    other = asyncio.create_task(other_task())
+    try:
+        sender.start()
+        assert await until(lambda: got[0] >= total, 60.0), f"{got[0]} of {total} arrived"
+    finally:
+        stop.set()
+        await other
+        sender.join()
+        raw.close()
+        link.detach()
+    assert max(gaps) < 0.25, f"the loop was held for {max(gaps):.2f} s"
