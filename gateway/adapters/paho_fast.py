@@ -70,14 +70,14 @@ _PUBLISH, _DISCONNECT = 0x30, 0xE0
 class ChunkedClient(Client):
     """paho's Client reading and writing the socket in chunks.
 
-    Reads: paho reads a packet in three `recv`
-    calls (its first byte, the length bytes one at a time, the rest), each a system call of
-    ~3 µs: a PUBACK, 4 bytes, cost three (11,121 calls for the 3,546 acknowledgements of a
-    replayed day). Here one `recv` takes whatever the broker has sent and paho's small reads
-    are served from it. Bytes that paho has not asked for when `loop_read` returns
-    (`buffered()`) are read by the caller at once (adapters/mqttlink.py `Link._read`): the
-    socket will not signal them again. The buffer belongs to one connection: it is emptied
-    when paho closes the socket (also before a reconnect).
+    Reads: paho reads a packet in three `recv` calls (its first byte, the length bytes one
+    at a time, the rest), each a system call of ~3 µs: a PUBACK, 4 bytes, cost three (11,121
+    calls for the 3,546 acknowledgements of a replayed day). Here one `recv` takes whatever
+    the broker has sent and paho's small reads are served from it. Bytes that paho has not
+    asked for when `loop_read` returns (`buffered()`) are read by the caller without waiting
+    for the socket (adapters/mqttlink.py `Link._read`): it will not signal them again. The
+    buffer belongs to one connection: it is emptied when paho closes the socket (also before
+    a reconnect).
 
     Writes: paho sends each queued packet with a `send` of its own (~4 µs each); a window of
     20 messages in flight queues them together. Here the queued packets go out in one `send`,
