@@ -22,6 +22,8 @@ SOURCES = {"presence_gateway": ROOT / "gateway", "presence_gateway.drivers": ROO
 
 
 def test_package_list_matches_the_folders() -> None:
+    """Every code package (a folder with __init__.py) and every data folder holding files is
+    listed: setuptools warns about (and will refuse) a folder of package data that is not."""
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
                  ["packages"])
     found = set()
@@ -30,6 +32,11 @@ def test_package_list_matches_the_folders() -> None:
             rel = init.parent.relative_to(folder).parts
             if "__pycache__" not in rel and "data" not in rel:
                 found.add(".".join((name, *rel)))
+    data = SOURCES["presence_gateway"] / "data"
+    for sub in (data, *(d for d in data.rglob("*") if d.is_dir())):
+        if "__pycache__" not in sub.parts and any(f.is_file() for f in sub.iterdir()):
+            found.add(".".join(("presence_gateway", *sub.relative_to(SOURCES["presence_gateway"])
+                                .parts)))
     assert listed == found
 
 
