@@ -79,24 +79,33 @@ async def test_messages_and_acknowledgements_go_in_chunks(
     assert len(got) == 500
 
 
+async def _subscribed(broker: LocalBroker, topic: str,
+                      on_message: Callable[[mqtt.MQTTMessage], object]
+                      ) -> tuple[ChunkedClient, Link]:
+    """A ChunkedClient on the running loop through the gateway's Link, subscribed to `topic`
+    at QoS 0 (paho's loop_read then takes one packet per call)."""
+    loop = asyncio.get_running_loop()
+    client = ChunkedClient(CallbackAPIVersion.VERSION2, client_id=f"sub-{topic[:-2]}",
+                           protocol=MQTTProtocolVersion.MQTTv311)
+    client.on_message = lambda c, u, msg: on_message(msg)
+    subscribed = loop.create_future()
+    client.on_subscribe = lambda *a: loop.call_soon_threadsafe(subscribed.set_result, None)
+    link = Link(client, loop)
+    await link.connect(broker.host, broker.port, 30, None)
+    await asyncio.wait_for(link.connack, 5)
+    client.subscribe(topic, qos=0)
+    await asyncio.wait_for(subscribed, 5)
+    return client, link
+
+
 async def test_a_burst_is_read_at_once_and_a_reconnect_starts_empty(
         mosquitto: Callable[..., LocalBroker], socket_reads: list[object]) -> None:
     """A QoS 0 subscriber: paho's loop_read takes one packet per call when nothing is in
     flight, so the burst's other packets wait in the buffer, where the socket will not
     signal them: the link must read them without more traffic."""
     broker = mosquitto()
-    loop = asyncio.get_running_loop()
     got: list[bytes] = []
-    client = ChunkedClient(CallbackAPIVersion.VERSION2, client_id="burst-sub",
-                                protocol=MQTTProtocolVersion.MQTTv311)
-    client.on_message = lambda c, u, msg: got.append(msg.payload)
-    subscribed = loop.create_future()
-    client.on_subscribe = lambda *a: loop.call_soon_threadsafe(subscribed.set_result, None)
-    link = Link(client, loop)
-    await link.connect(broker.host, broker.port, 30, None)
-    await asyncio.wait_for(link.connack, 5)
-    client.subscribe("burst/#", qos=0)
-    await asyncio.wait_for(subscribed, 5)
+    client, link = await _subscribed(broker, "burst/#", lambda msg: got.append(msg.payload))
 
     sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="burst-pub")
     sender.connect(broker.host, broker.port)
@@ -148,16 +157,7 @@ async def test_a_flood_does_not_hold_the_loop(mosquitto: Callable[..., LocalBrok
     broker = mosquitto()
     loop = asyncio.get_running_loop()
     got = [0]
-    client = ChunkedClient(CallbackAPIVersion.VERSION2, client_id="flood-sub",
-                           protocol=MQTTProtocolVersion.MQTTv311)
-    client.on_message = lambda c, u, msg: got.__setitem__(0, got[0] + 1)
-    subscribed = loop.create_future()
-    client.on_subscribe = lambda *a: loop.call_soon_threadsafe(subscribed.set_result, None)
-    link = Link(client, loop)
-    await link.connect(broker.host, broker.port, 30, None)
-    await asyncio.wait_for(link.connack, 5)
-    client.subscribe("flood/#", qos=0)
-    await asyncio.wait_for(subscribed, 5)
+    _, link = await _subscribed(broker, "flood/#", lambda msg: got.__setitem__(0, got[0] + 1))
 
     total = 100_000  # ~1 s of work here: held at once, the loop stalls for most of it
     connect = _packet(0x10, _mqtt_str(b"MQTT") + bytes([4, 0x02, 0, 60]) + _mqtt_str(b"flooder"))
