@@ -85,14 +85,14 @@ class ChunkedClient(Client):
     PUBLISH, whose `on_publish` fires once it is written, or a DISCONNECT); paho's own loop
     then goes on from where that send stopped (the rest, a partial write, a full socket)."""
 
-    _rbuf: bytearray
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._rbuf = bytearray()  # before paho's __init__, which may close a socket
+        super().__init__(*args, **kwargs)
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if not FAST_READ:
             return super()._sock_recv(bufsize)
-        buf = self.__dict__.get("_rbuf")
-        if buf is None:
-            buf = self._rbuf = bytearray()
+        buf = self._rbuf
         if not buf:
             data: bytes = super()._sock_recv(READ_CHUNK)  # raises BlockingIOError when none
             if len(data) <= bufsize:
@@ -104,13 +104,10 @@ class ChunkedClient(Client):
 
     def buffered(self) -> int:
         """Bytes read from the socket that paho has not taken yet."""
-        buf = self.__dict__.get("_rbuf")
-        return 0 if buf is None else len(buf)
+        return len(self._rbuf)
 
     def _sock_close(self) -> None:
-        buf = self.__dict__.get("_rbuf")
-        if buf is not None:
-            buf.clear()  # what is left belonged to the connection that ends here
+        self._rbuf.clear()  # what is left belonged to the connection that ends here
         super()._sock_close()
 
     def _packet_write(self) -> MQTTErrorCode:

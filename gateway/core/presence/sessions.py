@@ -46,7 +46,6 @@ from presence_gateway.core.presence.population import present
 from presence_gateway.core.presence.sync import Peers
 from presence_gateway.core.presence.tracker import (
     INF,
-    NEG_INF,
     resolve_zones,
 )
 from presence_gateway.core.presence.units import (
@@ -133,7 +132,7 @@ class PresenceEngine(VisitSteps):
                     self._exit_zone(u, now, out)
                 else:
                     u.zone = same
-            u.lo, u.hi = INF, NEG_INF
+            u.decide_zone_again()
         old = self.footfall
         kept = {k: v for k, v in vars(self).items() if k in self._KEPT}
         vars(self).update(vars(fresh))
@@ -209,7 +208,7 @@ class PresenceEngine(VisitSteps):
             same = sensor == u.sensor
             if not same:
                 u.sensor = sensor
-                u.lo, u.hi = INF, NEG_INF  # zones are per sensor: decide again
+                u.decide_zone_again()  # zones are per sensor
             off = self._offsets.get(sensor) if self._offsets else None
             if off is None:
                 off = (self._placement.observe(sensor, rssi, ts)

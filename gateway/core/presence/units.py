@@ -157,6 +157,11 @@ class Unit(Signal):
         near for the rest of its visit (and the zone is decided again)."""
         self.x += shift
         self.max_x += shift  # -inf (no reading since the visit started) stays -inf
+        self.decide_zone_again()
+
+    def decide_zone_again(self) -> None:
+        """An empty zone band [lo, hi): the next reading decides the zone anew (a visit
+        starts, its sensor or zone changed, new settings)."""
         self.lo, self.hi = INF, NEG_INF
 
     def evidence(self, min_sightings: int) -> int:
@@ -183,8 +188,7 @@ class Unit(Signal):
         self.zone_since = ts
         self.cand: Zone | None = None
         self.cand_due = INF
-        self.lo = INF  # empty band: the first reading of a visit decides the zone
-        self.hi = NEG_INF
+        self.decide_zone_again()  # the first reading of a visit decides the zone
         self.mark_i = 0
         self.next_mark = INF
         self.path: tuple[str, ...] = ()  # the zones entered, in order

@@ -15,7 +15,7 @@ from presence_gateway.core.model import Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall
 from presence_gateway.core.presence.sync import Peers
-from presence_gateway.core.presence.tracker import INF, NEG_INF
+from presence_gateway.core.presence.tracker import INF
 from presence_gateway.core.presence.units import Unit
 from presence_gateway.core.presence.wheel import ExpiryWheel, deadline
 from presence_gateway.core.presence.zones import ZoneSteps
@@ -46,7 +46,7 @@ class VisitSteps(ZoneSteps):
             u.first = min(first, u.first)
         else:
             u.visit, u.announced = visit_id(u.key, u.first), False
-        u.lo, u.hi = INF, NEG_INF  # force a zone decision now
+        u.decide_zone_again()  # decide the zone now
         # an open visit ends at its timeout, which may come before the horizon (wheel.py)
         self._wheel.sooner(u, deadline(u, self._horizon, self.s.visit_timeout_s))
         if self.peers.active:
@@ -79,7 +79,7 @@ class VisitSteps(ZoneSteps):
         else:
             u.owned = True
             self._announce(u, ts, out)
-            u.lo, u.hi = INF, NEG_INF
+            u.decide_zone_again()
 
     def _check_walkin(self, u: Unit, ts: float, out: list[Event]) -> bool:
         """Walk-in and fixture rules; True when the visit was ended (a fixture)."""

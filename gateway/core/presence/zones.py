@@ -13,7 +13,6 @@ from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall
 from presence_gateway.core.presence.tracker import (
     INF,
-    NEG_INF,
     Zone,
     choose_zone,
     distance_m,
@@ -49,7 +48,7 @@ class ZoneSteps:
         u.cand_due = INF
         if cand is not None:
             self._enter_zone(u, cand, ts, out)
-        u.lo, u.hi = INF, NEG_INF  # re-evaluate against the new current zone next reading
+        u.decide_zone_again()  # against the new current zone, at the next reading
 
     def _enter_zone(self, u: Unit, z: Zone, ts: float, out: list[Event]) -> None:
         u.zone, u.zone_since, u.mark_i = z, ts, 0
