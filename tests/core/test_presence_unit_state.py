@@ -16,20 +16,20 @@ from presence_gateway.core.presence.units import Unit
 class _OldUnit:
     """Unpickles as a unit of the older layout did: a new Unit given its slots' state, with
     the estimate in `sig` instead of x, p, t, n (pickle's NEWOBJ refuses a stand-in class,
-    so the Unit is made by `object.__new__` explicitly; the state goes the same way)."""
+    so the Unit is made by its `__new__` explicitly; the state goes the same way: slots)."""
 
     def __init__(self, state: dict[str, Any]) -> None:
         self.state = state
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        return object.__new__, (Unit,), (None, self.state)
+        return Unit.__new__, (Unit,), (None, self.state)
 
 
 def test_a_unit_of_the_older_layout_thaws_with_its_estimate() -> None:
     u = Unit("k1", Radio.WIFI, 100.0, -70.0, 4.0, True)
     u.update(-60.0, 101.0, 0.5, 4.0, 25.0)
     u.heard(101.0)
-    slots = u.__reduce_ex__(pickle.HIGHEST_PROTOCOL)[2][1]
+    slots = u.__getstate__()
     old = {k: v for k, v in slots.items() if k not in ("x", "p", "t", "n")}
     sig = Signal(-70.0, 100.0, 4.0)
     sig.x, sig.p, sig.t, sig.n = u.x, u.p, u.t, 1
@@ -58,7 +58,7 @@ def test_older_units_get_this_layouts_fields_as_they_thaw() -> None:
     # before channel plans (no mask, stretch or relief), with a list for its zone path, and
     # `inside` left set on a visit that had ended
     u = Unit("k3", Radio.WIFI, 5.0, -60.0, 4.0, True)
-    slots = dict(u.__reduce_ex__(pickle.HIGHEST_PROTOCOL)[2][1])
+    slots = u.__getstate__()
     for name in ("chans", "chans_n", "stretch", "relief"):
         del slots[name]
     slots.update(path=["front", "back"], visit=None, inside=True)

@@ -26,6 +26,7 @@ from math import ceil, floor, sqrt
 from typing import Any
 
 from presence_gateway.core.presence.fusion import RadioFusion
+from presence_gateway.core.state import Snapshotted
 
 _DWELL_CAP = 50_000  # visits remembered per day for the median: bounded memory
 
@@ -69,7 +70,7 @@ def _median(values: list[float]) -> float | None:
 
 
 @dataclass(slots=True)
-class _Counts:
+class _Counts(Snapshotted):
     entries: int = 0
     exits: int = 0
     passers_by: int = 0
@@ -92,7 +93,7 @@ class _Counts:
 
 
 @dataclass(slots=True)
-class Population:
+class Population(Snapshotted):
     """Who is present now: device counts per radio, store-wide and per zone."""
 
     wifi: int = 0
@@ -112,7 +113,7 @@ class Population:
             pair[0 if radio_is_wifi else 1] += 1
 
 
-class _Median:
+class _Median(Snapshotted):
     """The median of the last n values pushed (n small: a sort per interval is nothing)."""
 
     __slots__ = ("values",)
@@ -126,7 +127,7 @@ class _Median:
         return value if median is None else round(median, 2)
 
 
-class Footfall:
+class Footfall(Snapshotted):
     def __init__(self, zones: tuple[str, ...], people_per_device: float,
                  smoothing: int = 1) -> None:
         self.zone_names = zones

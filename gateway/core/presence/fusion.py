@@ -30,12 +30,14 @@ Invariants: pure; state is two floats and a counter.
 
 from __future__ import annotations
 
+from presence_gateway.core.state import Snapshotted
+
 RATIO_HALF_LIFE = 1440.0  # intervals: one day of 1 min footfall
 MIN_EVIDENCE = 200.0  # summed Wi-Fi units (e.g. 10 devices for 20 min) before r is trusted
 _DECAY = 0.5 ** (1.0 / RATIO_HALF_LIFE)
 
 
-class RadioFusion:
+class RadioFusion(Snapshotted):
     """devices(wifi, ble) -> the device count behind `present`, in Wi-Fi units."""
 
     __slots__ = ("sum_ble", "sum_wifi")

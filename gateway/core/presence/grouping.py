@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from presence_gateway.core.model import AddressKind, Observation, Radio
+from presence_gateway.core.state import Snapshotted, attributes, restored
 
 _SEQ_MOD = 4096
 # As many groups as the presence engine keeps units (presence.max_devices' default): a group
@@ -73,7 +74,7 @@ def _on_channel(obs: Observation) -> bool:
     return ds is None or ds == obs.channel
 
 
-class _Group:
+class _Group(Snapshotted):
     __slots__ = ("addresses", "dead", "first", "fp", "gid", "key", "last", "linkable", "mean",
                  "more", "seq")
 
@@ -97,10 +98,13 @@ class _Group:
         # group: a list each was 8 MB of a 100k-phone crowd), a list from the second.
         self.addresses: str | list[str] | None = None
 
-    def __setstate__(self, state: Any) -> None:
+    def __getstate__(self) -> dict[str, Any]:
+        return attributes(self)  # one shape for both builds (core/state.py)
+
+    def __setstate__(self, state: object) -> None:
         """From a snapshot (core/continuity.py), also one taken before the means moved out
         of a per-group dict (`rssi`): a gateway upgraded mid-day keeps its groups."""
-        slots = dict(state[1] if isinstance(state, tuple) else state)
+        slots = restored(state)
         old = slots.pop("rssi", None)
         self.key, self.mean, self.more = None, 0.0, None
         for name, value in slots.items():
@@ -138,7 +142,7 @@ class _Group:
 
 
 @dataclass(frozen=True, slots=True)
-class GrouperStats:
+class GrouperStats(Snapshotted):
     """How addresses were linked so far (for benchmarks and the status topic)."""
 
     addresses: int
@@ -150,7 +154,7 @@ class GrouperStats:
     by_resume: int
 
 
-class DeviceGrouper:
+class DeviceGrouper(Snapshotted):
     """observe(obs) -> group id; estimate(now, window_s) -> estimated devices heard."""
 
     def __init__(self, max_gap_s: float = 300.0, burst_s: float = 1.5, seq_window: int = 64,
@@ -300,10 +304,15 @@ class DeviceGrouper:
         for g in dead:
             self._drop(g)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __getstate__(self) -> dict[str, Any]:
+        return attributes(self)  # one shape for both builds (core/state.py)
+
+    def __setstate__(self, state: object) -> None:
         # A snapshot (core/continuity.py) of an older version has no heap: build it.
-        self.__dict__.update(state)
-        if "_due" not in state:
+        attrs = restored(state)
+        for name, value in attrs.items():
+            setattr(self, name, value)
+        if "_due" not in attrs:
             self._groups = OrderedDict(self._groups)
             self._due = [(g.last, i, g) for i, g in enumerate(self._groups.values())]
             heapq.heapify(self._due)

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
 
+from presence_gateway.core.state import Snapshotted
+
 # 2.4 GHz 1-14 and 5 GHz up to 177 fit in one int bitmask per unit (Python ints are unbounded,
 # but channel numbers above 191 do not exist in 802.11 2.4/5 GHz numbering).
 _MAX_CHANNEL = 191
@@ -49,7 +51,7 @@ def channel_bit(channel: int | None) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelPlan:
+class ChannelPlan(Snapshotted):
     """The channels a radio dwells on in turn; one channel (or none) is a fixed radio."""
 
     channels: tuple[int, ...] = ()
@@ -176,7 +178,7 @@ def sweep_catch(plan: ChannelPlan, step_s: float = SWEEP_STEP_S) -> float:
     return caught / _PHASES
 
 
-class CatchModel:
+class CatchModel(Snapshotted):
     """p, the probability that the plan's radio catches one of a phone's probe bursts: m / n,
     m the channels the phone probes on (`channels_probed`), at most `sweep_p`, the share of
     sweeps the plan's timing catches (`sweep_catch`: a phone on every channel is still
@@ -213,7 +215,7 @@ class CatchModel:
         self.mean_p += (p - self.mean_p) * max(0.05, 1.0 / (self.learnt + 1))
 
 
-class PlanInference:
+class PlanInference(Snapshotted):
     """The plan of a recording, from the channels its frames were heard on: a radio tags each
     frame with the channel it was tuned to, so a fixed sniffer's capture shows one channel
     and a hopper's shows its plan. A channel counts once it has `min_frames` frames (a stray
@@ -244,7 +246,7 @@ class PlanInference:
 MAX_SENSORS = 256
 
 
-class _SensorPlan:
+class _SensorPlan(Snapshotted):
     """One sensor's plan and catch model (`size` cached: read on every Wi-Fi frame)."""
 
     __slots__ = ("catch", "inference", "known", "plan", "size")
@@ -260,7 +262,7 @@ class _SensorPlan:
         self.catch = CatchModel(plan)
 
 
-class RadioPlans:
+class RadioPlans(Snapshotted):
     """The plan and catch model behind each sensor's frames: the one `given` for every sensor
     (a live radio's), or learnt per sensor from the channels its frames were tagged with (a
     recording; radios with different plans: each sensor is one radio)."""

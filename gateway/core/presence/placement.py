@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from presence_gateway.core.state import Snapshotted
+
 WINDOW_READINGS = 200  # a window closes after this many readings (~5 min of an occupied room)
 WINDOW_S = 1800.0  # ... or this long, whichever comes first (a hopping radio hears fewer)
 MIN_READINGS = 50  # a window of fewer readings says too little and teaches nothing
@@ -40,7 +42,7 @@ _LOW, _HIGH = -120, 0
 _BINS = _HIGH - _LOW + 1
 
 
-class _Sensor:
+class _Sensor(Snapshotted):
     __slots__ = ("accepted", "hist", "n", "offset", "window")
 
     def __init__(self, window: float) -> None:
@@ -62,7 +64,7 @@ def p90(hist: list[int], n: int) -> float:
     return float(_LOW)
 
 
-class PlacementLearner:
+class PlacementLearner(Snapshotted):
     """observe(sensor, rssi, ts) -> the offset (dB) to add to that sensor's readings."""
 
     def __init__(self, reference_p90: float = -51.0, max_offset_db: float = 9.0) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from presence_gateway.core.presence.config import ZoneSettings
+from presence_gateway.core.state import Snapshotted
 
 INF = float("inf")
 # One shared -inf: `-INF` is a negation at run time, a new float object each time. A unit's
@@ -31,7 +32,7 @@ IMMEDIATE_M = 0.5
 NEAR_M = 3.0
 
 
-class Signal:
+class Signal(Snapshotted):
     """A 1-D Kalman estimate of one device's RSSI at one gateway."""
 
     __slots__ = ("n", "p", "t", "x")
@@ -84,7 +85,7 @@ def proximity(distance: float) -> str:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Zone:
+class Zone(Snapshotted):
     """A zone with its thresholds resolved to RSSI for one reference power. Compared and
     hashed by identity (eq=False): each engine resolves its zones once, and the footfall walk
     counts its units per zone object (a generated __hash__ was half that walk's cost)."""
@@ -133,7 +134,7 @@ def choose_zone(zones: Sequence[Zone], current: Zone | None, rssi: float,
 
 
 @dataclass(frozen=True, slots=True)
-class PeerReading:
+class PeerReading(Snapshotted):
     """One gateway's smoothed view of one device (a line of a sync summary)."""
 
     gateway: str

@@ -17,6 +17,7 @@ from presence_gateway.core.model import Kind, Observation, Radio
 from presence_gateway.core.presence.grouping import DeviceGrouper
 from presence_gateway.core.presence.hopping import OWN_READINGS, CatchModel, peak_relief
 from presence_gateway.core.presence.tracker import INF, NEG_INF, Signal, Zone
+from presence_gateway.core.state import attributes, restored
 
 # BLE advert kinds that phones (and watches/tablets carried by a person) send on their own.
 # Beacons, trackers and accessories are tracked and get visits, but are not people.
@@ -98,13 +99,16 @@ class Unit(Signal):
         # filed yet; the engine files every unit it creates or adopts)
         self.reset(ts)
 
-    def __setstate__(self, state: tuple[dict[str, Any] | None, dict[str, Any]]) -> None:
+    def __getstate__(self) -> dict[str, Any]:
+        return attributes(self)  # one shape for both builds (core/state.py)
+
+    def __setstate__(self, state: object) -> None:
         """Unpickle (core/continuity.py), also a unit of an older gateway's snapshot, brought
         to this layout here (the one place), so an upgrade keeps the day: its estimate was a
         `sig` object (now x, p, t, n), it had no channel mask or peak relief, its zone path
         was a list, and a visit that had ended left `inside` set (a unit counted on one
         reading at a cold start, no visit yet, waits for its second one again)."""
-        slots = dict(state[1] or {})
+        slots = restored(state)
         sig = slots.pop("sig", None)
         if sig is not None:
             slots.update(x=sig.x, p=sig.p, t=sig.t, n=sig.n)

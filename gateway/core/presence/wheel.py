@@ -25,7 +25,9 @@ horizon); `_heap` holds the index of every bucket, once.
 from __future__ import annotations
 
 from heapq import heappop, heappush
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from presence_gateway.core.state import Snapshotted, attributes, restored
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -46,7 +48,7 @@ def deadline(u: Unit, horizon: float, timeout: float) -> float:
     return d
 
 
-class ExpiryWheel:
+class ExpiryWheel(Snapshotted):
     def __init__(self) -> None:
         self._buckets: dict[int, list[Unit]] = {}
         # The index of every bucket, a heap: the lowest is known at once, so the tick of a
@@ -54,14 +56,16 @@ class ExpiryWheel:
         # over the buckets after a gap, was ~40 % of a real day's ticks).
         self._heap: list[int] = []
 
-    def __setstate__(self, state: dict[str, object]) -> None:
+    def __getstate__(self) -> dict[str, Any]:
+        return attributes(self)  # one shape for both builds (core/state.py)
+
+    def __setstate__(self, state: object) -> None:
         """Unpickle (core/continuity.py), also a wheel of an earlier version, which kept the
         lowest bucket as a walked-up `_front` instead of a heap."""
-        state = dict(state)
-        state.pop("_front", None)
-        vars(self).update(state)
-        if "_heap" not in state:
-            self._heap = sorted(self._buckets)  # a sorted list is a heap
+        attrs = restored(state)
+        attrs.pop("_front", None)
+        self._buckets = attrs["_buckets"]
+        self._heap = attrs["_heap"] if "_heap" in attrs else sorted(self._buckets)
 
     def entries(self) -> int:
         """Entries filed, stale ones included (for tests and status)."""

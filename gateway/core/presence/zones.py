@@ -19,9 +19,10 @@ from presence_gateway.core.presence.tracker import (
     proximity,
 )
 from presence_gateway.core.presence.units import Unit
+from presence_gateway.core.state import Snapshotted
 
 
-class ZoneSteps:
+class ZoneSteps(Snapshotted):
     """Zone decisions and their events for a unit; the engine provides the state below."""
 
     s: PresenceSettings
