@@ -23,7 +23,19 @@ from pathlib import Path
 import pytest
 
 from presence_gateway.adapters.mosquitto import BrokerTls, LocalBroker, find_mosquitto
+from presence_gateway.build import compiled_modules
 from tests.mqtt_helpers import Collector
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the compiled build (tests/test_compiled.py runs the core tests with it), a test
+    marked `pure_python` is skipped: it subclasses or patches a compiled class."""
+    if not compiled_modules():
+        return
+    skip = pytest.mark.skip(reason="needs the pure-Python build (patches a compiled class)")
+    for item in items:
+        if item.get_closest_marker("pure_python"):
+            item.add_marker(skip)
 
 
 class Subscriber(Collector):

@@ -17,7 +17,8 @@ S = TypeVar("S", bound="Snapshotted")
 
 
 class Snapshotted:
-    """Base of the classes the continuity snapshot pickles.
+    """Base of the classes the continuity snapshot pickles: their state is `attributes`, in
+    either build.
 
     Unpickling makes an object with `cls.__new__(cls)` and then fills it. A compiled (mypyc)
     class's `__new__` runs `__init__` too, without its arguments, and fails; one that defines
@@ -30,6 +31,13 @@ class Snapshotted:
 
     def __new__(cls: type[S], *args: Any, **kwargs: Any) -> S:
         return super().__new__(cls)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return attributes(self)
+
+    def __setstate__(self, state: object) -> None:
+        for name, value in restored(state).items():
+            object.__setattr__(self, name, value)  # a frozen dataclass's fields too
 
 
 def attributes(obj: object) -> dict[str, Any]:

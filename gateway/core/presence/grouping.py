@@ -52,10 +52,9 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
 
 from presence_gateway.core.model import AddressKind, Observation, Radio
-from presence_gateway.core.state import Snapshotted, attributes, restored
+from presence_gateway.core.state import Snapshotted, restored
 
 _SEQ_MOD = 4096
 # As many groups as the presence engine keeps units (presence.max_devices' default): a group
@@ -97,9 +96,6 @@ class _Group(Snapshotted):
         # Device keys mapped to it, removed with it: the one key as a str (almost every
         # group: a list each was 8 MB of a 100k-phone crowd), a list from the second.
         self.addresses: str | list[str] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return attributes(self)  # one shape for both builds (core/state.py)
 
     def __setstate__(self, state: object) -> None:
         """From a snapshot (core/continuity.py), also one taken before the means moved out
@@ -303,9 +299,6 @@ class DeviceGrouper(Snapshotted):
                 heapq.heappush(due, (g.last, n, g))  # heard since: due again later
         for g in dead:
             self._drop(g)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return attributes(self)  # one shape for both builds (core/state.py)
 
     def __setstate__(self, state: object) -> None:
         # A snapshot (core/continuity.py) of an older version has no heap: build it.

@@ -57,6 +57,7 @@ from presence_gateway.core.presence.units import (
 )
 from presence_gateway.core.presence.visits import VisitSteps
 from presence_gateway.core.presence.wheel import ExpiryWheel, deadline
+from presence_gateway.core.state import attributes
 
 _DAY = 86400.0
 # Units one tick call may end: each gives at most a zone exit and a visit end, so a call returns
@@ -134,9 +135,9 @@ class PresenceEngine(VisitSteps):
                     u.zone = same
             u.decide_zone_again()
         old = self.footfall
-        kept = {k: v for k, v in vars(self).items() if k in self._KEPT}
-        vars(self).update(vars(fresh))
-        vars(self).update(kept)
+        kept = {k: v for k, v in attributes(self).items() if k in self._KEPT}
+        for name, value in (attributes(fresh) | kept).items():
+            setattr(self, name, value)  # no vars(): a compiled engine has no __dict__
         self._set_horizon()
         # deadlines under the new timings (a shorter timeout is an earlier deadline)
         self._wheel.rebuild(self._units.values(), self._horizon, settings.visit_timeout_s)
@@ -149,11 +150,12 @@ class PresenceEngine(VisitSteps):
     def adopt(self, frozen: PresenceEngine) -> None:
         """Take over a frozen engine's state (core/continuity.py): units, open visits, zone
         state, the day's counters. Its settings equal ours (checked by the caller)."""
-        state = dict(vars(frozen))
+        state = attributes(frozen)
         state.pop("s", None)
         if self._plans.given is not None or "_plans" not in state:
             state.pop("_plans", None)  # a live radio's plan wins; a learnt one carries on
-        vars(self).update(state)
+        for name, value in state.items():
+            setattr(self, name, value)
         self._set_horizon()
         # A snapshot taken by an older version holds its units in last-sighting order and no
         # wheel (and no batch settings; its units are brought to this layout as they are

@@ -11,13 +11,13 @@ Invariants:
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Protocol
 
 from presence_gateway.core.model import Kind, Observation, Radio
 from presence_gateway.core.presence.grouping import DeviceGrouper
 from presence_gateway.core.presence.hopping import OWN_READINGS, CatchModel, peak_relief
 from presence_gateway.core.presence.tracker import INF, NEG_INF, Signal, Zone
-from presence_gateway.core.state import attributes, restored
+from presence_gateway.core.state import restored
 
 # BLE advert kinds that phones (and watches/tablets carried by a person) send on their own.
 # Beacons, trackers and accessories are tracked and get visits, but are not people.
@@ -98,9 +98,6 @@ class Unit(Signal):
         self.due_at = -1.0  # when the engine's expiry wheel looks at it next (wheel.py OUT: not
         # filed yet; the engine files every unit it creates or adopts)
         self.reset(ts)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return attributes(self)  # one shape for both builds (core/state.py)
 
     def __setstate__(self, state: object) -> None:
         """Unpickle (core/continuity.py), also a unit of an older gateway's snapshot, brought

@@ -25,9 +25,9 @@ horizon); `_heap` holds the index of every bucket, once.
 from __future__ import annotations
 
 from heapq import heappop, heappush
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from presence_gateway.core.state import Snapshotted, attributes, restored
+from presence_gateway.core.state import Snapshotted, restored
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -55,9 +55,6 @@ class ExpiryWheel(Snapshotted):
         # second with nothing due costs one comparison (a walk second by second, with a min()
         # over the buckets after a gap, was ~40 % of a real day's ticks).
         self._heap: list[int] = []
-
-    def __getstate__(self) -> dict[str, Any]:
-        return attributes(self)  # one shape for both builds (core/state.py)
 
     def __setstate__(self, state: object) -> None:
         """Unpickle (core/continuity.py), also a wheel of an earlier version, which kept the
