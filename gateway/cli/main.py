@@ -41,11 +41,23 @@ COMMANDS: tuple[ModuleType, ...] = (run, check_config, init, demo, doctor, monit
                                     central, dashboard)
 
 
+class _Version(argparse.Action):
+    """--version, with the build (pure Python or compiled, gateway/build.py): looked up only
+    when asked, as it imports the compiled modules."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from presence_gateway.build import describe
+        print(f"presence-gateway {__version__} ({describe()})")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="presence-gateway", description="In-store BLE + Wi-Fi presence gateway.",
         epilog="Run `presence-gateway COMMAND --help` for a command's options.")
-    p.add_argument("--version", action="version", version=f"presence-gateway {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="show the version and the build (pure Python or compiled), then exit")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="debug logging of the gateway (libraries stay at INFO)")
     p.add_argument("--debug-logger", metavar="NAME", action="append", default=[],

@@ -2,15 +2,17 @@
 
 The continuity snapshot (core/continuity.py) pickles the presence engine. A plain class with
 `__slots__` pickles its state as `(None, {slot: value})`, one with a `__dict__` as the dict,
-and mypyc's native class (the compiled build, gateway/build.py) as `{attribute: value}`. A
-class that brings an older snapshot to its current layout (a `__setstate__` of its own)
-pickles through `attributes` and reads through `restored`, so a snapshot taken by either
-build thaws in the other: a gateway switched from the pure-Python install to the compiled one
-(or back) mid-day keeps the day."""
+a frozen dataclass as the list of its field values, and mypyc's native class (the compiled
+build, gateway/build.py) as `{attribute: value}`. Every class of the snapshot derives from
+`Snapshotted`: a dict of its attributes (a frozen dataclass: Python's list) written by either
+build, and any of these shapes read, so a snapshot taken by either build thaws in the other: a
+gateway switched from the pure-Python install to the compiled one (or back) mid-day keeps the
+day. (tests/test_compiled.py restarts across the builds.)"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any, TypeVar
 
 S = TypeVar("S", bound="Snapshotted")
@@ -32,12 +34,25 @@ class Snapshotted:
     def __new__(cls: type[S], *args: Any, **kwargs: Any) -> S:
         return super().__new__(cls)
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any] | list[Any]:
+        if _frozen_fields(self):  # Python's own shape for a frozen dataclass: its values
+            return [getattr(self, name) for name in _frozen_fields(self)]
         return attributes(self)
 
     def __setstate__(self, state: object) -> None:
+        if isinstance(state, list):
+            state = dict(zip(_frozen_fields(self), state, strict=True))
         for name, value in restored(state).items():
             object.__setattr__(self, name, value)  # a frozen dataclass's fields too
+
+
+def _frozen_fields(obj: object) -> tuple[str, ...]:
+    """A frozen dataclass's field names (Python pickles one as the list of their values, and
+    so does this base, in both builds), else ()."""
+    params = getattr(type(obj), "__dataclass_params__", None)
+    if params is None or not params.frozen:
+        return ()
+    return tuple(f.name for f in dataclasses.fields(obj))  # type: ignore[arg-type]
 
 
 def attributes(obj: object) -> dict[str, Any]:

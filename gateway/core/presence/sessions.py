@@ -26,7 +26,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from presence_gateway.core.events import (
     Event,
@@ -113,9 +113,10 @@ class PresenceEngine(VisitSteps):
 
     # The state a running engine keeps across new settings (`reconfigure`); everything else
     # (resolved zones, noise constants, footfall's zone table, horizons) follows the settings.
-    _KEPT = frozenset({"_units", "_dormant", "_fixtures", "_next_footfall", "_last_state",
-                       "_day", "_started", "evicted", "peers", "grouper", "expire_batch",
-                       "backlog", "walkins", "_plans", "_placement"})
+    _KEPT: ClassVar[frozenset[str]] = frozenset({
+        "_units", "_dormant", "_fixtures", "_next_footfall", "_last_state", "_day", "_started",
+        "evicted", "peers", "grouper", "expire_batch", "backlog", "walkins", "_plans",
+        "_placement"})
 
     def reconfigure(self, settings: PresenceSettings, now: float) -> list[Event]:
         """Apply new settings (zones, thresholds, timings) to a running engine: open visits
