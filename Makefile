@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench fuzz soak clean
+.PHONY: demo test lint typecheck unit bench fuzz soak wheel clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,5 +44,11 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.all
 
+# The compiled build for a fleet (gateway/build.py): a wheel for this machine's architecture
+# and Python in dist/, with the per-observation path compiled by mypyc (needs gcc and the
+# Python headers; ~1 min here). Build it once per architecture, install it on every Pi.
+wheel: $(STAMP)
+	PRESENCE_GATEWAY_COMPILE=1 $(BIN)/pip wheel --no-deps --no-build-isolation -w dist .
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var build dist

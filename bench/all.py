@@ -22,7 +22,7 @@ from bench import summary
 
 BENCHES: list[tuple[str, list[str], list[str]]] = [
     # module, full-run arguments, --quick arguments
-    ("bench.replay_cost", ["--rounds", "15"], ["--rounds", "3"]),
+    ("bench.replay_cost", ["--rounds", "15", "--compiled"], ["--rounds", "3", "--compiled"]),
     ("bench.wifi_parse", [], ["--frames", "200000"]),
     ("bench.ble_decode", [], ["--n", "200000", "--theengs-n", "2000"]),
     ("bench.pipeline", ["--observations", "1000000"], ["--observations", "200000"]),
@@ -34,7 +34,8 @@ BENCHES: list[tuple[str, list[str], list[str]]] = [
     ("bench.wifi_grouping", [], []),
     ("bench.presence_accuracy", [], []),
     ("bench.presence_memory", [], []),
-    ("bench.presence_memory", ["--crowd", "--rounds", "3"], ["--crowd", "--rounds", "1"]),
+    ("bench.presence_memory", ["--crowd", "--rounds", "3", "--compiled"],
+     ["--crowd", "--rounds", "1", "--compiled"]),
     # 3-node NATS + PostgreSQL + 3 consumers: needs nats-server and postgresql installed.
     ("bench.fleet", ["--stores", "200", "--phase", "10"], ["--stores", "20", "--phase", "4"]),
     # A 30-day, 20-store central database from real replayed events; headless Chromium.

@@ -36,11 +36,13 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.compiled import build
 from bench.summary import report
 from presence_gateway.core.model import AddressKind, Kind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
@@ -190,9 +192,20 @@ def _rss_mb() -> float:
 
 
 def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None,
-          wifi: bool = False) -> None:
-    trees = {"this tree": None} if baseline is None else {"baseline": baseline,
-                                                          "this tree": None}
+          wifi: bool = False, compiled: bool = False) -> None:
+    trees: dict[str, str | None] = {} if baseline is None else {"baseline": baseline}
+    with tempfile.TemporaryDirectory(prefix="pg-compiled-") as tmp:
+        if compiled:  # this tree's compiled build (gateway/build.py), paired with it
+            trees[COMPILED] = str(build(Path(tmp)))
+        trees["this tree"] = None
+        _crowd(trees, sizes, total, rounds, wifi)
+
+
+COMPILED = "compiled build"
+
+
+def _crowd(trees: dict[str, str | None], sizes: list[int], total: int, rounds: int,
+           wifi: bool) -> None:
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
     root = Path(__file__).resolve().parents[1]
     for r in range(rounds):  # interleaved: a slow spell of the machine hits both trees alike
@@ -236,15 +249,17 @@ def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None,
             print(f"{name}: {hi_n:,} vs {lo_n:,} devices: {statistics.median(typical):.2f}x "
                   f"[{min(typical):.2f}-{max(typical):.2f}] a typical observation (median "
                   f"of 1,024-observation chunks, the footfall walk's chunks left out)")
-    mine_small, mine_large = runs[("this tree", lo_n)], runs[("this tree", hi_n)]
-    ratios = [b["us_per_obs"] / a["us_per_obs"]
-              for a, b in zip(mine_small, mine_large, strict=True)]
-    report("crowd_ratio", statistics.median(ratios), min(ratios), max(ratios))
-    for key, rs in (("crowd_us_1k", mine_small), ("crowd_us_100k", mine_large)):
-        us = [x["us_per_obs"] for x in rs]
-        report(key, statistics.median(us), min(us), max(us))
-    rss = [x["rss_peak"] for x in mine_large]
-    report("crowd_rss_mb", statistics.median(rss), min(rss), max(rss))
+    for name, suffix in (("this tree", ""), (COMPILED, "_compiled")):
+        if name not in trees:
+            continue
+        small, large = runs[(name, lo_n)], runs[(name, hi_n)]
+        ratios = [b["us_per_obs"] / a["us_per_obs"] for a, b in zip(small, large, strict=True)]
+        report("crowd_ratio" + suffix, statistics.median(ratios), min(ratios), max(ratios))
+        for key, rs in (("crowd_us_1k", small), ("crowd_us_100k", large)):
+            us = [x["us_per_obs"] for x in rs]
+            report(key + suffix, statistics.median(us), min(us), max(us))
+        rss = [x["rss_peak"] for x in large]
+        report("crowd_rss_mb" + suffix, statistics.median(rss), min(rss), max(rss))
 
 
 def main() -> None:
@@ -257,13 +272,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", help="site directory of the tree to compare against")
     ap.add_argument("--wifi", action="store_true", help="the crowd probes from random addresses")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also this tree's compiled build (bench/compiled.py), interleaved")
     args = ap.parse_args()
     if args.crowd_one is not None:
         print(json.dumps(crowd_one(args.crowd_one, args.observations, args.wifi)))
         return
     if args.crowd:
         crowd([int(x) for x in args.sizes.split(",")], args.observations, args.rounds,
-              args.baseline, args.wifi)
+              args.baseline, args.wifi, args.compiled)
         return
     n = args.devices
     obs_n, left, us = run(n)

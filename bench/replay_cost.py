@@ -31,6 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.compiled import build
 from bench.summary import report
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.core.model import Sighting
@@ -40,6 +41,7 @@ from presence_gateway.drivers.pcap_records import iter_records
 ROOT = Path(__file__).resolve().parents[1]
 DAY = (ROOT.parent / "shared" / "data" / "captures" / "wifi" / "brno_sc6-61"
        / "position_1_sc6-61_2023-02-28_anonymized.pcap")
+COMPILED = "compiled build"
 # The events count of the summary line (older trees print no throttled repeats before it).
 _SUMMARY = re.compile(r"observations: \d+(?: \(\+\d+ repeats throttled\))?\s+events: (\d+)")
 
@@ -89,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", action="append", default=[], metavar="[NAME=]SITE",
                     help="site directory of a tree to compare against (repeatable)")
     ap.add_argument("--no-broker", action="store_true", help="only `replay --no-mqtt`")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also this tree's compiled build (bench/compiled.py), interleaved")
     ap.add_argument("--visitors", action="store_true",
                     help="also this tree with `events: {visits: visitors}`, interleaved")
     ap.add_argument("--json", action="store_true", help="one JSON line of medians at the end")
@@ -100,12 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     for i, spec in enumerate(args.baseline):
         name, _, site = spec.rpartition("=")
         trees[name or ("baseline" if len(args.baseline) == 1 else f"baseline {i + 1}")] = site
-    trees["this tree"] = None
-    if args.visitors:
-        trees["this tree, events.visits: visitors"] = None
     per_frame: dict[tuple[str, str], list[float]] = {}
     per_event: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="pg-replay-cost-") as tmp:
+        if args.compiled:
+            trees[COMPILED] = str(build(Path(tmp) / "compiled"))
+        trees["this tree"] = None
+        if args.visitors:
+            trees["this tree, events.visits: visitors"] = None
         frames = frames_in(args.capture)
         one = Path(tmp) / "one-frame.pcap"
         one_frame(args.capture, one)
@@ -148,13 +154,23 @@ def main(argv: list[str] | None = None) -> int:
                    per_event.get(name)):
             cells.append("n/a" if not xs else f"{med(xs):.2f} [{min(xs):.2f}-{max(xs):.2f}]")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    for name, suffix in (("this tree", ""), (COMPILED, "_compiled")):
+        if name not in trees:
+            continue
+        xs = per_frame[(name, "--no-mqtt")]
+        report("replay_us" + suffix, med(xs), min(xs), max(xs))
+        if (name, "Mosquitto") in per_frame:
+            xs = per_frame[(name, "Mosquitto")]
+            report("replay_mqtt_us" + suffix, med(xs), min(xs), max(xs))
+            ev = per_event[name]
+            report("event_us" + suffix, med(ev), min(ev), max(ev))
+    if COMPILED in trees:  # paired round by round: robust to a slow spell of the machine
+        for mode in [m for m, _ in modes]:
+            ratios = [c / p for c, p in zip(per_frame[(COMPILED, mode)],
+                                            per_frame[("this tree", mode)], strict=True)]
+            print(f"compiled build / this tree, {mode}: {med(ratios):.2f} "
+                  f"[{min(ratios):.2f}-{max(ratios):.2f}] (paired rounds)")
     mine = per_frame[("this tree", "--no-mqtt")]
-    report("replay_us", med(mine), min(mine), max(mine))
-    if ("this tree", "Mosquitto") in per_frame:
-        xs = per_frame[("this tree", "Mosquitto")]
-        report("replay_mqtt_us", med(xs), min(xs), max(xs))
-        ev = per_event["this tree"]
-        report("event_us", med(ev), min(ev), max(ev))
     if args.json:
         print(json.dumps({"replay_us": med(mine)}))
     return 0
