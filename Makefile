@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/presence-gateway demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway drivers firmware_tools tests bench
+	$(BIN)/ruff check gateway drivers firmware_tools tests bench setup.py
 
 typecheck: $(STAMP)
 	MYPY=$(BIN)/mypy .ci/typecheck

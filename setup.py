@@ -26,7 +26,12 @@ def compiled_extensions() -> list[Any]:
     build = runpy.run_path(str(ROOT / "gateway" / "build.py"))
     if os.environ.get(build["ENV"], "") not in ("1", "true", "yes"):
         return []
-    from mypyc.build import mypycify  # only the compiled build needs mypy
+    try:
+        from mypyc.build import mypycify  # only the compiled build needs mypy
+    except ImportError:
+        raise SystemExit(f"{build['ENV']}=1 needs mypy (mypyc) where the wheel is built: "
+                         "`make wheel`, or pip with --no-build-isolation in an environment "
+                         "that has mypy, setuptools and a C compiler") from None
 
     # mypyc names a module after its folders; the sources live in gateway/ but install as
     # presence_gateway (package-dir), so it compiles a view of symlinks with the installed
@@ -44,7 +49,8 @@ def compiled_extensions() -> list[Any]:
     os.chdir(view)  # module names from the view's folders
     try:
         return list(mypycify([str(Path("presence_gateway") / p) for p in build["COMPILED"]],
-                             opt_level="3", group_name="presence_gateway", target_dir=str(ROOT / "build" / "mypyc")))
+                             opt_level="3", group_name="presence_gateway",
+                             target_dir=str(ROOT / "build" / "mypyc")))
     finally:
         os.chdir(here)
 

@@ -61,6 +61,9 @@ def test_the_wheel_carries_configs_contract_license_and_unit(wheel: Path) -> Non
     for page in ("app.js", "login.html", "store.html", "uPlot.iife.min.js", "LICENSE.uPlot"):
         assert f"presence_gateway/data/web/{page}" in names  # the dashboard works offline
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    # pure Python: no extension module, not even one an earlier compiled build (make wheel,
+    # tests/test_compiled.py, same checkout) left in setuptools' build/lib
+    assert not [n for n in names if n.endswith((".so", ".pyd"))]
     tops = {n.split("/", 1)[0] for n in names}
     assert tops <= {"presence_gateway", *(t for t in tops if t.endswith(".dist-info"))}
     shipped = zipfile.ZipFile(wheel).read("presence_gateway/data/share/asyncapi.yaml")
