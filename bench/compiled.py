@@ -18,6 +18,7 @@ import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TREE = "compiled build"  # its name among the trees a benchmark pairs
 
 
 def missing() -> str | None:

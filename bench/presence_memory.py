@@ -42,6 +42,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.compiled import TREE as COMPILED
 from bench.compiled import build
 from bench.summary import report
 from presence_gateway.core.model import AddressKind, Kind, Observation, Radio
@@ -199,9 +200,6 @@ def crowd(sizes: list[int], total: int, rounds: int, baseline: str | None,
             trees[COMPILED] = str(build(Path(tmp)))
         trees["this tree"] = None
         _crowd(trees, sizes, total, rounds, wifi)
-
-
-COMPILED = "compiled build"
 
 
 def _crowd(trees: dict[str, str | None], sizes: list[int], total: int, rounds: int,

@@ -31,6 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.compiled import TREE as COMPILED
 from bench.compiled import build
 from bench.summary import report
 from presence_gateway.adapters.mosquitto import LocalBroker
@@ -41,7 +42,6 @@ from presence_gateway.drivers.pcap_records import iter_records
 ROOT = Path(__file__).resolve().parents[1]
 DAY = (ROOT.parent / "shared" / "data" / "captures" / "wifi" / "brno_sc6-61"
        / "position_1_sc6-61_2023-02-28_anonymized.pcap")
-COMPILED = "compiled build"
 # The events count of the summary line (older trees print no throttled repeats before it).
 _SUMMARY = re.compile(r"observations: \d+(?: \(\+\d+ repeats throttled\))?\s+events: (\d+)")
 

@@ -183,8 +183,6 @@ def fast_constructor(cls: type[T]) -> Callable[..., T]:
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     names = [f.name for f in fields]
     slots = tuple(vars(cls).get("__slots__", ()))
-    if "__mypyc_attrs__" in vars(cls):
-        return cls  # compiled (mypyc): a native class's own constructor is already this fast
     if sorted(slots) != sorted(names):
         raise TypeError(f"{cls.__name__}: a fast constructor needs slots=True and no extra slots")
     twin = type(f"_{cls.__name__}Slots", (), {"__slots__": slots})

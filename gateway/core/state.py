@@ -35,8 +35,9 @@ class Snapshotted:
         return super().__new__(cls)
 
     def __getstate__(self) -> dict[str, Any] | list[Any]:
-        if _frozen_fields(self):  # Python's own shape for a frozen dataclass: its values
-            return [getattr(self, name) for name in _frozen_fields(self)]
+        fields = _frozen_fields(self)
+        if fields:  # Python's own shape for a frozen dataclass: its values
+            return [getattr(self, name) for name in fields]
         return attributes(self)
 
     def __setstate__(self, state: object) -> None:

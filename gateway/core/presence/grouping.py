@@ -103,8 +103,7 @@ class _Group(Snapshotted):
         slots = restored(state)
         old = slots.pop("rssi", None)
         self.key, self.mean, self.more = None, 0.0, None
-        for name, value in slots.items():
-            setattr(self, name, value)
+        super().__setstate__(slots)
         for key, mean in (old or {}).items():
             if self.key is None:
                 self.key, self.mean = key, mean
@@ -303,8 +302,7 @@ class DeviceGrouper(Snapshotted):
     def __setstate__(self, state: object) -> None:
         # A snapshot (core/continuity.py) of an older version has no heap: build it.
         attrs = restored(state)
-        for name, value in attrs.items():
-            setattr(self, name, value)
+        super().__setstate__(attrs)
         if "_due" not in attrs:
             self._groups = OrderedDict(self._groups)
             self._due = [(g.last, i, g) for i, g in enumerate(self._groups.values())]

@@ -117,8 +117,7 @@ class Unit(Signal):
             slots["path"] = tuple(slots["path"])
         if slots.get("visit") is None:
             slots["inside"] = False
-        for name, value in slots.items():
-            setattr(self, name, value)
+        super().__setstate__(slots)
 
     def heard(self, ts: float) -> None:
         """A reading at `ts` was accepted: learn the device's rhythm from the gap before it.
