@@ -61,6 +61,11 @@ def test_every_listed_module_is_compiled_with_its_source_beside_it(compiled: Pat
     assert f"compiled with mypyc ({len(COMPILED)} modules)" in python(
         compiled, "-m", "presence_gateway", "--version")
     assert "pure Python" in python(None, "-m", "presence_gateway", "--version")
+    # doctor: the compiled build is what a fleet should run (ok); pure Python warns
+    doctor = "from presence_gateway.cli.doctor import check_code; print(*check_code())"
+    assert python(compiled, "-c", doctor).startswith(
+        f"ok code compiled with mypyc ({len(COMPILED)} modules)")
+    assert python(None, "-c", doctor).startswith("warn code pure Python")
 
 
 def events_of(path: Path) -> list[dict[str, Any]]:
