@@ -121,6 +121,29 @@ def test_a_learnt_offset_moves_what_was_heard_before_it() -> None:
     assert abs(u.x - (-60.0 + off)) < 1.0
 
 
+def test_the_offset_learnt_one_day_holds_the_next_morning() -> None:
+    # A sensor 8 dB hot learns its offset in a busy day; two days later, in the empty
+    # morning, a device in the corridor heard at -64 dBm (-72 at the reference scale, below
+    # walk_in.min_rssi -70) is not counted by that gateway, where a gateway starting that
+    # morning (nothing learnt yet: an empty room teaches nothing) counts it.
+    rnd = random.Random(10)
+    crowd = [wifi(float(i) * 0.5, f"c{i % 300}", round(x))
+             for i, x in enumerate(occupied(8.0, WINDOW_READINGS * 6, rnd))]
+    morning = crowd[-1].ts + 2 * 86400.0
+    corridor = [wifi(morning + t, "corridor", -64) for t in range(0, 1800, 45)]
+    warm = PresenceEngine(PresenceSettings(), gateway_id="gw", store_id="s")
+    run(warm, crowd, tick_every=10.0, until=crowd[-1].ts)
+    learnt = warm._placement.offsets()["gw"]
+    assert learnt in (-9.0, -8.0, -7.0)
+    fresh = PresenceEngine(PresenceSettings(), gateway_id="gw", store_id="s")
+    seen = run(warm, corridor, tick_every=10.0, until=morning + 1800)
+    run(fresh, corridor, tick_every=10.0, until=morning + 1800)
+    assert warm._placement.offsets()["gw"] == learnt, "the day's roll keeps what was learnt"
+    assert fresh._units["corridor"].inside and not warm._units["corridor"].inside
+    # (the first tick also reports the busy day's last minute: only the morning is asked)
+    assert max(v for t, v in present(seen).items() if t > morning) == 0.0
+
+
 def test_a_walk_test_offset_wins_over_learning() -> None:
     eng = PresenceEngine(PresenceSettings(rssi_offsets=(("gw", 2.0),)), gateway_id="gw",
                          store_id="s")
