@@ -15,7 +15,6 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from presence_gateway.adapters.http import listening
 from presence_gateway.cli.common import Subparsers, add_config
 from presence_gateway.core.config import GatewayConfig, load_config
 from presence_gateway.errors import ConfigError
@@ -63,6 +62,9 @@ def dashboard(args: argparse.Namespace) -> int:
 
 
 async def serve(cfg: GatewayConfig, auth: Auth, url: str, host: str, port: int) -> int:
+    # aiohttp with the rest (a tenth of a second, TLS context included): not on every
+    # command's start-up, only this one's
+    from presence_gateway.adapters.http import listening
     from presence_gateway.central.dashboard import queries
     from presence_gateway.central.dashboard.app import Dashboard
     from presence_gateway.central.db import open_db

@@ -15,17 +15,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from presence_gateway.adapters.http import serve
 from presence_gateway.drivers.base import Driver, ReportsProblem
 from presence_gateway.runtime.assembly import Runtime
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 # A driver that failed less than this long ago is unhealthy even if its supervisor has started
 # it again: the longest backoff between restarts is 60 s, so a driver failing on every start
@@ -210,7 +211,14 @@ async def outbox_view(rt: Runtime) -> OutboxView:
 
 
 async def serve_observability(rt: Runtime, health: Health) -> None:
-    """/metrics and /healthz on `http.listen` until cancelled (a side task of the service)."""
+    """/metrics and /healthz on `http.listen` until cancelled (a side task of the service).
+    aiohttp is imported here, not at the top: only a gateway with `http.listen` serves, and
+    the import (its client's TLS context included) was a quarter of every command's
+    start-up."""
+    from aiohttp import web
+
+    from presence_gateway.adapters.http import serve
+
     listen = rt.cfg.http.listen
     assert listen is not None
     collector = GatewayCollector(rt, health)
