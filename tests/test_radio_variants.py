@@ -23,7 +23,8 @@ from bench.radio_variants import (
     shift_radio,
     thinned_radio,
 )
-from presence_gateway.core.model import Sighting
+from presence_gateway.core.model import AddressKind, Observation, Radio, Sighting
+from presence_gateway.core.presence.grouping import _on_channel
 from presence_gateway.core.wifi.frames import parse_record
 
 PATTERNS = (Path(__file__).resolve().parents[2] / "shared" / "data" / "captures" / "wifi"
@@ -31,18 +32,21 @@ PATTERNS = (Path(__file__).resolve().parents[2] / "shared" / "data" / "captures"
 PLAN = (2, 6, 11)
 
 
-def probe(ts: float, mac: str = "02:11:22:33:44:55", channel: int = 2) -> Sighting:
-    """A probe request sent on `channel` (DS parameter set) and heard there, parsed."""
+def probe(ts: float, mac: str = "02:11:22:33:44:55", channel: int = 2,
+          sent: int | None = None) -> Sighting:
+    """A probe request sent on `sent` (DS parameter set; default `channel`) and heard on
+    `channel`, parsed."""
+    sent = channel if sent is None else sent
     frame: Packet = (RadioTap(present="Channel+dBm_AntSignal", ChannelFrequency=2407 + 5 * channel,
                               dBm_AntSignal=-60)
                      / Dot11(type=0, subtype=4, addr1="ff:ff:ff:ff:ff:ff", addr2=mac,
                              addr3="ff:ff:ff:ff:ff:ff")
                      / Dot11ProbeReq() / Dot11Elt(ID=0, info=b"")
                      / Dot11Elt(ID=1, info=b"\x02\x04\x0b\x16")
-                     / Dot11Elt(ID=3, info=bytes([channel])))
+                     / Dot11Elt(ID=3, info=bytes([sent])))
     s = parse_record(bytes(frame), 127, ts, "bench")
     assert isinstance(s, Sighting) and s.channel == channel
-    assert s.fields["ds_channel"] == channel
+    assert s.fields["ds_channel"] == sent
     return s
 
 
@@ -61,6 +65,18 @@ def test_a_sweeping_phones_copy_is_heard_on_the_radios_channel_with_its_own_ds_s
     assert copy.channel == 6
     assert copy.fields["ds_channel"] == 6 and copy.fields["freq"] == 2437
     assert copy.rssi == -60 and copy.ts == 1500.3
+
+
+def test_an_off_channel_frame_stays_off_channel_on_the_hoppers_channel() -> None:
+    # The Brno sniffer on 2 heard most probes sent on 1 (DS set 1), at the RSSI the adjacent
+    # channel's filter leaves: the hopper on 6 hears the copy sent on 5 the same way, so the
+    # grouper still does not read its RSSI as distance (grouping.py `_on_channel`).
+    radio = hop_radio(PLAN, 0.25, sweep=True, step_s=0.02)
+    (copy,) = radio(probe(1500.3, sent=1))
+    assert copy.channel == 6 and copy.fields["ds_channel"] == 5
+    assert not _on_channel(Observation(ts=copy.ts, radio=Radio.WIFI, device="d",
+                                       address_kind=AddressKind.RANDOM, rssi=copy.rssi,
+                                       channel=copy.channel, kind=copy.kind, fields=copy.fields))
 
 
 def test_measured_radio_is_reproducible_and_follows_its_shares() -> None:
