@@ -51,7 +51,7 @@ def _copy_on(s: Sighting, channel: int) -> Sighting:
     2.4 GHz channels overlap), at the RSSI an adjacent channel's filter leaves; a radio on
     `channel` hears the copy sent on `channel` - 1 the same way, DS set and all. Tagging
     such a copy as sent on `channel` made its adjacent-channel RSSI look on-channel, and the
-    grouper then compared it (21-23 extra groups on 02-28 at 10 channels)."""
+    grouper then compared it (20-23 extra groups on 02-28 at 3 ch 1 s and 10 ch)."""
     if channel == s.channel:
         return s
     fields = dict(s.fields)
