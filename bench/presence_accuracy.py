@@ -26,7 +26,8 @@ import dataclasses
 import importlib
 import math
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ SECRET = b"bench-presence-accuracy-secret!!"
 BEFORE = False  # --before: no channel plan (one channel) and no learnt placement offset
 DAYS = ("2023-02-16", "2023-02-28", "2023-04-17")
 TICK_S = 10.0
+SCHEDULES = 5  # jittered hopping schedules per hopping variant (radio_variants._Hops)
 DEFAULTS = load_config(None)
 
 
@@ -220,7 +222,8 @@ def above(iv: dict[int, tuple[float, float]], truth: dict[int, float]) -> float:
 
 def hopping(wifi: Path) -> None:
     """MAE / r / interval coverage per variant of the class days (the empty day hops
-    already)."""
+    already). A hopping variant's radio runs the live driver's jittered dwell, so each of
+    its cells is the median over SCHEDULES schedules (the MAE with its range)."""
     days = DAYS[:2]
     sweeps = measure_sweeps(wifi / "probing_patterns")
     a, b, c = sweeps.shares
@@ -235,23 +238,35 @@ def hopping(wifi: Path) -> None:
         cells = []
         pcaps = [Path(f"{wifi / 'brno_sc6-61' / f'position_1_sc6-61_{d}'}_anonymized.pcap")
                  for d in days]
+        # A hopping radio's jittered schedule is one draw of many (radio_variants._Hops):
+        # its cells are the median over SCHEDULES of them, with the range of the MAE.
+        seeds = range(SCHEDULES) if plan is not None else range(1)
+        radio = partial(_radio, make, plan is not None)
         for day, pcap in zip(days, pcaps, strict=True):
             csv_path = wifi / "brno_sc6-61" / f"position_1_sc6-61_{day}_ver-99.csv"
-            iv: dict[int, tuple[float, float]] = {}
-            est, truth, _ = replay(pcap, occupancy(csv_path), radio=make(), plan=plan,
-                                   intervals=iv)
+            runs = []
+            for seed in seeds:
+                iv: dict[int, tuple[float, float]] = {}
+                est, truth, _ = replay(pcap, occupancy(csv_path), radio=radio(seed),
+                                       plan=plan, intervals=iv)
+                mae, r = score(est, truth)
+                runs.append((mae, r, coverage(iv, truth), above(iv, truth)))
             total = sum(1 for _ in observations(pcap))
-            kept = sum(1 for _ in observations(pcap, radio=make()))
-            mae, r = score(est, truth)
-            cells.append(f"{kept / total:.0%} | {mae:.2f} | {_r(r)} | "
-                         f"{coverage(iv, truth):.2f} ({above(iv, truth):.2f})")
+            kept = sum(1 for _ in observations(pcap, radio=radio(0)))
+            cells.append(f"{kept / total:.0%} | {_median_range([x[0] for x in runs])} | "
+                         f"{_r(statistics.median(x[1] for x in runs))} | "
+                         f"{statistics.median(x[2] for x in runs):.2f} "
+                         f"({statistics.median(x[3] for x in runs):.2f})")
         # The same gateway on the second day, having run the first (what a deployed one is:
         # its placement offset and the store's catch prior learnt before the day starts).
         csv_path = wifi / "brno_sc6-61" / f"position_1_sc6-61_{days[1]}_ver-99.csv"
-        est, truth, _ = replay(pcaps[1], occupancy(csv_path), radio=make(), plan=plan,
-                               before=(pcaps[0], make()))
-        mae, r = score(est, truth)
-        cells.append(f"{mae:.2f} / {_r(r)}")
+        warm = []
+        for seed in seeds:
+            est, truth, _ = replay(pcaps[1], occupancy(csv_path), radio=radio(seed), plan=plan,
+                                   before=(pcaps[0], radio(seed)))
+            warm.append(score(est, truth))
+        cells.append(f"{_median_range([m for m, _ in warm])} / "
+                     f"{_r(statistics.median(r for _, r in warm))}")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
@@ -297,6 +312,18 @@ def main() -> None:
         vals = [v for v in est.values() if v > 0] or [0.0]
         print(f"| {pcap.name.removesuffix('_anonymized.pcap')} | {len(vals)} | {units} "
               f"| {sum(vals) / len(vals):.2f} | {max(vals):.1f} |")
+
+
+def _radio(make: Callable[..., Radio_ | None], hopping: bool, seed: int) -> Radio_ | None:
+    """A fresh radio of a variant: a hopping one runs jittered schedule `seed`."""
+    return make(seed=seed) if hopping else make()
+
+
+def _median_range(values: list[float]) -> str:
+    """One value as it is; several as their median [min-max]."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 def _r(r: float) -> str:

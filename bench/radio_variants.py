@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from functools import partial
 
 from presence_gateway.core.model import Sighting
-from presence_gateway.core.presence.hopping import ChannelPlan
+from presence_gateway.core.presence.hopping import ChannelPlan, jittered_dwell
 
 Radio_ = Callable[[Sighting], Iterable[Sighting]]
 
@@ -38,9 +40,36 @@ HOP_PLANS: tuple[tuple[str, tuple[int, ...], float], ...] = (
 SWEEP_S = 0.01
 
 
-def _on(channels: tuple[int, ...], dwell_s: float, t: float) -> int:
-    """The channel the radio is on at t (phase 0 at the Unix epoch)."""
-    return channels[int(t // dwell_s) % len(channels)]
+class _Hops:
+    """When a hopping radio is on which channel: `channels` in turn, each step's dwell drawn
+    as the live driver draws it (core/presence/hopping.py `jittered_dwell`, reproducibly:
+    the draws are seeded by the plan and `seed`, one schedule of the many a gateway might
+    run), from the first time asked (less a minute: a sweep's
+    copies are asked for a little before and after their frame). `jitter=False`: a fixed
+    cycle, phase 0 at the Unix epoch (what a driver without jitter would do; kept to measure
+    what the jitter does)."""
+
+    def __init__(self, channels: tuple[int, ...], dwell_s: float, jitter: bool = True,
+                 seed: int = 0) -> None:
+        self.channels, self.dwell_s, self.jitter = channels, dwell_s, jitter
+        self._draw = random.Random(repr((channels, dwell_s, seed))).random
+        self._ends: list[float] = []  # end of each step, from the first
+        self._first = 0.0
+
+    def on(self, t: float) -> int:
+        """The channel the radio is on at t."""
+        n = len(self.channels)
+        if not self.jitter:
+            return self.channels[int(t // self.dwell_s) % n]
+        ends = self._ends
+        if not ends:
+            self._first = t - 60.0
+            ends.append(self._first + jittered_dwell(self.dwell_s, self._draw()))
+        if t < self._first:
+            return self.channels[0]
+        while ends[-1] <= t:
+            ends.append(ends[-1] + jittered_dwell(self.dwell_s, self._draw()))
+        return self.channels[bisect_right(ends, t) % n]
 
 
 def _copy_on(s: Sighting, channel: int) -> Sighting:
@@ -63,22 +92,25 @@ def _copy_on(s: Sighting, channel: int) -> Sighting:
 
 
 def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False,
-              step_s: float = SWEEP_S) -> Radio_:
-    """What a radio hopping over `channels`, `dwell_s` on each, hears of a recorded channel-2
-    frame. Default: the frame if the radio was on its channel when it was sent, else nothing
-    (a lower bound: the phone's copies on the other channels were not recorded). `sweep`:
-    also the copies a sweeping phone sent on the plan's other channels (`step_s` apart), each tagged
-    with the channel the radio was on, as a hopper's capture tags them."""
+              step_s: float = SWEEP_S, jitter: bool = True,
+              hops: _Hops | None = None, seed: int = 0) -> Radio_:
+    """What a radio hopping over `channels`, `dwell_s` on each (on average, `_Hops`), hears of
+    a recorded channel-2 frame. Default: the frame if the radio was on its channel when it
+    was sent, else nothing (a lower bound: the phone's copies on the other channels were not
+    recorded). `sweep`: also the copies a sweeping phone sent on the plan's other channels
+    (`step_s` apart), each tagged with the channel the radio was on, as a hopper's capture
+    tags them."""
+    on = (hops or _Hops(channels, dwell_s, jitter, seed)).on
 
     def heard(s: Sighting) -> Iterable[Sighting]:
         if s.channel is None:
             return ()
         if not sweep:
-            return (s,) if _on(channels, dwell_s, s.ts) == s.channel else ()
+            return (s,) if on(s.ts) == s.channel else ()
         out = []
         for c in channels:
             t = s.ts + (c - s.channel) * step_s
-            if _on(channels, dwell_s, t) == c:
+            if on(t) == c:
                 out.append(_copy_on(s, c))
         return out[:1]  # the burst's first copy heard; the throttle drops the rest anyway
 
@@ -108,14 +140,16 @@ def _uniform(*key: object) -> float:
     return int.from_bytes(h, "big") / 2**64
 
 
-def measured_radio(channels: tuple[int, ...], dwell_s: float, sweeps: Sweeps) -> Radio_:
+def measured_radio(channels: tuple[int, ...], dwell_s: float, sweeps: Sweeps,
+                   jitter: bool = True, seed: int = 0) -> Radio_:
     """What a radio hopping over `channels` hears when phones send their bursts as measured
     (`measure_sweeps`): a burst is a sweep of channels 1-11 with the share heard on all three
     monitors; a partial sweep (each other channel sent or not, even odds) with the share heard
     on two; the recorded channel only with the share heard on one. Drawn once per burst of
     each source address, reproducibly."""
-    sweep = hop_radio(channels, dwell_s, sweep=True, step_s=sweeps.step_s)
-    single = hop_radio(channels, dwell_s)
+    hops = _Hops(channels, dwell_s, jitter, seed)  # one radio: the three ways share it
+    sweep = hop_radio(channels, dwell_s, sweep=True, step_s=sweeps.step_s, hops=hops)
+    single = hop_radio(channels, dwell_s, hops=hops)
     shares = sweeps.shares
     bursts: dict[bytes, list[float]] = {}  # address -> [draw, last frame]
 
@@ -134,7 +168,7 @@ def measured_radio(channels: tuple[int, ...], dwell_s: float, sweeps: Sweeps) ->
         for c in channels:  # a partial sweep: the copies this burst has, in order
             if c != s.channel and _uniform(u, c) < 0.5:
                 continue
-            if _on(channels, dwell_s, s.ts + (c - s.channel) * sweeps.step_s) == c:
+            if hops.on(s.ts + (c - s.channel) * sweeps.step_s) == c:
                 return (_copy_on(s, c),)
         return ()
 
@@ -165,7 +199,9 @@ def shift_radio(db: int) -> Radio_:
     return heard
 
 
-Variant = tuple[str, Callable[[], Radio_ | None], ChannelPlan | None]
+# (name, a fresh radio for one replay, plan given to the engine): a hopping variant's radio
+# takes `seed=` (which of the jittered schedules it runs), the others none.
+Variant = tuple[str, Callable[..., Radio_ | None], ChannelPlan | None]
 
 
 def variants(sweeps: Sweeps) -> list[Variant]:
@@ -173,8 +209,9 @@ def variants(sweeps: Sweeps) -> list[Variant]:
     class days (a radio keeps per-burst state, so each replay gets its own)."""
     p10 = ChannelPlan(tuple(range(2, 12)), 0.25)
 
-    def measured10(db: int) -> Radio_:
-        return _chain(shift_radio(db), measured_radio(p10.channels, p10.dwell_s, sweeps))
+    def measured10(db: int, seed: int = 0) -> Radio_:
+        return _chain(shift_radio(db),
+                      measured_radio(p10.channels, p10.dwell_s, sweeps, seed=seed))
 
     out: list[Variant] = [("fixed (as recorded)", lambda: None, None)]
     for name, chs, dwell in HOP_PLANS:

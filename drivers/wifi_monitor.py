@@ -14,7 +14,10 @@ Invariants:
   unfiltered (the parser ignores those frames anyway) and `self.filtered` says so.
 - Delivery is `sink.offer` (never blocks; the sink's bounded queue drops and counts the oldest).
 - Channel hopping runs as a task in the driver's own TaskGroup: `iw dev IF set channel N` per
-  step, `dwell_s` per channel. One channel: set once. `channels=[]`: the channel is not touched.
+  step, `dwell_s` per channel on average, each step's dwell drawn within +-25 %
+  (core/presence/hopping.py `jittered_dwell`): a fixed cycle stays in step with devices that
+  probe at a fixed interval, and catches them always or never. One channel: set once.
+  `channels=[]`: the channel is not touched.
 - Errors a user meets become DriverError with a stable reason: interface_missing,
   not_monitor_mode, permission, adapter_gone, iw_missing, channel_hop_failed. The socket is
   closed and the reader removed in `finally`.
@@ -25,12 +28,14 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import random
 import socket
 import struct
 import time
 from pathlib import Path
 
 from presence_gateway.core.model import Rejection
+from presence_gateway.core.presence.hopping import jittered_dwell
 from presence_gateway.core.wifi.frames import parse_record
 from presence_gateway.drivers.base import Sink
 from presence_gateway.errors import DriverError
@@ -101,6 +106,7 @@ class WifiMonitorDriver:
         self.ignored = 0
         self.filtered = False
         self.hop_errors = 0
+        self._draw = random.Random().random  # seeded by the OS: gateways are not in step
 
     def _error(self, reason: str, detail: str) -> DriverError:
         return DriverError(self.name, reason, f"{self.interface}: {detail}")
@@ -207,7 +213,7 @@ class WifiMonitorDriver:
                 else:
                     self.hop_errors += 1
                     continue
-                await asyncio.sleep(self.dwell_s)
+                await asyncio.sleep(jittered_dwell(self.dwell_s, self._draw()))
             if not ok:
                 if not (SYS_NET / self.interface).exists():
                     raise self._error("adapter_gone", "interface disappeared")

@@ -18,6 +18,7 @@ from scapy.packet import Packet
 from bench.presence_accuracy import measure_sweeps
 from bench.radio_variants import (
     Sweeps,
+    _Hops,
     hop_radio,
     measured_radio,
     shift_radio,
@@ -51,7 +52,7 @@ def probe(ts: float, mac: str = "02:11:22:33:44:55", channel: int = 2,
 
 
 def test_the_lower_bound_keeps_a_frame_only_while_the_radio_dwells_on_its_channel() -> None:
-    radio = hop_radio(PLAN, 0.25)
+    radio = hop_radio(PLAN, 0.25, jitter=False)
     # the radio is on 2 during [0, 0.25) of each 0.75 s cycle (phase 0 at the epoch)
     assert list(radio(probe(1500.1))) != []
     assert list(radio(probe(1500.3))) == []  # on 6
@@ -59,7 +60,7 @@ def test_the_lower_bound_keeps_a_frame_only_while_the_radio_dwells_on_its_channe
 
 
 def test_a_sweeping_phones_copy_is_heard_on_the_radios_channel_with_its_own_ds_set() -> None:
-    radio = hop_radio(PLAN, 0.25, sweep=True, step_s=0.02)
+    radio = hop_radio(PLAN, 0.25, sweep=True, step_s=0.02, jitter=False)
     # at 1500.3 the radio is on 6; the scan reaches 6 at +4 x 20 ms: heard there
     (copy,) = radio(probe(1500.3))
     assert copy.channel == 6
@@ -71,12 +72,34 @@ def test_an_off_channel_frame_stays_off_channel_on_the_hoppers_channel() -> None
     # The Brno sniffer on 2 heard most probes sent on 1 (DS set 1), at the RSSI the adjacent
     # channel's filter leaves: the hopper on 6 hears the copy sent on 5 the same way, so the
     # grouper still does not read its RSSI as distance (grouping.py `_on_channel`).
-    radio = hop_radio(PLAN, 0.25, sweep=True, step_s=0.02)
+    radio = hop_radio(PLAN, 0.25, sweep=True, step_s=0.02, jitter=False)
     (copy,) = radio(probe(1500.3, sent=1))
     assert copy.channel == 6 and copy.fields["ds_channel"] == 5
     assert not _on_channel(Observation(ts=copy.ts, radio=Radio.WIFI, device="d",
                                        address_kind=AddressKind.RANDOM, rssi=copy.rssi,
                                        channel=copy.channel, kind=copy.kind, fields=copy.fields))
+
+
+def test_the_jittered_radio_is_not_in_step_with_a_device_on_a_fixed_interval() -> None:
+    # The live driver's dwell (jittered_dwell): each channel still gets its share of the time,
+    # but a device probing every 60.00 s (the Brno lab's PCs) is no longer caught always or
+    # never: a fixed 10 x 100 ms cycle divides 60 s, so its phase repeats.
+    plan = tuple(range(2, 12))
+    frames = [probe(1700.0 + 60.0 * i + 0.123) for i in range(400)]
+    fixed = [bool(list(hop_radio(plan, 0.1, jitter=False)(f))) for f in frames]
+    radio = hop_radio(plan, 0.1)
+    jittered = [bool(list(radio(f))) for f in frames]
+    assert len(set(fixed)) == 1  # always or never, the same phase every time
+    assert 0.05 < sum(jittered) / len(jittered) < 0.15  # about one burst in ten
+    again = hop_radio(plan, 0.1)
+    assert jittered == [bool(list(again(f))) for f in frames]  # reproducible
+    hops = _Hops(plan, 0.1)
+    on = [hops.on(1700.0 + 0.001 * k) for k in range(200_000)]
+    shares = [on.count(c) / len(on) for c in plan]
+    assert all(0.08 < x < 0.12 for x in shares)
+    steps = [b - a for a, b in zip(hops._ends, hops._ends[1:], strict=False)]
+    assert min(steps) >= 0.075 - 1e-9 and max(steps) <= 0.125 + 1e-9
+    assert abs(sum(steps) / len(steps) - 0.1) < 0.005
 
 
 def test_measured_radio_is_reproducible_and_follows_its_shares() -> None:

@@ -149,3 +149,34 @@ async def test_hopping_without_iw_is_a_clear_error() -> None:
     with pytest.raises(DriverError) as err:
         await asyncio.wait_for(driver.run(ListSink()), 5)
     assert err.value.reason == "iw_missing"
+
+
+async def test_hopping_dwells_are_jittered_around_the_plan(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each hop's dwell is drawn within +-25 % of `dwell` (core/presence/hopping.py
+    `jittered_dwell`): the same time on every channel on average, but no fixed cycle that a
+    device probing at a fixed interval could stay in step with. The channel setter and the
+    sleep are stood in for (no adapter here); the schedule is the driver's own."""
+    import presence_gateway.drivers.wifi_monitor as wm
+
+    driver = WifiMonitorDriver("wifi0", "mon0", channels=[1, 6, 11], dwell_s=0.2)
+    tuned: list[int] = []
+    slept: list[float] = []
+
+    async def set_channel(channel: int) -> bool:
+        tuned.append(channel)
+        return True
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) >= 600:
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr(driver, "_set_channel", set_channel)
+    monkeypatch.setattr(wm.asyncio, "sleep", sleep)
+    with pytest.raises(asyncio.CancelledError):
+        await driver._hop()
+    assert tuned[:6] == [1, 6, 11, 1, 6, 11]
+    assert all(0.15 - 1e-9 <= s <= 0.25 + 1e-9 for s in slept)
+    assert len({round(s, 6) for s in slept}) > 500  # drawn, not one fixed dwell
+    assert abs(sum(slept) / len(slept) - 0.2) < 0.01

@@ -144,6 +144,21 @@ def few_channels_odds(k: int, readings: int, n: int) -> float:
     return sum(dist[: k + 1])
 
 
+# A hopping radio dwells on each channel for a time drawn per step from [1 - HOP_JITTER,
+# 1 + HOP_JITTER] x dwell_s (the live driver, drivers/wifi_monitor.py): the same share of time
+# on every channel, but no fixed cycle. Devices that probe at a fixed interval (the Brno lab's
+# PCs: every 60.00 s, +-0.2) are otherwise in step with a radio whose cycle divides it: a
+# 10 x 100 ms plan then catches such a device at the same phase of its cycle every time,
+# always or never for many minutes, which the catch model (it averages over the phase,
+# `sweep_catch`) cannot see.
+HOP_JITTER = 0.25
+
+
+def jittered_dwell(dwell_s: float, u: float) -> float:
+    """One hop's dwell for a uniform draw `u` in [0, 1): mean `dwell_s`."""
+    return dwell_s * (1.0 + HOP_JITTER * (2.0 * u - 1.0))
+
+
 # How phones send a probe burst, measured on the probing_patterns captures (three monitors on
 # channels 1, 6 and 11, one phone per file, 224 bursts of 7 phones; bench/presence_accuracy.py
 # `measure_sweeps`): 79 % of the bursts are heard on all three channels (a sweep), and a scan
@@ -158,7 +173,8 @@ def sweep_catch(plan: ChannelPlan, step_s: float = SWEEP_STEP_S) -> float:
     [(c - 1) step_s, c step_s) after it starts (two probes per channel, as the Brno captures
     show: a median burst of 2 frames within 23 ms on one channel); it is caught when the radio
     is on some plan channel c in that span. Averaged over the scan's start within the radio's
-    cycle (phones and radios are not in step). 1 when the dwell is not known (a learnt plan)
+    cycle (phones and radios are not in step: the live driver's jittered dwell sees to it,
+    HOP_JITTER). 1 when the dwell is not known (a learnt plan)
     or for one channel; less when the radio often leaves a channel before the scan reaches
     the plan's next one (2/6/11 at 250 ms: it moves 11 -> 2 while the scan is still short of
     11)."""
