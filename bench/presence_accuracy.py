@@ -112,24 +112,26 @@ def replay(path: Path, truth_by_frame: list[float | None] | None, *, random_la: 
     truth: dict[int, float] = {}
     units: set[str] = set()
     next_tick: float | None = None
-    if before is not None:
-        next_tick = _feed(engine, before[0], None, before[1], random_la, {}, {}, None, set(),
-                          None)
-    _feed(engine, path, truth_by_frame, radio, random_la, est, truth, intervals, units,
-          next_tick)
+    if before is not None:  # scored on `path` only: the first capture's results are dropped
+        next_tick = _feed(engine, before[0], radio=before[1], random_la=random_la,
+                          truth_by_frame=None, est={}, truth={}, intervals=None, units=set(),
+                          next_tick=None)
+    _feed(engine, path, radio=radio, random_la=random_la, truth_by_frame=truth_by_frame,
+          est=est, truth=truth, intervals=intervals, units=units, next_tick=next_tick)
     return est, truth, len(units)
 
 
-def _feed(engine: PresenceEngine, path: Path, truth_by_frame: list[float | None] | None,
-          radio: Radio_ | None, random_la: bool, est: dict[int, float],
+def _feed(engine: PresenceEngine, path: Path, *, radio: Radio_ | None, random_la: bool,
+          truth_by_frame: list[float | None] | None, est: dict[int, float],
           truth: dict[int, float], intervals: dict[int, tuple[float, float]] | None,
           units: set[str], next_tick: float | None) -> float | None:
-    """One capture through `engine`, ticked every TICK_S of capture time from `next_tick`;
-    returns the next tick."""
+    """One capture through `engine`, ticked every TICK_S of capture time from `next_tick`
+    (what it reports goes into est, truth, intervals and units); returns the next tick."""
     for i, obs in observations(path, random_la=random_la, radio=radio):
         if next_tick is not None and obs.ts - next_tick > 3600.0:
-            next_tick = obs.ts // TICK_S * TICK_S  # days without frames: one tick jumps them
-            engine.tick(next_tick)
+            # Hours or days without frames (between two captures): one tick covers them,
+            # not one every TICK_S; the engine's tick handles every boundary up to `now`.
+            next_tick = obs.ts // TICK_S * TICK_S
         while next_tick is not None and next_tick <= obs.ts:
             for ev in engine.tick(next_tick):
                 if isinstance(ev, FootfallCounted):
@@ -234,24 +236,24 @@ def hopping(wifi: Path) -> None:
                                      for d in days)
           + f" | {days[1]} after {days[0]}: MAE / r |")
     print("|---|" + "---|---|---|---|" * len(days) + "---|")
+    base = [wifi / "brno_sc6-61" / f"position_1_sc6-61_{d}" for d in days]
+    pcaps = [Path(f"{b}_anonymized.pcap") for b in base]
+    truths = [occupancy(Path(f"{b}_ver-99.csv")) for b in base]
+    totals = [sum(1 for _ in observations(p)) for p in pcaps]
     for name, make, plan in variants(sweeps):
         cells = []
-        pcaps = [Path(f"{wifi / 'brno_sc6-61' / f'position_1_sc6-61_{d}'}_anonymized.pcap")
-                 for d in days]
         # A hopping radio's jittered schedule is one draw of many (radio_variants._Hops):
         # its cells are the median over SCHEDULES of them, with the range of the MAE.
         seeds = range(SCHEDULES) if plan is not None else range(1)
         radio = partial(_radio, make, plan is not None)
-        for day, pcap in zip(days, pcaps, strict=True):
-            csv_path = wifi / "brno_sc6-61" / f"position_1_sc6-61_{day}_ver-99.csv"
+        for pcap, truth_by_frame, total in zip(pcaps, truths, totals, strict=True):
             runs = []
             for seed in seeds:
                 iv: dict[int, tuple[float, float]] = {}
-                est, truth, _ = replay(pcap, occupancy(csv_path), radio=radio(seed),
-                                       plan=plan, intervals=iv)
+                est, truth, _ = replay(pcap, truth_by_frame, radio=radio(seed), plan=plan,
+                                       intervals=iv)
                 mae, r = score(est, truth)
                 runs.append((mae, r, coverage(iv, truth), above(iv, truth)))
-            total = sum(1 for _ in observations(pcap))
             kept = sum(1 for _ in observations(pcap, radio=radio(0)))
             cells.append(f"{kept / total:.0%} | {_median_range([x[0] for x in runs])} | "
                          f"{_r(statistics.median(x[1] for x in runs))} | "
@@ -259,10 +261,9 @@ def hopping(wifi: Path) -> None:
                          f"({statistics.median(x[3] for x in runs):.2f})")
         # The same gateway on the second day, having run the first (what a deployed one is:
         # its placement offset and the store's catch prior learnt before the day starts).
-        csv_path = wifi / "brno_sc6-61" / f"position_1_sc6-61_{days[1]}_ver-99.csv"
         warm = []
         for seed in seeds:
-            est, truth, _ = replay(pcaps[1], occupancy(csv_path), radio=radio(seed), plan=plan,
+            est, truth, _ = replay(pcaps[1], truths[1], radio=radio(seed), plan=plan,
                                    before=(pcaps[0], radio(seed)))
             warm.append(score(est, truth))
         cells.append(f"{_median_range([m for m, _ in warm])} / "

@@ -2,8 +2,8 @@
 
 The compiled build is the same source: setup.py compiles the modules named in COMPILED with
 mypyc when PRESENCE_GATEWAY_COMPILE=1 (`make wheel`), and the wheel carries each one's .py
-too. Measured (docs/performance.md "Compiled build"): the real day's CPU per frame -20 %
-(instructions counted), a crowd of 100k devices within 1.2x the cost of 1k. The pure-Python
+too. Measured (docs/performance.md "Compiled build"): the real day's instructions per frame
+-24 %, a crowd of 100k devices within 1.3x the cost per observation of 1k. The pure-Python
 install stays the default (any machine, no compiler) and runs the whole suite; the compiled
 one runs the core tests and must give the same events (tests/test_compiled.py).
 
