@@ -11,6 +11,12 @@ commits what comes out. Invariants:
   after `resend_after_s`, for the gateway's `events.resend` command.
 - An event below the next expected sequence (a duplicate, or a late fill of a skipped hole) is
   released at once: the database decides by id whether it is new (idempotent writes).
+- A gateway with nothing committed starts at its sequence 1 (a gateway's stream starts there).
+  First seen later in its stream (central joined a running fleet, or the broker redelivers
+  the beginning after a later event, as after a consumer's takeover), its events are held like
+  a hole's and released after `gap_timeout_s` from the lowest seen, with no gap: what came
+  before central first heard it is not a hole. Taking the first delivery as the start let a
+  redelivered beginning land behind it (tests/fleet/test_fleet.py saw 113 applied before 1).
 - Held events are only in memory and their broker deliveries are unacknowledged: the state
   of a partition is dropped with its connection (`Partition.reset`), and the broker
   redelivers them.
@@ -203,34 +209,41 @@ class Partition:
         gw = self._gw.get(ev.key)
         if gw is None:
             gw = self._gw[ev.key] = _Gateway(None)
-        if gw.next is None:
-            gw.next = ev.seq
-        if ev.seq < gw.next:  # a duplicate or a late fill: the database decides by id
+        if gw.next is None and ev.seq <= 1:
+            gw.next = ev.seq  # the stream's start: what was held behind it follows
+        if gw.next is None or ev.seq > gw.next:
+            self._hold(gw, ev, now, out)
+        elif ev.seq < gw.next:  # a duplicate or a late fill: the database decides by id
             out.events.append(ev)
             out.tags.append(ev.tag)
-        elif ev.seq == gw.next:
+        else:
             out.events.append(ev)
             out.tags.append(ev.tag)
             gw.next += 1
             self._drain(gw, out)
+
+    def _hold(self, gw: _Gateway, ev: Event, now: float, out: Output) -> None:
+        held = gw.held.get(ev.seq)
+        if held is None:
+            gw.held[ev.seq] = _Held(ev, [ev.tag])
         else:
-            held = gw.held.get(ev.seq)
-            if held is None:
-                gw.held[ev.seq] = _Held(ev, [ev.tag])
-            else:
-                held.tags.append(ev.tag)  # a copy: acknowledged with the first, after commit
-            if gw.hole_since is None:
-                gw.hole_since = now
-            if len(gw.held) > self.max_held:
-                self._skip(gw, ev, out, now)
+            held.tags.append(ev.tag)  # a copy: acknowledged with the first, after commit
+        if gw.hole_since is None:
+            gw.hole_since = now
+        if len(gw.held) > self.max_held:
+            self._skip(gw, ev, out, now)
 
     def tick(self, now: float, out: Output) -> None:
         """Skip holes older than the timeout; ask for resends of holes older than
         `resend_after_s`."""
         for gw in self._gw.values():
-            if gw.hole_since is None or gw.next is None:
+            if gw.hole_since is None:
                 continue
             age = now - gw.hole_since
+            if gw.next is None:  # first seen mid-stream: nothing to ask for, a start to take
+                if age >= self.gap_timeout_s:
+                    self._skip(gw, next(iter(gw.held.values())).event, out, now)
+                continue
             if age >= self.gap_timeout_s:
                 first = next(iter(gw.held.values())).event
                 self._skip(gw, first, out, now)
@@ -244,9 +257,11 @@ class Partition:
                 out.resend.append(ResendRequest(first.store, first.gateway, gw.next, last))
 
     def _skip(self, gw: _Gateway, sample: Event, out: Output, now: float) -> None:
-        assert gw.next is not None
+        """Release from the lowest held event on: past a hole (a Gap), or from an unknown
+        start (none: nothing was missed that central could have had)."""
         lowest = min(gw.held)
-        out.gaps.append(Gap(sample.store, sample.gateway, gw.next, lowest - 1))
+        if gw.next is not None:
+            out.gaps.append(Gap(sample.store, sample.gateway, gw.next, lowest - 1))
         gw.next = lowest
         self._drain(gw, out)
         gw.hole_since = now if gw.held else None

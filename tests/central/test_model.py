@@ -96,6 +96,31 @@ def test_duplicates_below_the_position_go_to_the_database_and_reset_keeps_positi
     assert p.held() == 0 and p.next_sequence("s1/gw1") == 6
 
 
+def test_a_new_gateway_starts_at_1_even_when_a_later_event_comes_first() -> None:
+    # After a consumer's takeover the broker may redeliver a gateway's beginning behind a
+    # later event: the first delivery is not the start (tests/fleet/test_fleet.py once saw
+    # sequence 113 applied before 1).
+    p, out = Partition(gap_timeout_s=10), Output()
+    p.start("s1/gw1", None)  # nothing committed for it yet
+    p.offer(ev(4), 0.0, out)
+    assert not out.events and p.held() == 1
+    for s in (1, 2, 3):
+        p.offer(ev(s), 1.0, out)
+    assert [e.seq for e in out.events] == [1, 2, 3, 4] and not out.gaps and p.held() == 0
+
+
+def test_a_gateway_first_seen_mid_stream_starts_at_the_lowest_seen_without_a_gap() -> None:
+    p = Partition(gap_timeout_s=10, resend_after_s=1)
+    out = Output()
+    for s in (502, 500, 501):  # central joined a running fleet: 1..499 are not a hole
+        p.offer(ev(s), 0.0, out)
+    p.tick(5.0, out)
+    assert not out.events and not out.resend  # nothing to ask for before the start
+    p.tick(10.0, out)
+    assert [e.seq for e in out.events] == [500, 501, 502] and not out.gaps
+    assert p.next_sequence("s1/gw1") == 503
+
+
 def test_too_many_held_skips_without_waiting() -> None:
     p, out = Partition(max_held=3), Output()
     p.start("s1/gw1", 0)
