@@ -83,7 +83,11 @@ class Link:
     def _in_loop(self, fn: Callable[..., None], *args: Any) -> None:
         if threading.get_ident() == self._thread:
             fn(*args)
-        else:
+            return
+        # From another thread: the connect executor, or the garbage collector finalizing a
+        # client whose loop has ended (paho closes its socket in __del__). A closed loop has
+        # no reader or writer left to undo; scheduling on it raised "Event loop is closed".
+        with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(fn, *args)
 
     def _sock_open(self, client: Client, userdata: Any, sock: Any) -> None:

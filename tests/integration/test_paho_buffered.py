@@ -189,3 +189,27 @@ async def test_a_flood_does_not_hold_the_loop(mosquitto: Callable[..., LocalBrok
         raw.close()
         link.detach()
     assert max(gaps) < 0.25, f"the loop was held for {max(gaps):.2f} s"
+
+
+def test_a_client_finalized_after_its_loop_ended_does_not_raise() -> None:
+    """paho closes its socket in `Client.__del__`, which the garbage collector may run on any
+    thread after the test's (or the service's) loop has closed: the socket-close callback
+    then has nothing to undo, and used to raise "Event loop is closed" from the finalizer."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311)
+    link = Link(client, loop)
+    loop.close()
+    errors: list[BaseException] = []
+
+    def finalize() -> None:
+        try:
+            link._sock_close(client, None, None)
+        except BaseException as exc:  # the test reports whatever escaped
+            errors.append(exc)
+
+    t = threading.Thread(target=finalize)
+    t.start()
+    t.join()
+    assert errors == []
