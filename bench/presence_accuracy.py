@@ -240,12 +240,12 @@ def hopping(wifi: Path) -> None:
     pcaps = [Path(f"{b}_anonymized.pcap") for b in base]
     truths = [occupancy(Path(f"{b}_ver-99.csv")) for b in base]
     totals = [sum(1 for _ in observations(p)) for p in pcaps]
-    for name, make, plan in variants(sweeps):
+    for name, make, plan, hops in variants(sweeps):
         cells = []
-        # A hopping radio's jittered schedule is one draw of many (radio_variants._Hops):
-        # its cells are the median over SCHEDULES of them, with the range of the MAE.
-        seeds = range(SCHEDULES) if plan is not None else range(1)
-        radio = partial(_radio, make, plan is not None)
+        # A hopping radio's schedule is one draw of many (radio_variants._Hops, Esp32Scan's
+        # phase): its cells are the median over SCHEDULES of them, with the MAE's range.
+        seeds = range(SCHEDULES) if hops else range(1)
+        radio = partial(_radio, make, hops)
         for pcap, truth_by_frame, total in zip(pcaps, truths, totals, strict=True):
             runs = []
             for seed in seeds:

@@ -97,7 +97,7 @@ def run(n: int) -> tuple[int, int, float]:
         feed(obs)
     _drain(engine, DAY + 3600.0)
     cpu = time.process_time() - start - gen
-    return obs_n, engine.units, cpu / obs_n * 1e6
+    return obs_n, engine.tracked, cpu / obs_n * 1e6
 
 
 def _drain(engine: PresenceEngine, now: float) -> None:

@@ -18,6 +18,7 @@ import random
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import NamedTuple
 
 from presence_gateway.core.model import Sighting
 from presence_gateway.core.presence.hopping import ChannelPlan, jittered_dwell
@@ -72,6 +73,33 @@ class _Hops:
         return self.channels[bisect_right(ends, t) % n]
 
 
+class Esp32Scan:
+    """When the Brno ESP32 sniffer in its all-channel mode is on which channel: its firmware
+    (a-wear/esp32-probe-sniffer, main/main.c, CONFIG_ALL_CHANNEL_SCAN) loops `for chan in
+    1..10: vTaskDelay(5); set_channel(chan)` and one more `vTaskDelay(5)`, 50 ms a tick of its
+    100 Hz FreeRTOS clock: channels 1-9 for 50 ms each and channel 10 for 100 ms, a fixed
+    550 ms cycle (no jitter: a cycle of 550 ms does not divide a phone's 60 s probe interval).
+    Its captures tag each frame one channel high (pcap.c writes `channels[rx_ctrl.channel]`
+    from a table that starts at 2412 MHz): channels 2-11, as the real hopping day 04-17
+    shows (2417-2462 MHz, each frame one above its DS parameter set). `seed` moves the phase
+    (the sniffer starts when it is switched on)."""
+
+    CHANNELS = tuple(range(2, 12))  # as tagged
+    DWELLS = (0.05,) * 9 + (0.10,)
+
+    def __init__(self, seed: int = 0) -> None:
+        self._ends, t = [], 0.0
+        for d in self.DWELLS:
+            t += d
+            self._ends.append(t)
+        self._cycle = t
+        self._phase = _uniform("esp32", seed) * t
+
+    def on(self, t: float) -> int:
+        return self.CHANNELS[bisect_right(self._ends, (t + self._phase) % self._cycle)
+                             % len(self.CHANNELS)]
+
+
 def _copy_on(s: Sighting, channel: int) -> Sighting:
     """What a radio tuned to `channel` hears of the sweep a recorded probe belongs to: the same
     frame at the same RSSI, heard on that channel (its frequency with it), sent where the
@@ -93,7 +121,7 @@ def _copy_on(s: Sighting, channel: int) -> Sighting:
 
 def hop_radio(channels: tuple[int, ...], dwell_s: float, *, sweep: bool = False,
               step_s: float = SWEEP_S, jitter: bool = True,
-              hops: _Hops | None = None, seed: int = 0) -> Radio_:
+              hops: _Hops | Esp32Scan | None = None, seed: int = 0) -> Radio_:
     """What a radio hopping over `channels`, `dwell_s` on each (on average, `_Hops`), hears of
     a recorded channel-2 frame. Default: the frame if the radio was on its channel when it
     was sent, else nothing (a lower bound: the phone's copies on the other channels were not
@@ -141,13 +169,16 @@ def _uniform(*key: object) -> float:
 
 
 def measured_radio(channels: tuple[int, ...], dwell_s: float, sweeps: Sweeps,
-                   jitter: bool = True, seed: int = 0) -> Radio_:
+                   jitter: bool = True, seed: int = 0,
+                   hops: _Hops | Esp32Scan | None = None) -> Radio_:
     """What a radio hopping over `channels` hears when phones send their bursts as measured
     (`measure_sweeps`): a burst is a sweep of channels 1-11 with the share heard on all three
     monitors; a partial sweep (each other channel sent or not, even odds) with the share heard
     on two; the recorded channel only with the share heard on one. Drawn once per burst of
-    each source address, reproducibly."""
-    hops = _Hops(channels, dwell_s, jitter, seed)  # one radio: the three ways share it
+    each source address, reproducibly. `hops`: the radio's schedule (default: the live
+    driver's jittered one, `_Hops`)."""
+    if hops is None:
+        hops = _Hops(channels, dwell_s, jitter, seed)  # one radio: the three ways share it
     sweep = hop_radio(channels, dwell_s, sweep=True, step_s=sweeps.step_s, hops=hops)
     single = hop_radio(channels, dwell_s, hops=hops)
     shares = sweeps.shares
@@ -199,32 +230,49 @@ def shift_radio(db: int) -> Radio_:
     return heard
 
 
-# (name, a fresh radio for one replay, plan given to the engine): a hopping variant's radio
-# takes `seed=` (which of the jittered schedules it runs), the others none.
-Variant = tuple[str, Callable[..., Radio_ | None], ChannelPlan | None]
+class Variant(NamedTuple):
+    """One variant of the class days: `make` gives a fresh radio for one replay (a hopping
+    one takes `seed=`: which of its schedules it runs); `plan` is given to the engine as a
+    live driver gives it, None where the engine reads it from the capture (a recording)."""
+
+    name: str
+    make: Callable[..., Radio_ | None]
+    plan: ChannelPlan | None
+    hopping: bool
+
+
+def esp32_radio(sweeps: Sweeps, seed: int = 0) -> Radio_:
+    """The Brno ESP32 sniffer's all-channel scan (`Esp32Scan`) with phones as measured."""
+    return measured_radio(Esp32Scan.CHANNELS, 0.055, sweeps, hops=Esp32Scan(seed))
 
 
 def variants(sweeps: Sweeps) -> list[Variant]:
-    """(name, a fresh radio for one replay, plan given to the engine) of every variant of the
-    class days (a radio keeps per-burst state, so each replay gets its own)."""
+    """Every variant of the class days (a radio keeps per-burst state, so each replay gets
+    its own)."""
     p10 = ChannelPlan(tuple(range(2, 12)), 0.25)
 
     def measured10(db: int, seed: int = 0) -> Radio_:
         return _chain(shift_radio(db),
                       measured_radio(p10.channels, p10.dwell_s, sweeps, seed=seed))
 
-    out: list[Variant] = [("fixed (as recorded)", lambda: None, None)]
+    out = [Variant("fixed (as recorded)", lambda: None, None, False)]
     for name, chs, dwell in HOP_PLANS:
-        out.append((f"{name}, lower bound", partial(hop_radio, chs, dwell),
-                    ChannelPlan(chs, dwell)))
+        out.append(Variant(f"{name}, lower bound", partial(hop_radio, chs, dwell),
+                           ChannelPlan(chs, dwell), True))
     for name, chs, dwell in HOP_PLANS:
-        out.append((f"{name}, phones as measured", partial(measured_radio, chs, dwell, sweeps),
-                    ChannelPlan(chs, dwell)))
-    out += [(f"RSSI {db:+d} dB", partial(shift_radio, db), None) for db in (-6, 6)]
-    out += [(f"10 ch, 250 ms, as measured, RSSI {db:+d} dB", partial(measured10, db), p10)
+        out.append(Variant(f"{name}, phones as measured",
+                           partial(measured_radio, chs, dwell, sweeps), ChannelPlan(chs, dwell),
+                           True))
+    # The radio a Brno recording that hops was made with, read as a recording is: the
+    # engine learns its channels and dwell from the capture.
+    out.append(Variant("ESP32 scan (10 ch, 50 ms), as measured, plan read from the capture",
+                       partial(esp32_radio, sweeps), None, True))
+    out += [Variant(f"RSSI {db:+d} dB", partial(shift_radio, db), None, False)
             for db in (-6, 6)]
-    out += [(f"{keep:.0%} of the bursts (fixed radio)", partial(thinned_radio, keep), None)
-            for keep in (0.8, 0.6)]
+    out += [Variant(f"10 ch, 250 ms, as measured, RSSI {db:+d} dB", partial(measured10, db),
+                    p10, True) for db in (-6, 6)]
+    out += [Variant(f"{keep:.0%} of the bursts (fixed radio)", partial(thinned_radio, keep),
+                    None, False) for keep in (0.8, 0.6)]
     return out
 
 

@@ -36,6 +36,7 @@ COMPILED: tuple[str, ...] = (
     "core/presence/wheel.py",
     "core/presence/sessions.py",
     "core/presence/hopping.py",
+    "core/presence/dwell.py",
     "core/presence/placement.py",
     "core/presence/population.py",
     "core/presence/footfall.py",

@@ -17,8 +17,10 @@ from scapy.packet import Packet
 
 from bench.presence_accuracy import measure_sweeps
 from bench.radio_variants import (
+    Esp32Scan,
     Sweeps,
     _Hops,
+    esp32_radio,
     hop_radio,
     measured_radio,
     shift_radio,
@@ -28,8 +30,9 @@ from presence_gateway.core.model import AddressKind, Observation, Radio, Sightin
 from presence_gateway.core.presence.grouping import _on_channel
 from presence_gateway.core.wifi.frames import parse_record
 
-PATTERNS = (Path(__file__).resolve().parents[2] / "shared" / "data" / "captures" / "wifi"
-            / "probing_patterns")
+WIFI = Path(__file__).resolve().parents[2] / "shared" / "data" / "captures" / "wifi"
+PATTERNS = WIFI / "probing_patterns"
+BRNO = WIFI / "brno_sc6-61"
 PLAN = (2, 6, 11)
 
 
@@ -139,3 +142,60 @@ def test_phones_bursts_as_measured_on_the_probing_patterns_captures() -> None:
     assert full + two + one == pytest.approx(1.0)
     assert full > 0.7 and one < 0.1  # phones sweep: most bursts on all three monitors
     assert 0.01 < sweeps.step_s < 0.04
+
+
+def test_the_esp32_scan_runs_the_firmwares_loop() -> None:
+    # channels 1-9 for 50 ms, 10 for 100 ms (tagged 2-11), a fixed 550 ms cycle
+    scan = Esp32Scan(seed=3)
+    ms: dict[int, int] = {}
+    for i in range(5500):  # ten cycles, 1 ms apart
+        c = scan.on(7000.0 + i / 1000)
+        ms[c] = ms.get(c, 0) + 1
+    assert sorted(ms) == list(range(2, 12))
+    assert all(abs(ms[c] - 500) <= 10 for c in range(2, 11)) and abs(ms[11] - 1000) <= 10
+    assert Esp32Scan(seed=3).on(7000.123) == scan.on(7000.123)  # reproducible
+    assert any(Esp32Scan(seed=s).on(7000.0) != scan.on(7000.0) for s in range(4))  # phases
+
+
+@pytest.mark.skipif(not BRNO.is_dir(), reason="../shared Brno captures absent")
+def test_the_brno_sniffers_tag_each_frame_one_channel_above_where_it_was_sent() -> None:
+    # The firmware writes channels[rx_ctrl.channel] from a table starting at 2412 MHz. The
+    # hopping day: every frame with a DS set is tagged above it (mostly by one). The fixed
+    # days "on channel 2": DS 1 is heard far more than DS 2, DS 3 almost never (a radio on 2
+    # would hear 1 and 3 alike): it was on channel 1.
+    from bench.presence_accuracy import observations
+
+    def diffs(day: str) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for _, obs in observations(BRNO / f"position_1_sc6-61_{day}_anonymized.pcap"):
+            ds = obs.fields.get("ds_channel")
+            if isinstance(ds, int) and obs.channel is not None:
+                out[obs.channel - ds] = out.get(obs.channel - ds, 0) + 1
+        return out
+
+    hopping = diffs("2023-04-17")
+    assert min(hopping) >= 1 and max(hopping, key=lambda k: hopping[k]) == 1
+    fixed = diffs("2023-02-16")
+    assert fixed.get(1, 0) > 10 * fixed.get(0, 0) and fixed.get(-1, 0) < 10
+
+
+@pytest.mark.skipif(not (PATTERNS.is_dir() and BRNO.is_dir()),
+                    reason="../shared captures absent")
+def test_a_recording_of_the_esp32_scan_is_read_with_its_dwell() -> None:
+    # 02-16 as the ESP32 scan would have heard it, read as a recording: the engine is told
+    # nothing, learns channels 2-11 from the tags and a dwell near the firmware's 50 ms, and
+    # caps a sweeping phone's catch at what that timing catches.
+    from bench.presence_accuracy import observations
+    from presence_gateway.core.presence.config import PresenceSettings
+    from presence_gateway.core.presence.sessions import PresenceEngine
+
+    eng = PresenceEngine(PresenceSettings(), gateway_id="bench", store_id="lab", plan=None)
+    radio = esp32_radio(measure_sweeps(PATTERNS))
+    for _, obs in observations(BRNO / "position_1_sc6-61_2023-02-16_anonymized.pcap",
+                               radio=radio):
+        eng.feed(obs)
+    (plan,) = eng.wifi_plans.values()
+    assert plan["channels"] == list(range(2, 12)) and plan["learnt"] is True
+    dwell = plan["dwell_s"]
+    assert isinstance(dwell, float) and 0.035 <= dwell <= 0.07
+    assert isinstance(plan["sweep_catch"], float) and plan["sweep_catch"] < 0.8

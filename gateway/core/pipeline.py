@@ -258,5 +258,8 @@ class Pipeline:
             "mqtt_connected": bool(shell.get("mqtt_connected", False)),
             "inbound_suppressed": int(shell.get("inbound_suppressed", 0)),
         }
+        plans = getattr(self.engine, "wifi_plans", None)  # the presence engine's, if any
+        if plans:  # hopping radios only: what their plan was read as (dwell learnt or given)
+            data["wifi_plans"] = plans
         self._window_obs = 0
         return GatewayStats(time=now, gateway=self.gateway_id, counts=data)

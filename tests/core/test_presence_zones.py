@@ -154,16 +154,16 @@ def test_state_of_gone_devices_is_expired() -> None:
         e.feed(wifi(ts + 0.5, f"dev{i}", -60))
         if i % 100 == 0:
             e.tick(ts)
-    assert e.units > 300  # the last five minutes of devices are still held
+    assert e.tracked > 300  # the last five minutes of devices are still held
     e.tick(6000.0)
-    assert e.units == 0
+    assert e.tracked == 0
 
 
 def test_device_cap_bounds_memory() -> None:
     e = engine(max_devices=100)
     for i in range(1000):
         e.feed(wifi(float(i), f"dev{i}", -60))
-    assert e.units == 100 and e.evicted == 900
+    assert e.tracked == 100 and e.evicted == 900
 
 
 def test_zones_may_name_the_gateway_when_drivers_have_no_sensor_id() -> None:

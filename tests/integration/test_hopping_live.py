@@ -74,3 +74,37 @@ def test_a_live_hopping_radio_keeps_a_one_channel_phone_in_one_visit(
     assert set(started.values()) == {1}
     present = [e["data"]["present"] for e in events if e["type"] == "presence.footfall"]
     assert present[-1] == 1.6  # both counted (2 devices x people_per_device 0.8)
+
+
+class FastHopper:
+    """A radio on 1, 6, 11 for FAST_DWELL_S each (no plan configured: the engine reads it from
+    the frames, as it does a recording's), hearing a frame every 10-30 ms from a crowd."""
+
+    name = "radio"
+
+    async def run(self, sink: Any) -> None:
+        start = time.time()
+        j = 0
+        while True:
+            j += 1
+            await asyncio.sleep(0.01 + 0.02 * ((j * 7919) % 100) / 100)  # 10-30 ms, uneven
+            now = time.time()
+            channel = PLAN[int((now - start) / FAST_DWELL_S) % len(PLAN)]
+            sink.offer(Hopper.probe(now, f"3c2eff4a{j % 50:04x}", channel, j))
+
+
+FAST_DWELL_S = 0.1
+
+
+def test_a_live_gateway_reads_an_unconfigured_radios_dwell_and_reports_it(
+        tmp_path: Path, local_broker: LocalBroker) -> None:
+    events = live_events(
+        tmp_path, local_broker, [FastHopper()], 5.2,
+        "queue: {wifi_repeat_interval: 0s}\npresence: {stats_interval: 1s}\n")
+    plans = [e["data"].get("wifi_plans") for e in events
+             if e["type"] == "presence.gateway.stats"]
+    assert plans and plans[-1] is not None, plans
+    got = plans[-1]["gw1"]
+    assert got["channels"] == list(PLAN) and got["learnt"] is True
+    assert abs(got["dwell_s"] - FAST_DWELL_S) <= 0.3 * FAST_DWELL_S, got
+    assert got["sweep_catch"] < 1.0  # a sweeping phone is no longer taken as always caught

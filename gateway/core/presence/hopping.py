@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
 
-from presence_gateway.core.state import Snapshotted
+from presence_gateway.core.presence.dwell import DwellInference
+from presence_gateway.core.state import Snapshotted, restored
 
 # 2.4 GHz 1-14 and 5 GHz up to 177 fit in one int bitmask per unit (Python ints are unbounded,
 # but channel numbers above 191 do not exist in 802.11 2.4/5 GHz numbering).
@@ -263,12 +264,14 @@ MAX_SENSORS = 256
 
 
 class _SensorPlan(Snapshotted):
-    """One sensor's plan and catch model (`size` cached: read on every Wi-Fi frame)."""
+    """One sensor's plan and catch model (`size` cached: read on every Wi-Fi frame); a learnt
+    one also learns its radio's dwell (`hops`, None once settled or when given)."""
 
-    __slots__ = ("catch", "inference", "known", "plan", "size")
+    __slots__ = ("catch", "hops", "inference", "known", "plan", "size")
 
-    def __init__(self, plan: ChannelPlan = FIXED) -> None:
+    def __init__(self, plan: ChannelPlan = FIXED, learn: bool = False) -> None:
         self.inference = PlanInference()
+        self.hops: DwellInference | None = DwellInference() if learn else None
         self.known: set[int] = set(plan.channels)  # channels settled into the plan
         self.set(plan)
 
@@ -276,6 +279,18 @@ class _SensorPlan(Snapshotted):
         self.plan = plan
         self.size = plan.size
         self.catch = CatchModel(plan)
+
+    def set_dwell(self, dwell_s: float) -> None:
+        """The learnt dwell: the sweep catch follows; the store's running p carries on."""
+        self.plan = ChannelPlan(self.plan.channels, dwell_s)
+        self.catch.plan = self.plan
+        self.catch.sweep_p = sweep_catch(self.plan)
+
+    def __setstate__(self, state: object) -> None:
+        attrs = restored(state)
+        super().__setstate__(attrs)
+        if "hops" not in attrs:  # a snapshot older than dwell learning: no dwell learnt
+            self.hops = None
 
 
 class RadioPlans(Snapshotted):
@@ -294,24 +309,45 @@ class RadioPlans(Snapshotted):
     def given(self) -> ChannelPlan | None:
         return None if self._given is None else self._given.plan
 
-    def heard(self, sensor: str, channel: int | None) -> _SensorPlan:
-        """The plan a frame of `sensor` on `channel` was caught under (learning it). On the
-        hot path: a settled channel costs a dict and a set lookup."""
+    def heard(self, sensor: str, channel: int | None, ts: float) -> _SensorPlan:
+        """The plan a frame of `sensor` on `channel` at `ts` was caught under (learning it).
+        On the hot path: a settled channel costs a dict and a set lookup (and, until the
+        dwell is settled, a histogram slot)."""
         if self._given is not None:
             return self._given
         sp = self._learnt.get(sensor)
         if sp is None:
             if len(self._learnt) >= MAX_SENSORS:
                 return _FIXED_PLAN
-            sp = self._learnt[sensor] = _SensorPlan()
-        if channel in sp.known or channel is None:
+            sp = self._learnt[sensor] = _SensorPlan(learn=True)
+        if channel is None:
+            return sp
+        hops = sp.hops
+        if hops is not None:
+            dwell = hops.observe(ts, channel)
+            if dwell is not None:
+                sp.set_dwell(dwell)
+                if hops.settled:
+                    sp.hops = None
+        if channel in sp.known:
             return sp
         plan = sp.inference.observe(channel)
         if plan is not None:
             sp.known = set(plan.channels)
-            sp.set(plan)
+            sp.set(ChannelPlan(plan.channels, sp.plan.dwell_s))  # a dwell learnt stays
             self.max_size = max(self.max_size, plan.size)
         return sp
+
+    def describe(self) -> dict[str, dict[str, object]]:
+        """Each hopping sensor's plan as the engine corrects for it (gateway stats: what a
+        recording's radio was read as): channels, dwell (None: not known yet), learnt or
+        given, and the share of a phone's sweeps it catches."""
+        plans = {"*": self._given} if self._given is not None else self._learnt
+        return {sensor: {"channels": list(sp.plan.channels),
+                         "dwell_s": round(sp.plan.dwell_s, 3) if sp.plan.dwell_s > 0 else None,
+                         "learnt": self._given is None,
+                         "sweep_catch": round(sp.catch.sweep_p, 2)}
+                for sensor, sp in sorted(plans.items()) if sp.size > 1}
 
     def plan_of(self, sensor: str) -> ChannelPlan:
         if self._given is not None:

@@ -194,7 +194,7 @@ class PresenceEngine(VisitSteps):
                 # within sighting_window and would drop out of `present` again.)
                 u.reset(ts)
         if obs.radio is Radio.WIFI:
-            sp = self._plans.heard(obs.sensor or self.gateway_id, obs.channel)
+            sp = self._plans.heard(obs.sensor or self.gateway_id, obs.channel, ts)
             if sp.size > 1:
                 if sp.size * self._base_horizon > self._horizon:
                     self._set_horizon()
@@ -376,8 +376,8 @@ class PresenceEngine(VisitSteps):
         self.peers.apply(gateway_id, items, now, self._units)
 
     @property
-    def units(self) -> int:
-        return len(self._units)
+    def wifi_plans(self) -> dict[str, dict[str, object]]:  # for stats: hopping.py `describe`
+        return self._plans.describe()
 
     def take_walkins(self) -> list[str]:
         """The visits that walked in since the last call; the first call starts the list
