@@ -323,7 +323,7 @@ class RadioPlans(Snapshotted):
         if channel is None:
             return sp
         hops = sp.hops
-        if hops is not None:
+        if hops is not None and sp.size > 1:  # a fixed radio's frames say nothing of a dwell
             dwell = hops.observe(ts, channel)
             if dwell is not None:
                 sp.set_dwell(dwell)
