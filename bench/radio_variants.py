@@ -267,6 +267,12 @@ def variants(sweeps: Sweeps) -> list[Variant]:
     # engine learns its channels and dwell from the capture.
     out.append(Variant("ESP32 scan (10 ch, 50 ms), as measured, plan read from the capture",
                        partial(esp32_radio, sweeps), None, True))
+
+    def esp32(db: int, seed: int = 0) -> Radio_:
+        return _chain(shift_radio(db), esp32_radio(sweeps, seed))
+
+    out += [Variant(f"ESP32 scan, as measured, plan read from the capture, RSSI {db:+d} dB",
+                    partial(esp32, db), None, True) for db in (-6, 6)]
     out += [Variant(f"RSSI {db:+d} dB", partial(shift_radio, db), None, False)
             for db in (-6, 6)]
     out += [Variant(f"10 ch, 250 ms, as measured, RSSI {db:+d} dB", partial(measured10, db),
