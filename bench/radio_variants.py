@@ -75,7 +75,8 @@ class _Hops:
 
 class Esp32Scan:
     """When the Brno ESP32 sniffer in its all-channel mode is on which channel: its firmware
-    (a-wear/esp32-probe-sniffer, main/main.c, CONFIG_ALL_CHANNEL_SCAN) loops `for chan in
+    (T. Bravenec's ESP32 probe sniffer, GitHub copy a-wear/esp32-probe-sniffer at de45ba7,
+    main/main.c, CONFIG_ALL_CHANNEL_SCAN) loops `for chan in
     1..10: vTaskDelay(5); set_channel(chan)` and one more `vTaskDelay(5)`, 50 ms a tick of its
     100 Hz FreeRTOS clock: channels 1-9 for 50 ms each and channel 10 for 100 ms, a fixed
     550 ms cycle (no jitter: a cycle of 550 ms does not divide a phone's 60 s probe interval).

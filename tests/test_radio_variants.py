@@ -175,6 +175,16 @@ def test_the_brno_sniffers_tag_each_frame_one_channel_above_where_it_was_sent() 
 
     hopping = diffs("2023-04-17")
     assert min(hopping) >= 1 and max(hopping, key=lambda k: hopping[k]) == 1
+    # Read as a recording, its plan is the ten tags; its dwell stays unknown: one of its three
+    # devices climbs the channels with the radio, so every close pair switches (dwell.py)
+    from presence_gateway.core.presence.config import PresenceSettings
+    from presence_gateway.core.presence.sessions import PresenceEngine
+
+    eng = PresenceEngine(PresenceSettings(), gateway_id="bench", store_id="lab", plan=None)
+    for _, obs in observations(BRNO / "position_1_sc6-61_2023-04-17_anonymized.pcap"):
+        eng.feed(obs)
+    (plan,) = eng.wifi_plans.values()
+    assert plan["channels"] == list(range(2, 12)) and plan["dwell_s"] is None
     fixed = diffs("2023-02-16")
     assert fixed.get(1, 0) > 10 * fixed.get(0, 0) and fixed.get(-1, 0) < 10
 

@@ -13,10 +13,11 @@ phase of its dwell, so two consecutive frames (any devices) `g` apart carry diff
 tags with probability g / d while g < d (a switch fell between them). Over the pairs with
 g < G <= d, d = sum(g) / (pairs with different tags); for G > d the estimate falls below G
 (most such pairs straddle a switch), so the dwell is the estimate at the largest G it is
-still above. Measured on the hopping variants of the Brno days (bench/radio_variants.py):
-3 x 250 ms reads 0.24-0.26 s, 3 x 1 s 1.03, 10 x 250 ms 0.24-0.25, 10 x 100 ms 0.08-0.09,
-the ESP32 scan (mean 55 ms) 0.040-0.043 (its sweeping phones' frames change tag a little more
-often than a random arrival would: they follow the radio up the channels).
+still above. Measured on the hopping variants of the Brno days (bench/radio_variants.py,
+after the burst throttle, as the engine sees them): 3 x 250 ms reads 0.24-0.27 s, 3 x 1 s
+1.00-1.03, 10 x 250 ms 0.24-0.26, 10 x 100 ms 0.08-0.10, the ESP32 scan (mean 55 ms)
+0.04-0.05. A capture where every close pair switches (the real hopping day 04-17: three
+devices, one climbing the channels with the radio) passes no G: the dwell stays unknown.
 
 Pure; per sensor one histogram of gaps (BINS slots), and nothing after it settles.
 """

@@ -26,8 +26,9 @@ A fixed-channel radio (one channel, or no plan known) has p = 1 and the engine i
 Invariants: pure; `ChannelPlan` is a frozen value the runtime assembly builds from the live
 driver's `channels` / `dwell` (or `None` for a recording, or several radios with different
 plans: `RadioPlans` then learns each sensor's plan with `PlanInference` from the channels its
-frames were heard on). Bounded memory: one slot per channel per sensor, at most
-`MAX_SENSORS` sensors learnt (more read as fixed radios).
+frames were heard on, and its dwell with `dwell.DwellInference`). Bounded memory: one slot
+per channel and a gap histogram (until the dwell settles) per sensor, at most `MAX_SENSORS`
+sensors learnt (more read as fixed radios).
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def sweep_catch(plan: ChannelPlan, step_s: float = SWEEP_STEP_S) -> float:
     show: a median burst of 2 frames within 23 ms on one channel); it is caught when the radio
     is on some plan channel c in that span. Averaged over the scan's start within the radio's
     cycle (phones and radios are not in step: the live driver's jittered dwell sees to it,
-    HOP_JITTER). 1 when the dwell is not known (a learnt plan)
+    HOP_JITTER). 1 when the dwell is not known (a learnt plan before dwell.py reads it)
     or for one channel; less when the radio often leaves a channel before the scan reaches
     the plan's next one (2/6/11 at 250 ms: it moves 11 -> 2 while the scan is still short of
     11)."""
