@@ -14,6 +14,7 @@ through its gaps and counts in `present`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -76,21 +77,17 @@ def test_a_live_hopping_radio_keeps_a_one_channel_phone_in_one_visit(
     assert present[-1] == 1.6  # both counted (2 devices x people_per_device 0.8)
 
 
-class FastHopper:
+class FastHopper(Hopper):
     """A radio on 1, 6, 11 for FAST_DWELL_S each (no plan configured: the engine reads it from
     the frames, as it does a recording's), hearing a frame every 10-30 ms from a crowd."""
 
-    name = "radio"
-
     async def run(self, sink: Any) -> None:
         start = time.time()
-        j = 0
-        while True:
-            j += 1
+        for j in itertools.count(1):
             await asyncio.sleep(0.01 + 0.02 * ((j * 7919) % 100) / 100)  # 10-30 ms, uneven
             now = time.time()
-            channel = PLAN[int((now - start) / FAST_DWELL_S) % len(PLAN)]
-            sink.offer(Hopper.probe(now, f"3c2eff4a{j % 50:04x}", channel, j))
+            sink.offer(self.probe(now, f"3c2eff4a{j % 50:04x}",
+                                  PLAN[int((now - start) / FAST_DWELL_S) % len(PLAN)], j))
 
 
 FAST_DWELL_S = 0.1
