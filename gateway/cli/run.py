@@ -83,7 +83,21 @@ def print_summary(s: RunSummary, *, published: bool = True) -> None:
     if s.rejects:
         print("  rejected: " + ", ".join(f"{k}={v}" for k, v in sorted(s.rejects.items())),
               file=sys.stderr)
+    for sensor, plan in s.wifi_plans.items():  # what a hopping radio was counted as
+        print(f"  {wifi_plan_line(sensor, plan)}", file=sys.stderr)
     for err in s.driver_errors:
         print(f"  {err}", file=sys.stderr)
     for err in s.task_errors:
         print(f"  internal error (logged): {err}", file=sys.stderr)
+
+
+def wifi_plan_line(sensor: str, plan: dict[str, object]) -> str:
+    """One hopping sensor's plan as the count corrected for it, in words."""
+    channels = plan.get("channels")
+    chans = ",".join(str(c) for c in channels) if isinstance(channels, list) else "?"
+    dwell = plan.get("dwell_s")
+    how = "read from the frames" if plan.get("learnt") else "as configured"
+    return (f"wifi plan {how} ({'every sensor' if sensor == '*' else sensor}): channels "
+            f"{chans}, dwell " + (f"{dwell * 1000:.0f} ms" if isinstance(dwell, float)
+                                  else "not known yet")
+            + f", phone sweeps caught {plan.get('sweep_catch')}")

@@ -58,6 +58,8 @@ class RunSummary:
     delivered: bool = True          # False: publishing, and messages stayed in the outbox
     driver_errors: list[str] = field(default_factory=list)
     task_errors: list[str] = field(default_factory=list)
+    # each hopping Wi-Fi sensor's plan as counted (core/presence/hopping.py `describe`)
+    wifi_plans: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class Service:
@@ -288,6 +290,7 @@ class Service:
         s.outbox_depth = rt.outbox.size if rt.publisher is not None else 0
         if rt.publisher is not None:
             s.published, s.acked = rt.publisher.published, rt.publisher.acked
+        s.wifi_plans = rt.core.engine.wifi_plans
 
 
 @contextlib.contextmanager
