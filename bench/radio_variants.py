@@ -252,10 +252,8 @@ def variants(sweeps: Sweeps) -> list[Variant]:
     its own)."""
     p10 = ChannelPlan(tuple(range(2, 12)), 0.25)
 
-    def measured10(db: int, seed: int = 0) -> Radio_:
-        return _chain(shift_radio(db),
-                      measured_radio(p10.channels, p10.dwell_s, sweeps, seed=seed))
-
+    measured10 = partial(measured_radio, p10.channels, p10.dwell_s, sweeps)
+    esp32 = partial(esp32_radio, sweeps)
     out = [Variant("fixed (as recorded)", lambda: None, None, False)]
     for name, chs, dwell in HOP_PLANS:
         out.append(Variant(f"{name}, lower bound", partial(hop_radio, chs, dwell),
@@ -267,20 +265,21 @@ def variants(sweeps: Sweeps) -> list[Variant]:
     # The radio a Brno recording that hops was made with, read as a recording is: the
     # engine learns its channels and dwell from the capture.
     out.append(Variant("ESP32 scan (10 ch, 50 ms), as measured, plan read from the capture",
-                       partial(esp32_radio, sweeps), None, True))
-
-    def esp32(db: int, seed: int = 0) -> Radio_:
-        return _chain(shift_radio(db), esp32_radio(sweeps, seed))
-
+                       esp32, None, True))
     out += [Variant(f"ESP32 scan, as measured, plan read from the capture, RSSI {db:+d} dB",
-                    partial(esp32, db), None, True) for db in (-6, 6)]
+                    partial(_shifted, db, esp32), None, True) for db in (-6, 6)]
     out += [Variant(f"RSSI {db:+d} dB", partial(shift_radio, db), None, False)
             for db in (-6, 6)]
-    out += [Variant(f"10 ch, 250 ms, as measured, RSSI {db:+d} dB", partial(measured10, db),
-                    p10, True) for db in (-6, 6)]
+    out += [Variant(f"10 ch, 250 ms, as measured, RSSI {db:+d} dB",
+                    partial(_shifted, db, measured10), p10, True) for db in (-6, 6)]
     out += [Variant(f"{keep:.0%} of the bursts (fixed radio)", partial(thinned_radio, keep),
                     None, False) for keep in (0.8, 0.6)]
     return out
+
+
+def _shifted(db: int, make: Callable[..., Radio_], seed: int = 0) -> Radio_:
+    """A hopping variant's radio (schedule `seed`) hearing every frame `db` hotter."""
+    return _chain(shift_radio(db), make(seed=seed))
 
 
 def _chain(first: Radio_, then: Radio_) -> Radio_:

@@ -40,6 +40,11 @@ class Engine(Protocol):
         """How long after the last sighting every visit has ended and been counted."""
         ...
 
+    @property
+    def wifi_plans(self) -> dict[str, dict[str, object]]:
+        """Each hopping Wi-Fi sensor's channel plan as counted (empty: no radio hops)."""
+        ...
+
 
 class Linker(Protocol):
     def observe(self, obs: Observation) -> None: ...
@@ -258,7 +263,7 @@ class Pipeline:
             "mqtt_connected": bool(shell.get("mqtt_connected", False)),
             "inbound_suppressed": int(shell.get("inbound_suppressed", 0)),
         }
-        plans = getattr(self.engine, "wifi_plans", None)  # the presence engine's, if any
+        plans = self.engine.wifi_plans
         if plans:  # hopping radios only: what their plan was read as (dwell learnt or given)
             data["wifi_plans"] = plans
         self._window_obs = 0

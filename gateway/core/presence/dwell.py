@@ -34,6 +34,8 @@ BINS = 60
 _LO = 0.005
 _RATIO = (10.0 / _LO) ** (1.0 / BINS)
 _LOG_RATIO = math.log(_RATIO)
+_UPPER = tuple(_LO * _RATIO ** k for k in range(BINS))  # bin k holds gaps up to _UPPER[k]
+_MAX_GAP = _LO * _RATIO ** BINS
 # The estimate is taken every _EVERY pairs, used once MIN_SWITCHES tag changes stand behind
 # it, and settled (learning stops) at SETTLE_SWITCHES. Until then it is read long by one
 # standard error (1 / sqrt(switches)): a short dwell means a low catch, a long stretch of
@@ -49,15 +51,14 @@ class DwellInference(Snapshotted):
     """observe(ts, channel) per frame of one sensor -> the dwell in seconds when a new
     estimate is ready (else None); `settled` once it has enough evidence."""
 
-    __slots__ = ("_count", "_gaps", "_last_ch", "_last_ts", "_pairs", "_switches", "settled")
+    __slots__ = ("_gaps", "_last_ch", "_last_ts", "_pairs", "_switches", "settled")
 
     def __init__(self) -> None:
-        self._count = [0] * BINS  # pairs per gap bin
-        self._gaps = [0.0] * BINS  # their summed gaps
+        self._gaps = [0.0] * BINS  # the summed gaps of the pairs in each gap bin
         self._switches = [0] * BINS  # of them, pairs with different tags
         self._last_ts: float | None = None
         self._last_ch = 0
-        self._pairs = 0
+        self._pairs = 0  # pairs binned
         self.settled = False
 
     def observe(self, ts: float, channel: int) -> float | None:
@@ -66,10 +67,9 @@ class DwellInference(Snapshotted):
         if last is None:
             return None
         g = ts - last
-        if not 0.0 <= g < _LO * _RATIO ** BINS:
+        if not 0.0 <= g < _MAX_GAP:
             return None  # out of order, or a silence
         k = 0 if g <= _LO else min(BINS - 1, int(math.log(g / _LO) / _LOG_RATIO) + 1)
-        self._count[k] += 1
         self._gaps[k] += g
         if channel != prev:
             self._switches[k] += 1
@@ -82,11 +82,10 @@ class DwellInference(Snapshotted):
         """The dwell, or None while fewer than MIN_SWITCHES tag changes back it."""
         best: tuple[float, int] | None = None
         gaps, switches = 0.0, 0
-        for k in range(BINS):
+        for k in range(BINS):  # every pair summed so far is shorter than _UPPER[k]
             gaps += self._gaps[k]
             switches += self._switches[k]
-            upper = _LO * _RATIO ** k  # every pair so far is shorter than this
-            if switches and gaps / switches >= upper:
+            if switches and gaps / switches >= _UPPER[k]:
                 best = (gaps / switches, switches)
         if best is None or best[1] < MIN_SWITCHES:
             return None
