@@ -85,10 +85,28 @@ def print_summary(s: RunSummary, *, published: bool = True) -> None:
               file=sys.stderr)
     for sensor, plan in s.wifi_plans.items():  # what a hopping radio was counted as
         print(f"  {wifi_plan_line(sensor, plan)}", file=sys.stderr)
+    for sensor, place in s.wifi_placement.items():  # what the RSSI was read as
+        print(f"  {placement_line(sensor, place)}", file=sys.stderr)
     for err in s.driver_errors:
         print(f"  {err}", file=sys.stderr)
     for err in s.task_errors:
         print(f"  internal error (logged): {err}", file=sys.stderr)
+
+
+def placement_line(sensor: str, place: dict[str, object]) -> str:
+    """One Wi-Fi sensor's placement as the count used it, in words."""
+    off, source = place.get("offset_db"), place.get("source")
+    level = f"{off:+.0f} dB" if isinstance(off, float) and off else "0 dB"
+    if source == "configured":
+        how = f"offset {level} from the walk test"
+    elif source == "learnt":
+        how = f"offset {level} learnt from its readings"
+    elif place.get("cautious"):
+        how = ("not learnt yet (no busy half hour heard): weak devices count for "
+               "walk_in.min_time only")
+    else:
+        how = "learning (0 dB until two busy windows are in)"
+    return f"wifi placement ({sensor}): {how}"
 
 
 def wifi_plan_line(sensor: str, plan: dict[str, object]) -> str:

@@ -45,6 +45,12 @@ class Engine(Protocol):
         """Each hopping Wi-Fi sensor's channel plan as counted (empty: no radio hops)."""
         ...
 
+    @property
+    def wifi_placement(self) -> dict[str, dict[str, object]]:
+        """Each Wi-Fi sensor's RSSI offset and where it comes from (learnt, configured,
+        still learning and whether it counts cautiously meanwhile)."""
+        ...
+
 
 class Linker(Protocol):
     def observe(self, obs: Observation) -> None: ...
@@ -266,5 +272,8 @@ class Pipeline:
         plans = self.engine.wifi_plans
         if plans:  # hopping radios only: what their plan was read as (dwell learnt or given)
             data["wifi_plans"] = plans
+        placement = self.engine.wifi_placement
+        if placement:  # Wi-Fi sensors only; `cautious` tells IT the count is still careful
+            data["wifi_placement"] = placement
         self._window_obs = 0
         return GatewayStats(time=now, gateway=self.gateway_id, counts=data)

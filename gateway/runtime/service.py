@@ -60,6 +60,8 @@ class RunSummary:
     task_errors: list[str] = field(default_factory=list)
     # each hopping Wi-Fi sensor's plan as counted (core/presence/hopping.py `describe`)
     wifi_plans: dict[str, dict[str, object]] = field(default_factory=dict)
+    # each Wi-Fi sensor's RSSI offset as counted (core/presence/placement.py `describe`)
+    wifi_placement: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class Service:
@@ -291,6 +293,7 @@ class Service:
         if rt.publisher is not None:
             s.published, s.acked = rt.publisher.published, rt.publisher.acked
         s.wifi_plans = rt.core.engine.wifi_plans
+        s.wifi_placement = rt.core.engine.wifi_placement
 
 
 @contextlib.contextmanager

@@ -7,7 +7,17 @@ from typing import Any
 
 from presence_gateway.core.events import Event
 from presence_gateway.core.model import AddressKind, Kind, Observation, Radio
+from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.sessions import PresenceEngine
+
+
+def placed(gateway_id: str = "gw-1", **kw: Any) -> PresenceSettings:
+    """Settings for a gateway whose Wi-Fi placement is known (a walk test's offset of 0 dB),
+    so a scripted trace of one or two phones is judged at the reference scale from its first
+    reading; a sensor not learnt yet is cautious (core/presence/placement.py `unsure`),
+    which tests/core/test_presence_placement.py covers."""
+    kw.setdefault("rssi_offsets", ((gateway_id, 0.0),))
+    return PresenceSettings(**kw)
 
 
 def wifi(ts: float, device: str, rssi: int | None = -60, sensor: str = "") -> Observation:

@@ -15,7 +15,6 @@ import pytest
 
 from presence_gateway.core.events import Event
 from presence_gateway.core.model import Observation
-from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.hopping import (
     FIXED,
     CatchModel,
@@ -29,14 +28,14 @@ from presence_gateway.core.presence.hopping import (
     sweep_catch,
 )
 from presence_gateway.core.presence.sessions import PresenceEngine
-from tests.core.presence_helpers import ble, run, wifi
+from tests.core.presence_helpers import ble, placed, run, wifi
 
 WARM = [ble(-3600.0, "shelf-beacon", -50, kind="ibeacon")]
 PLAN3 = ChannelPlan((1, 6, 11), 0.25)
 
 
 def engine(plan: ChannelPlan | None, **kw: object) -> PresenceEngine:
-    return PresenceEngine(PresenceSettings(**kw),  # type: ignore[arg-type]
+    return PresenceEngine(placed(**kw),
                           gateway_id="gw-1", store_id="s1", plan=plan)
 
 

@@ -14,6 +14,7 @@ import pytest
 from presence_gateway.core.events import Event
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.placement import (
+    MIN_READINGS,
     MIN_WINDOWS,
     WINDOW_READINGS,
     PlacementLearner,
@@ -125,7 +126,8 @@ def test_the_offset_learnt_one_day_holds_the_next_morning() -> None:
     # A sensor 8 dB hot learns its offset in a busy day; two days later, in the empty
     # morning, a device in the corridor heard at -64 dBm (-72 at the reference scale, below
     # walk_in.min_rssi -70) is not counted by that gateway, where a gateway starting that
-    # morning (nothing learnt yet: an empty room teaches nothing) counts it.
+    # morning (nothing learnt yet: an empty room teaches nothing) takes it in (it counts for
+    # walk_in.min_time, its sensor being cautious: see the tests below).
     rnd = random.Random(10)
     crowd = [wifi(float(i) * 0.5, f"c{i % 300}", round(x))
              for i, x in enumerate(occupied(8.0, WINDOW_READINGS * 6, rnd))]
@@ -151,6 +153,91 @@ def test_a_walk_test_offset_wins_over_learning() -> None:
     run(eng, [wifi(float(i), f"c{i % 300}", round(x))
               for i, x in enumerate(occupied(-8.0, WINDOW_READINGS * 6, rnd))])
     assert eng._placement.offsets() == {}
+
+
+# -- a sensor not learnt yet -----------------------------------------------------------------
+
+
+def presents(events: list[Event], start: float, end: float) -> list[float]:
+    return [v for t, v in sorted(present(events).items()) if start < t <= end]
+
+
+def test_a_new_sensors_weak_unit_counts_only_until_walk_in_min_time() -> None:
+    # A hot sensor's first empty morning: a device in the corridor heard at -61 dBm (-69 at
+    # the reference scale, 8 dB hot), every 30 s for 40 min. It is above the weak rule's
+    # -64, so a sensor of known placement counts it for its whole stay (the weak rule waits
+    # 30 min for such a unit) ...
+    warm = [ble(-3600.0, "shelf-beacon", -50, kind="ibeacon")]  # no cold start
+    corridor = [wifi(float(t), "corridor", -61) for t in range(0, 2400, 30)]
+    known = PresenceEngine(PresenceSettings(rssi_offsets=(("gw", 0.0),)), gateway_id="gw",
+                           store_id="s")
+    assert min(presents(run(known, warm + corridor, until=2400.0), 120.0, 2400.0)) == 0.8
+    # ... while a new sensor, whose scale nothing has taught (one device, fewer readings than
+    # a window needs), holds a unit that never came placement.max_offset_db above that level
+    # (-55) only for walk_in.min_time (5 min), then leaves it out.
+    fresh = PresenceEngine(PresenceSettings(), gateway_id="gw", store_id="s")
+    seen = presents(run(fresh, warm + corridor, until=2400.0), 0.0, 2400.0)
+    assert seen[1:5] == [0.8] * 4, "counted from walk_in.count_after to walk_in.min_time"
+    assert seen[5:] == [0.0] * len(seen[5:])
+    assert fresh._placement.unsure() == {"gw"}
+    # Near the sensor (-54 dBm) it is counted throughout by the same new sensor.
+    near = [wifi(float(t), "near", -54) for t in range(0, 2400, 30)]
+    fresh = PresenceEngine(PresenceSettings(), gateway_id="gw", store_id="s")
+    assert min(presents(run(fresh, warm + near, until=2400.0), 120.0, 2400.0)) == 0.8
+
+
+def test_a_busy_store_ends_the_caution_before_its_first_window_closes() -> None:
+    # An occupied room at the reference scale: once the open window holds MIN_READINGS
+    # readings whose p90 is within max_offset_db of the reference, the sensor is no longer
+    # unsure, though no window has closed and no offset is applied.
+    rnd = random.Random(11)
+    learner = PlacementLearner()
+    readings = occupied(0.0, WINDOW_READINGS // 2, rnd)
+    for i, x in enumerate(readings[:MIN_READINGS - 1]):
+        learner.observe("s", round(x), float(i))
+    assert learner.unsure() == {"s"}
+    for i, x in enumerate(readings[MIN_READINGS - 1:]):
+        learner.observe("s", round(x), float(MIN_READINGS + i))
+    assert learner.unsure() == frozenset()
+    assert learner.describe({})["s"] == {"offset_db": 0.0, "source": "learning",
+                                         "cautious": False}
+    # An empty room (p90 about -74, 23 dB low) never ends it: it cannot tell a cold sensor.
+    empty = PlacementLearner()
+    for i in range(WINDOW_READINGS * 4):
+        empty.observe("e", round(rnd.uniform(-95.0, -70.0)), float(i))
+    assert empty.unsure() == {"e"}
+    assert empty.describe({})["e"]["cautious"] is True
+
+
+def test_one_accepted_window_ends_it_for_good() -> None:
+    learner = PlacementLearner()
+    feed(learner, occupied(6.0, WINDOW_READINGS * 4, random.Random(12)))
+    assert learner.describe({})["s"]["source"] == "learnt"
+    # then a night of empty-room readings: the sensor stays known
+    rnd = random.Random(13)
+    for i in range(WINDOW_READINGS * 4):
+        learner.observe("s", round(rnd.uniform(-95.0, -70.0)), 1e5 + i)
+    assert learner.unsure() == frozenset()
+    assert learner.describe({})["s"]["offset_db"] in (-7.0, -6.0, -5.0)
+
+
+def test_configured_sensors_ble_and_learning_off_are_never_cautious() -> None:
+    learner = PlacementLearner()
+    learner.observe("walked", -70.0, 0.0)  # learnt before a walk test's offset was set
+    learner.observe("new", -70.0, 0.0)
+    assert learner.unsure({"walked"}) == {"new"}
+    assert learner.describe({"walked": 2.0})["walked"] == {
+        "offset_db": 2.0, "source": "configured", "cautious": False}
+    off = PlacementLearner(max_offset_db=0.0)
+    off.observe("new", -70.0, 0.0)
+    assert off.unsure() == frozenset()
+    learner.configure(-51.0, 0.0)  # a reload that turns learning off
+    assert not learner.enabled and learner.unsure() == frozenset()
+    # A BLE phone at -61 on a new sensor counts throughout: BLE placement is not learnt.
+    warm = [ble(-3600.0, "shelf-beacon", -50, kind="ibeacon")]
+    phone = [ble(float(t), "phone", -61) for t in range(0, 1800, 10)]
+    fresh = PresenceEngine(PresenceSettings(), gateway_id="gw", store_id="s")
+    assert min(presents(run(fresh, warm + phone, until=1800.0), 120.0, 1800.0)) == 0.8
 
 
 def test_config_keys_and_errors_with_line() -> None:

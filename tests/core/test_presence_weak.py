@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from presence_gateway.core.events import Event
 from presence_gateway.core.model import Observation
-from presence_gateway.core.presence.config import PresenceSettings, read
+from presence_gateway.core.presence.config import read
 from presence_gateway.core.presence.sessions import PresenceEngine
 from presence_gateway.core.yamlread import Reader, load_yaml
-from tests.core.presence_helpers import ble, run, wifi
+from tests.core.presence_helpers import ble, placed, run, wifi
 
 WARM = [ble(-3600.0, "shelf-beacon", -50, kind="ibeacon")]
 
 
 def engine(**kw: object) -> PresenceEngine:
-    return PresenceEngine(PresenceSettings(**kw),  # type: ignore[arg-type]
+    return PresenceEngine(placed(**kw),
                           gateway_id="gw-1", store_id="s1")
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import math
 
 from presence_gateway.core.events import Event
-from presence_gateway.core.presence.config import PresenceSettings, ZoneSettings
+from presence_gateway.core.presence.config import ZoneSettings
 from presence_gateway.core.presence.sessions import PresenceEngine
-from tests.core.presence_helpers import ble, run, visit_events, wifi
+from tests.core.presence_helpers import ble, placed, run, visit_events, wifi
 
 SHOP = (ZoneSettings("shoes", ("s1",), -70.0, -76.0, min_confirm_s=10.0),
         ZoneSettings("tills", ("s2",), -70.0, -76.0, min_confirm_s=10.0))
 
 
 def engine(gw: str = "gw-1", **kw: object) -> PresenceEngine:
-    settings = PresenceSettings(**kw)  # type: ignore[arg-type]
+    settings = placed(gw, **kw)
     return PresenceEngine(settings, gateway_id=gw, store_id="s1")
 
 
@@ -28,7 +28,8 @@ def test_person_walks_in_browses_two_zones_and_leaves() -> None:
     trace = [ble(-600.0, "shelf-beacon", -50, kind="ibeacon")]
     trace += [wifi(float(t), "p", -60, "s1") for t in range(0, 201, 10)]
     trace += [wifi(float(t), "p", -60, "s2") for t in range(210, 401, 10)]
-    events = run(engine(zones=SHOP), trace, until=2000.0)
+    events = run(engine(zones=SHOP, rssi_offsets=(("s1", 0.0), ("s2", 0.0))), trace,
+                 until=2000.0)
     assert visit_events(events) == [
         ("visit.started", 10.0, None),
         ("zone.entered", 20.0, "shoes"),

@@ -18,6 +18,13 @@ then means another distance. The rule (docs/presence.md "Placement"):
   applied after `MIN_WINDOWS` windows (about 10 min), 0 inside a dead band of `DEAD_BAND_DB`
   (radios of one model differ by a few dB and the reference placement must read as itself).
 
+- Until then the sensor's scale is unknown (`unsure`): no window, closed or still open, has
+  looked like an occupied store at the reference scale. A hot sensor's first empty morning
+  hears the corridor as near and nothing in those readings says it is hot, so while a sensor
+  is unsure the footfall judges its weak units sooner and by the hottest placement the rule
+  accepts (population.py `present`; measured in docs/presence.md "A sensor not learnt yet").
+  One qualifying window ends it for good (the offset itself waits for `MIN_WINDOWS`).
+
 A sensor with a configured `rssi_offsets` entry (a walk test, `presence-gateway calibrate`) is
 not learnt. BLE is not learnt: no BLE day with occupancy to set its reference.
 
@@ -28,6 +35,7 @@ Invariants: pure (capture time from the readings); bounded memory: per sensor on
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Container, Mapping
 
 from presence_gateway.core.state import Snapshotted
 
@@ -73,9 +81,47 @@ class PlacementLearner(Snapshotted):
         self.enabled = max_offset_db > 0  # read per Wi-Fi observation: a field, not a property
         self._sensors: dict[str, _Sensor] = {}
 
+    def configure(self, reference_p90: float, max_offset_db: float) -> None:
+        """New settings for a running learner: what was learnt of each sensor stays."""
+        self.reference = reference_p90
+        self.max_offset = max_offset_db
+        self.enabled = max_offset_db > 0
+
     def offsets(self) -> dict[str, float]:
         """The current offset of every sensor learnt so far (for status and tests)."""
         return {k: s.offset for k, s in self._sensors.items()}
+
+    def unsure(self, configured: Container[str] = ()) -> frozenset[str]:
+        """The sensors whose scale is not known yet: no window has been accepted and the one
+        still open does not qualify either (a busy store's first minutes end it before its
+        first window closes). Read once per footfall interval; a sensor that ever qualified
+        costs one check."""
+        if not self.enabled:
+            return frozenset()
+        out = []
+        for key, st in self._sensors.items():
+            if st.accepted or key in configured:
+                continue
+            if st.n >= MIN_READINGS and abs(p90(st.hist, st.n) - self.reference) \
+                    <= self.max_offset:
+                continue
+            out.append(key)
+        return frozenset(out)
+
+    def describe(self, configured: Mapping[str, float]) -> dict[str, dict[str, object]]:
+        """Each Wi-Fi sensor's placement for the gateway's stats: its offset (dB added to its
+        readings) and where it comes from: "configured" (a walk test), "learnt", or
+        "learning" (not applied yet; `cautious` while its scale is unknown)."""
+        unsure = self.unsure(configured)
+        out: dict[str, dict[str, object]] = {
+            k: {"offset_db": v, "source": "configured", "cautious": False}
+            for k, v in configured.items()}
+        for key, st in self._sensors.items():
+            if key not in out:
+                learnt = len(st.accepted) >= MIN_WINDOWS
+                out[key] = {"offset_db": st.offset, "source": "learnt" if learnt else "learning",
+                            "cautious": key in unsure}
+        return out
 
     def observe(self, sensor: str, rssi: float, ts: float) -> float:
         st = self._sensors.get(sensor)

@@ -5,6 +5,11 @@ readings, `walk_in.count_after`), it is carried by a person, it is no fixture, a
 here, not merely not timed out (`still_here`):
 - weak AND long: its smoothed RSSI never came `walk_in.weak_margin_db` above the walk-in level
   and it has been around for `walk_in.weak_max_presence`: a neighbouring room, not the zone;
+  while its Wi-Fi sensor's placement is not known yet (`unsure`, core/presence/placement.py)
+  the same rule judges it sooner and by the hottest placement accepted: never
+  `placement.max_offset_db` above that level after `walk_in.min_time` (the time a visitor is
+  classified). A hot sensor's first empty morning hears the corridor as near; this keeps it
+  out until a window teaches the sensor's scale (docs/presence.md "A sensor not learnt yet");
 - silent past its visit timeout: ended, only not expired yet;
 - otherwise here while silent for at most `exit.min_quiet`, or `exit.rhythm_factor` times its
   own usual gap between bursts (a device with no rhythm yet stays).
@@ -66,12 +71,15 @@ def unheard_devices(cold: list[Unit], since_start: float) -> float:
     return sum(cold_weight(u.gap or typical, since_start) for u in cold) - len(cold)
 
 
-def still_here(u: Unit, now: float, s: PresenceSettings) -> bool:
+def still_here(u: Unit, now: float, s: PresenceSettings, unsure: bool = False) -> bool:
     """The rule above for one unit, spelled plainly (the walk below inlines it; a test
-    holds the two together)."""
+    holds the two together). `unsure`: its sensor's placement is not known yet."""
     st = u.stretch
-    weak = u.max_x + u.relief < s.walkin_min_rssi + s.weak_margin_db
-    if weak and now - u.first > s.weak_max_presence_s * st:
+    peak, near = u.max_x + u.relief, s.walkin_min_rssi + s.weak_margin_db
+    if peak < near and now - u.first > s.weak_max_presence_s * st:
+        return False
+    if unsure and u.radio is Radio.WIFI and peak < near + s.placement_max_offset_db \
+            and now - u.first > s.walkin_min_s * st:
         return False
     quiet = now - u.last
     if quiet > s.visit_timeout_s * st:
@@ -81,11 +89,13 @@ def still_here(u: Unit, now: float, s: PresenceSettings) -> bool:
 
 
 def present(units: Iterable[Unit], now: float, s: PresenceSettings,
-            started: float = -math.inf) -> Population:
+            started: float = -math.inf, unsure: frozenset[str] = frozenset()) -> Population:
     """The population counting in `present` at `now` (the same rule as `still_here`), with
     the cold-start weights while `now` is within `walk_in.min_time` of `started` (the
-    engine's first observation)."""
+    engine's first observation). `unsure`: the Wi-Fi sensors whose placement is not known
+    yet."""
     weak_below = s.walkin_min_rssi + s.weak_margin_db
+    unsure_below, unsure_after = weak_below + s.placement_max_offset_db, s.walkin_min_s
     weak_after, timeout = s.weak_max_presence_s, s.visit_timeout_s
     min_quiet, factor = s.exit_min_quiet_s, s.exit_rhythm_factor
     cold_until, since_start = s.walkin_min_s, now - started
@@ -100,7 +110,11 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings,
         if not u.inside or not u.person or u.fixture:
             continue
         st = u.stretch
-        if u.max_x + u.relief < weak_below and now - u.first > weak_after * st:
+        peak = u.max_x + u.relief
+        if peak < weak_below and now - u.first > weak_after * st:
+            continue
+        if unsure and peak < unsure_below and now - u.first > unsure_after * st \
+                and u.radio is wifi_radio and u.sensor in unsure:
             continue
         quiet = now - u.last
         if quiet > timeout * st:

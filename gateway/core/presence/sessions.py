@@ -28,26 +28,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from presence_gateway.core.events import (
-    Event,
-    FootfallCounted,
-    OccupancyChanged,
-)
+from presence_gateway.core.events import Event, FootfallCounted, OccupancyChanged
 from presence_gateway.core.model import AddressKind, Observation, Radio
 from presence_gateway.core.presence.config import PresenceSettings
 from presence_gateway.core.presence.footfall import Footfall, occupancy_states
-from presence_gateway.core.presence.hopping import (
-    ChannelPlan,
-    RadioPlans,
-    channel_bit,
-)
+from presence_gateway.core.presence.hopping import ChannelPlan, RadioPlans, channel_bit
 from presence_gateway.core.presence.placement import PlacementLearner
 from presence_gateway.core.presence.population import present
 from presence_gateway.core.presence.sync import Peers
-from presence_gateway.core.presence.tracker import (
-    INF,
-    resolve_zones,
-)
+from presence_gateway.core.presence.tracker import INF, resolve_zones
 from presence_gateway.core.presence.units import (
     Grouper,
     Unit,
@@ -144,8 +133,8 @@ class PresenceEngine(VisitSteps):
         self._wheel.rebuild(self._units.values(), self._horizon, settings.visit_timeout_s)
         self.footfall.carry_over(old)
         # what was learnt of each sensor stays; the rule's parameters are the new settings'
-        self._placement.reference = settings.placement_reference_p90
-        self._placement.max_offset = settings.placement_max_offset_db
+        self._placement.configure(settings.placement_reference_p90,
+                                  settings.placement_max_offset_db)
         return out
 
     def adopt(self, frozen: PresenceEngine) -> None:
@@ -356,7 +345,9 @@ class PresenceEngine(VisitSteps):
 
     def _footfall(self, now: float, out: list[Event]) -> None:
         self._roll_day(int(now // _DAY))
-        pop = present(self._units.values(), now, self.s, self._started)
+        # a sensor whose placement is not known yet judges weak units sooner (population.py)
+        pop = present(self._units.values(), now, self.s, self._started,
+                      self._placement.unsure(self._offsets))
         data = self.footfall.snapshot(pop)
         data["interval_s"] = self.s.footfall_interval_s
         out.append(FootfallCounted(time=now, store=self.store_id, counts=data))
@@ -378,6 +369,10 @@ class PresenceEngine(VisitSteps):
     @property
     def wifi_plans(self) -> dict[str, dict[str, object]]:  # for stats: hopping.py `describe`
         return self._plans.describe()
+
+    @property
+    def wifi_placement(self) -> dict[str, dict[str, object]]:  # stats: placement.py `describe`
+        return self._placement.describe(self._offsets)
 
     def take_walkins(self) -> list[str]:
         """The visits that walked in since the last call; the first call starts the list
