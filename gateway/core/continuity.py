@@ -6,8 +6,13 @@ Invariants:
 - Authenticated before it is read: the blob is `MAGIC | HMAC-SHA256(key, body) | body` and
   nothing is unpickled unless the tag verifies under a key derived from the store's privacy
   secret, so only a gateway of this store can have written it (pickle is never fed bytes
-  that anyone else could have made). A bad tag, a damaged body, another format or other
-  presence settings give a reason, and the gateway starts fresh: never a crash.
+  that anyone else could have made). A bad tag, a damaged body or another format give a
+  reason, and the gateway starts fresh: never a crash.
+- Other presence settings, or a snapshot older than `max_age_s`, do not carry the day (its
+  units and counters were made under other rules, or are stale) but do carry what was learnt
+  of the sensors (`Thawed.day` False): each Wi-Fi sensor's placement offset and a recording's
+  channel plans belong to the radios, and a gateway that lost them would count cautiously
+  again until a busy window re-teaches them (docs/presence.md "A sensor not learnt yet").
 - What is frozen holds device keys (keyed pseudonyms) and counters only, as the engine does in
   memory: no raw address, SSID or identity key. The identity links and offer marks are not
   frozen: they are re-derived from the registry and the offer ledger.
@@ -42,6 +47,8 @@ class Thawed:
     taken_at: float
     engine: PresenceEngine
     clock: dict[str, Any]
+    day: bool = True  # False: only what was learnt of the sensors carries over (`why` says why)
+    why: str = ""
 
 
 def freeze(pipeline: Pipeline, engine: PresenceEngine, *, taken_at: float, key: bytes) -> bytes:
@@ -56,8 +63,9 @@ def freeze(pipeline: Pipeline, engine: PresenceEngine, *, taken_at: float, key: 
 
 def thaw(blob: bytes, *, key: bytes, engine: PresenceEngine, now: float | None,
          max_age_s: float) -> Thawed | str:
-    """The state in `blob`, or why it cannot be used. `engine` is the new gateway's (its
-    settings must be the snapshot's); `now` None skips the age check (capture time)."""
+    """The state in `blob`, or why it cannot be used at all. `engine` is the new gateway's:
+    with other settings, or older than `max_age_s`, only the sensors' learnt state is used
+    (`day` False); `now` None skips the age check (capture time)."""
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + _TAG:
         return "not a snapshot of this version"
     tag, body = blob[len(MAGIC):len(MAGIC) + _TAG], blob[len(MAGIC) + _TAG:]
@@ -70,19 +78,23 @@ def thaw(blob: bytes, *, key: bytes, engine: PresenceEngine, now: float | None,
     old = data.get("engine") if isinstance(data, dict) else None
     if not isinstance(old, PresenceEngine) or not isinstance(data.get("clock"), dict):
         return "unreadable (unexpected contents)"
-    if old.s != engine.s or (old.gateway_id, old.store_id) != (engine.gateway_id,
-                                                                 engine.store_id):
-        return "the presence settings changed since it was taken"
+    if (old.gateway_id, old.store_id) != (engine.gateway_id, engine.store_id):
+        return "taken by another gateway or store"
     taken = float(data.get("taken_at", 0.0))
-    if now is not None and not 0 <= now - taken <= max_age_s:
-        return f"too old ({now - taken:.0f} s; the limit is {max_age_s:.0f} s)"
-    return Thawed(taken, old, data["clock"])
+    why = ""
+    if old.s != engine.s:
+        why = "the presence settings changed since it was taken"
+    elif now is not None and not 0 <= now - taken <= max_age_s:
+        why = f"too old ({now - taken:.0f} s; the limit is {max_age_s:.0f} s)"
+    return Thawed(taken, old, data["clock"], day=not why, why=why)
 
 
 def adopt(pipeline: Pipeline, engine: PresenceEngine, thawed: Thawed) -> None:
     """Move the thawed state into the running engine and pipeline (they keep their identity:
-    the core's other parts hold references to them)."""
-    engine.adopt(thawed.engine)
+    the core's other parts hold references to them); not `day`: the sensors' state only."""
+    engine.adopt(thawed.engine, day=thawed.day)
+    if not thawed.day:
+        return
     c = thawed.clock
     pipeline.resume_clock(last_ts=c.get("last_ts"), max_ts=c.get("max_ts"),
                           next_stats=c.get("next_stats"), next_tick=c.get("next_tick"))

@@ -4,8 +4,9 @@ cut loses at most that much presence state; the events themselves are in the out
 
 Invariants: only with a stable privacy secret (with `random`, device keys change at every
 start and yesterday's units could never be matched again); a snapshot that cannot be used is
-logged with its reason and discarded, never fatal; the snapshot is deleted once thawed, so a
-crash loop cannot replay the same state twice.
+logged with its reason and discarded, never fatal (one with other settings or too old still
+hands over what was learnt of the sensors: core/continuity.py); the snapshot is deleted once
+thawed, so a crash loop cannot replay the same state twice.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ async def restore(rt: Runtime) -> bool:
         log.warning("continuity snapshot not used: %s; starting the day's state afresh", result)
         return False
     adopt(rt.core.pipeline, rt.core.engine, result)
+    if not result.day:
+        log.warning("continuity snapshot: the day's state not used (%s); the sensors' learnt "
+                    "placement and channel plans carried over", result.why)
+        return False
     log.info("continued from the snapshot of %s: %d device(s) and the day's counters",
              time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(result.taken_at)),
              rt.core.engine.tracked)

@@ -137,19 +137,24 @@ class PresenceEngine(VisitSteps):
                                   settings.placement_max_offset_db)
         return out
 
-    def adopt(self, frozen: PresenceEngine) -> None:
-        """Take over a frozen engine's state (core/continuity.py): units, open visits, zone
-        state, the day's counters. Its settings equal ours (checked by the caller)."""
+    def adopt(self, frozen: PresenceEngine, day: bool = True) -> None:
+        """Take over a frozen engine's state (core/continuity.py): with `day`, units, visits,
+        zones, the day's counters (same settings); else what was learnt of the sensors only."""
         state = attributes(frozen)
         state.pop("s", None)
         if self._plans.given is not None or "_plans" not in state:
             state.pop("_plans", None)  # a live radio's plan wins; a learnt one carries on
+        if not day:  # placement offsets and channel plans are the radios', not the day's
+            state = {k: v for k, v in state.items() if k in ("_plans", "_placement")}
         for name, value in state.items():
             setattr(self, name, value)
+        self._placement.configure(self.s.placement_reference_p90,
+                                  self.s.placement_max_offset_db)  # (the settings may differ)
         self._set_horizon()
-        # A snapshot taken by an older version holds its units in last-sighting order and no
-        # wheel (and no batch settings; its units are brought to this layout as they are
-        # unpickled, Unit.__setstate__).
+        if not day:
+            return
+        # An older version's snapshot holds its units in last-sighting order and no wheel (and
+        # no batch settings; its units take this layout as unpickled, Unit.__setstate__).
         self._units = dict(self._units)
         if "_wheel" not in state:
             self._wheel = ExpiryWheel()
