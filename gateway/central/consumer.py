@@ -43,7 +43,6 @@ from presence_gateway.central.model import (
     Partition,
     ResendRequest,
     Status,
-    outbox_depth,
     owner_of,
     parse,
     partitions,
@@ -256,9 +255,7 @@ class PartitionWorker:
         nxt = self.state.next_sequence(ev.key)
         if nxt is not None:
             commit.positions[ev.key] = (ev.store, ev.gateway, nxt - 1)
-        depth = outbox_depth(ev)
-        if depth is not None:
-            commit.depths[ev.key] = (ev.store, ev.gateway, depth)
+        commit.note(ev)
 
 
 class Coordinator:

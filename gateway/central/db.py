@@ -30,8 +30,18 @@ from urllib.parse import urlsplit
 import aiosqlite
 import orjson
 
-from presence_gateway.central.model import Event, Gap, Status, projection
+from presence_gateway.central.model import (
+    Event,
+    Gap,
+    Status,
+    counting,
+    outbox_depth,
+    projection,
+)
 from presence_gateway.errors import ConfigError, StoreError
+
+# Columns added after the first release: `setup` adds them to a database made before them.
+_ADDED = (("gateways", "counting", "TEXT"),)
 
 
 def _schema(pg: bool) -> list[str]:
@@ -53,7 +63,8 @@ def _schema(pg: bool) -> list[str]:
             visit_id TEXT, zone TEXT)""",
         """CREATE TABLE IF NOT EXISTS gateways (key TEXT PRIMARY KEY, store TEXT NOT NULL,
             gateway TEXT NOT NULL, last_sequence BIGINT, status TEXT,
-            status_time DOUBLE PRECISION, last_seen DOUBLE PRECISION, outbox_depth BIGINT)""",
+            status_time DOUBLE PRECISION, last_seen DOUBLE PRECISION, outbox_depth BIGINT,
+            counting TEXT)""",
         """CREATE TABLE IF NOT EXISTS gaps (store TEXT NOT NULL, gateway TEXT NOT NULL,
             first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, found DOUBLE PRECISION,
             PRIMARY KEY (store, gateway, first_seq))""",
@@ -76,6 +87,17 @@ class Commit:
     gaps: list[Gap] = field(default_factory=list)
     positions: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # key -> last seq
     depths: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    countings: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # placement, words
+
+    def note(self, ev: Event) -> None:
+        """What a gateway's stats event says of the gateway (its outbox depth, its Wi-Fi
+        placement in words), kept per gateway: the last one of the batch wins."""
+        depth = outbox_depth(ev)
+        if depth is not None:
+            self.depths[ev.key] = (ev.store, ev.gateway, depth)
+        text = counting(ev)
+        if text is not None:
+            self.countings[ev.key] = (ev.store, ev.gateway, text)
 
 
 class CentralDb:
@@ -102,6 +124,14 @@ class CentralDb:
                 await self.execute("SELECT pg_advisory_xact_lock(1163150413)")
             for stmt in _schema(self.pg):
                 await self.execute(stmt)
+            for table, column, kind in _ADDED:  # a database made by an older version
+                await self._add_column(table, column, kind)
+
+    async def _add_column(self, table: str, column: str, kind: str) -> None:
+        if self.pg:
+            await self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+        elif column not in {r[1] for r in await self.fetch(f"PRAGMA table_info({table})")}:
+            await self.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         rows = await self.fetch(sql, *args)
@@ -149,6 +179,11 @@ class CentralDb:
                     "INSERT INTO gateways (key, store, gateway, outbox_depth) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (key) DO UPDATE SET outbox_depth = excluded.outbox_depth",
                     key, store, gw, depth)
+            for key, (store, gw, text) in c.countings.items():
+                await self.execute(
+                    "INSERT INTO gateways (key, store, gateway, counting) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET counting = excluded.counting",
+                    key, store, gw, text)
             for st in c.statuses:
                 await self.execute(
                     "INSERT INTO gateways (key, store, gateway, status, status_time)"

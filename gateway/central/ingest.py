@@ -22,6 +22,7 @@ def commit_of(messages: Iterable[OutboundMessage]) -> Commit:
             key = f"{item.store}/{item.gateway}"
             last = c.positions.get(key, (item.store, item.gateway, 0))[2]
             c.positions[key] = (item.store, item.gateway, max(last, item.seq))
+            c.note(item)  # outbox depth, Wi-Fi placement
         elif isinstance(item, Status):
             c.statuses.append(item)
     return c

@@ -328,6 +328,37 @@ def outbox_depth(ev: Event) -> int | None:
     return _i(ev.data.get("outbox_depth"))
 
 
+def counting(ev: Event) -> str | None:
+    """A stats event's Wi-Fi placement in words for the health view (per sensor: a walk
+    test's or a learnt offset, still learning, or cautious while the sensor's scale is not
+    known: core/presence/placement.py), else None. Untrusted input: anything malformed is
+    left out, at most MAX_SENSORS_SHOWN sensors are named."""
+    place = ev.data.get("wifi_placement") if ev.type == "presence.gateway.stats" else None
+    if not isinstance(place, dict):
+        return None
+    parts = []
+    for sensor, p in sorted(place.items()):
+        if not isinstance(p, dict) or not isinstance(sensor, str):
+            continue
+        off = _f(p.get("offset_db"))
+        level = "?" if off is None or not abs(off) < 100 else f"{off:+.0f} dB" if round(off) \
+            else "0 dB"
+        if p.get("cautious") is True:
+            parts.append(f"{sensor[:40]}: cautious, placement not learnt yet")
+        elif p.get("source") == "learnt":
+            parts.append(f"{sensor[:40]}: offset {level} learnt")
+        elif p.get("source") == "configured":
+            parts.append(f"{sensor[:40]}: offset {level} from the walk test")
+        else:
+            parts.append(f"{sensor[:40]}: learning")
+    if len(parts) > MAX_SENSORS_SHOWN:
+        parts = [*parts[:MAX_SENSORS_SHOWN], f"+{len(parts) - MAX_SENSORS_SHOWN} more"]
+    return "; ".join(parts) or None
+
+
+MAX_SENSORS_SHOWN = 6
+
+
 def _s(v: object) -> str | None:
     return v if isinstance(v, str) else None
 

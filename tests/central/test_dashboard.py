@@ -32,7 +32,7 @@ from presence_gateway.central.db import Commit, open_db
 from presence_gateway.central.model import Event
 from presence_gateway.cli.demo import demo_captures
 from tests.browser import browser, chromium
-from tests.central.dashboard_data import BRNO, OTHER, STORE, TZ, commit, replayed_messages
+from tests.central.dashboard_data import BRNO, GATEWAY, OTHER, STORE, TZ, commit, replayed_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "artifacts"
@@ -154,6 +154,11 @@ async def test_api_numbers_are_the_databases(site: tuple[str, Dashboard], centra
             gws = await r.json()
         assert {g["store"] for g in gws} == {STORE, OTHER}
         assert all(g["status"] == "online" and g["last_sequence"] > 0 for g in gws)
+        # Wi-Fi placement from the last stats: the class day's busy windows taught its sensor
+        # (the reference spot: 0 dB); the demo's empty Wi-Fi day taught nothing, so cautious
+        placement = {g["store"]: g["counting"] for g in gws}
+        assert placement[STORE] == f"{GATEWAY}: offset 0 dB learnt", placement
+        assert placement[OTHER] == f"{GATEWAY}: cautious, placement not learnt yet", placement
 
 
 async def test_a_marketer_sees_aggregates_not_fleet_health(site: tuple[str, Dashboard]) -> None:
@@ -228,6 +233,10 @@ async def test_pages_in_chromium(site: tuple[str, Dashboard], central: Path) -> 
                 assert ["store-gold-3m", "1", "1 × customer did not consent to offers"] in why
                 assert any(r[0] == "evening-only" and "outside its hours" in r[2] for r in why)
         assert await page.js("document.querySelectorAll('#gateways tbody tr').length") == 2
+        shown = await page.js("[...document.querySelectorAll('#gateways tbody tr')].map("
+                              "tr => tr.cells[7].textContent)")
+        assert sorted(shown) == sorted([f"{GATEWAY}: offset 0 dB learnt",
+                                        f"{GATEWAY}: cautious, placement not learnt yet"])
         await page.js("document.querySelector('form.logout').submit()")
         await page.wait("location.pathname === '/login'")
         await page.goto(base + f"/store/{STORE}")

@@ -15,7 +15,7 @@ from presence_gateway.central.dashboard.aggregate import day_window
 from presence_gateway.central.dashboard.app import Dashboard
 from presence_gateway.central.dashboard.auth import Auth, User, hash_password
 from presence_gateway.central.db import open_db
-from tests.central.dashboard_data import BRNO, STORE, TZ, commit, replayed_messages
+from tests.central.dashboard_data import BRNO, GATEWAY, STORE, TZ, commit, replayed_messages
 from tests.central.test_dashboard import DAY, NOW
 
 pytestmark = pytest.mark.skipif(not BRNO.exists(), reason=f"{BRNO} missing (../shared)")
@@ -54,3 +54,22 @@ async def test_api_over_postgresql(pg_url: str, tmp_path: Path) -> None:
     assert minutes > 60 and row["visits_today"] == visits
     assert len(day["present_people_est"]) == minutes
     assert gw["store"] == STORE and gw["status"] == "online"
+    assert gw["counting"] == f"{GATEWAY}: offset 0 dB learnt"  # from its last stats
+
+
+async def test_an_older_database_gets_the_placement_column(pg_url: str) -> None:
+    # A central database made before `gateways.counting` existed: opening it adds the column
+    # (ADD COLUMN IF NOT EXISTS: consumers starting together hold the schema lock anyway).
+    db = await open_db(pg_url)
+    try:
+        await db.execute("INSERT INTO gateways (key, store, gateway, last_sequence) VALUES"
+                         " ('s1/gw0', 's1', 'gw0', 41)")
+        await db.execute("ALTER TABLE gateways DROP COLUMN counting")
+    finally:
+        await db.close()
+    db = await open_db(pg_url)
+    try:
+        [gw] = await queries.health(db)
+        assert gw["last_sequence"] == 41 and gw["counting"] is None
+    finally:
+        await db.close()

@@ -64,8 +64,8 @@ async def same_weekday_last_week(db: CentralDb, store: str, day: date, tz: str) 
 
 
 async def health(db: CentralDb, store: str | None = None) -> list[dict[str, Any]]:
-    sql = ("SELECT store, gateway, status, status_time, last_seen, last_sequence, outbox_depth"
-           " FROM gateways")
+    sql = ("SELECT store, gateway, status, status_time, last_seen, last_sequence, outbox_depth,"
+           " counting FROM gateways")
     args: tuple[Any, ...] = ()
     if store is not None:
         sql += " WHERE store = ?"
@@ -74,11 +74,12 @@ async def health(db: CentralDb, store: str | None = None) -> list[dict[str, Any]
         "SELECT store, gateway, sum(last_seq - first_seq + 1) FROM gaps GROUP BY store,"
         " gateway")}
     out = []
-    for s, g, status, status_time, seen, seq, depth in await db.fetch(sql + " ORDER BY 1, 2",
-                                                                      *args):
+    for s, g, status, status_time, seen, seq, depth, counting in await db.fetch(
+            sql + " ORDER BY 1, 2", *args):
         out.append({"store": s, "gateway": g, "status": status or "unknown",
                     "status_time": status_time, "last_seen": seen, "last_sequence": seq,
-                    "outbox_depth": depth, "gaps_reported": gaps.get((str(s), str(g)), 0)})
+                    "outbox_depth": depth, "gaps_reported": gaps.get((str(s), str(g)), 0),
+                    "counting": counting})
     return out
 
 

@@ -185,7 +185,8 @@ async function healthPage() {
   await nav();
   const gws = await api("/api/health");
   rows($("#gateways tbody"), gws, (g) => [g.store, g.gateway, g.status, fmt.time(g.last_seen),
-    fmt.int(g.last_sequence), fmt.int(g.outbox_depth), fmt.int(g.gaps_reported)]);
+    fmt.int(g.last_sequence), fmt.int(g.outbox_depth), fmt.int(g.gaps_reported),
+    g.counting || "—"]);
   document.body.dataset.ready = "1";
 }
 
