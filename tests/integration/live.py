@@ -9,12 +9,15 @@ signal would, and returns the CloudEvents a subscriber received on the gateway's
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from presence_gateway.adapters.mosquitto import LocalBroker
 from presence_gateway.core.config import parse_config
+from presence_gateway.core.model import AddressKind, Kind, Radio, Sighting
 from presence_gateway.runtime.assembly import Mode, RunOptions
 from presence_gateway.runtime.service import Service
 from tests.mqtt_helpers import Collector
@@ -37,3 +40,21 @@ def live_events(tmp_path: Path, broker: LocalBroker, radios: list[Any], seconds:
         asyncio.run(scenario())
         time.sleep(0.5)  # the last deliveries reach the subscriber
         return sub.events()
+
+
+async def ticks(step_s: float) -> AsyncIterator[tuple[int, float]]:
+    """A fake radio's clock: steps of `step_s` of wall clock from now, as (the step's number
+    from 1, seconds since the start), without drifting with the time each step takes."""
+    start = time.time()
+    for j in itertools.count(1):
+        await asyncio.sleep(max(0.0, start + j * step_s - time.time()))
+        yield j, time.time() - start
+
+
+def wifi_probe(ts: float, mac: str, channel: int, seq: int, rssi: int = -50) -> Sighting:
+    """A probe request from `mac` as the `wifi_monitor` driver reports it, tagged with the
+    channel the radio is on."""
+    return Sighting(ts=ts, radio=Radio.WIFI, address=bytes.fromhex(mac),
+                    address_kind=AddressKind.PUBLIC, rssi=rssi, channel=channel,
+                    kind=Kind.PROBE_REQUEST.value, seq=seq % 4096,
+                    fields={"ds_channel": channel, "freq": 2407 + 5 * channel})

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from presence_gateway.adapters.mosquitto import LocalBroker
-from presence_gateway.core.model import AddressKind, Kind, Radio, Sighting
-from tests.integration.live import live_events
+from presence_gateway.core.model import Sighting
+from tests.integration.live import live_events, ticks, wifi_probe
 
 PLAN = (1, 6, 11)
 DWELL_S = 0.4
@@ -36,12 +36,7 @@ class Hopper:
     name = "radio"
 
     async def run(self, sink: Any) -> None:
-        start = time.time()
-        j = 0
-        while True:
-            j += 1
-            due = start + j * STEP_S
-            await asyncio.sleep(max(0.0, due - time.time()))
+        async for j, _ in ticks(STEP_S):
             # the dwell slot of step j: j * STEP_S / DWELL_S = 5j / 4, in integers (a float
             # division at a slot boundary, 4.0 / 0.4, can land in the slot before)
             channel = PLAN[(5 * j // 4) % len(PLAN)]
@@ -51,10 +46,7 @@ class Hopper:
 
     @staticmethod
     def probe(ts: float, mac: str, channel: int, j: int) -> Sighting:
-        return Sighting(ts=ts, radio=Radio.WIFI, address=bytes.fromhex(mac),
-                        address_kind=AddressKind.PUBLIC, rssi=-50, channel=channel,
-                        kind=Kind.PROBE_REQUEST.value, seq=j % 4096,
-                        fields={"ds_channel": channel, "freq": 2407 + 5 * channel})
+        return wifi_probe(ts, mac, channel, j)
 
 
 def test_a_live_hopping_radio_keeps_a_one_channel_phone_in_one_visit(

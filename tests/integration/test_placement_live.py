@@ -10,14 +10,12 @@ the reference scale, the caution ends, and the corridor device counts again with
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 from presence_gateway.adapters.mosquitto import LocalBroker
-from presence_gateway.core.model import AddressKind, Kind, Radio, Sighting
-from tests.integration.live import live_events
+from tests.integration.live import live_events, ticks, wifi_probe
 
 CORRIDOR = "3c2eff4a1b07"
 CROWD = [f"3c2eff4a20{i:02x}" for i in range(5)]
@@ -28,23 +26,12 @@ class Radio_:
     name = "radio"
 
     async def run(self, sink: Any) -> None:
-        start = time.time()
-        j = 0
-        while True:
-            j += 1
-            await asyncio.sleep(max(0.0, start + j * 0.1 - time.time()))
+        async for j, since in ticks(0.1):
             now = time.time()
-            sink.offer(self.probe(now, CORRIDOR, -61, j))
-            if now - start >= QUIET_S:
+            sink.offer(wifi_probe(now, CORRIDOR, 6, j, rssi=-61))
+            if since >= QUIET_S:
                 for mac in CROWD:
-                    sink.offer(self.probe(now, mac, -50, j))
-
-    @staticmethod
-    def probe(ts: float, mac: str, rssi: int, j: int) -> Sighting:
-        return Sighting(ts=ts, radio=Radio.WIFI, address=bytes.fromhex(mac),
-                        address_kind=AddressKind.PUBLIC, rssi=rssi, channel=6,
-                        kind=Kind.PROBE_REQUEST.value, seq=j % 4096,
-                        fields={"ds_channel": 6, "freq": 2437})
+                    sink.offer(wifi_probe(now, mac, 6, j, rssi=-50))
 
 
 def test_a_new_sensor_counts_a_weak_device_cautiously_until_a_crowd_teaches_it(
