@@ -250,3 +250,14 @@ def test_config_keys_and_errors_with_line() -> None:
     with pytest.raises(ConfigError) as exc:
         read("presence:\n  placement:\n    reference: -51\n")
     assert "gw.yaml:3" in str(exc.value) and "reference" in str(exc.value)
+
+
+def test_a_reload_that_turns_learning_off_stops_it_and_the_caution() -> None:
+    eng = PresenceEngine(PresenceSettings(), gateway_id="gw", store_id="s")
+    run(eng, [wifi(0.0, "corridor", -61)])
+    assert eng.wifi_placement["gw"]["cautious"] is True
+    eng.reconfigure(PresenceSettings(placement_max_offset_db=0.0), 1.0)
+    assert not eng._placement.enabled and eng._placement.unsure() == frozenset()
+    assert eng.wifi_placement["gw"]["cautious"] is False
+    eng.reconfigure(PresenceSettings(), 2.0)  # and back on: what was learnt is still there
+    assert eng._placement.enabled and eng.wifi_placement["gw"]["cautious"] is True
