@@ -45,7 +45,7 @@ def hopping_capture(path: Path, seconds: float = 120.0) -> None:
 def test_a_replayed_hopping_capture_reports_the_plan_it_was_counted_with(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pcap = tmp_path / "hopper.pcap"
-    hopping_capture(pcap)
+    hopping_capture(pcap, seconds=60.0)  # 2,400 frames: the dwell settles within them
     assert main(["replay", str(pcap), "--no-mqtt", "--db", str(tmp_path / "gw.db")]) == 0
     err = capsys.readouterr().err
     line = next((x for x in err.splitlines() if "wifi plan" in x), "")
@@ -77,7 +77,7 @@ def test_a_replayed_class_day_reports_the_sensors_placement(
     from scapy.utils import rdpcap
     pcap = BRNO
     if shift:
-        frames = rdpcap(str(BRNO))
+        frames = rdpcap(str(BRNO), count=3000)  # the first ~40 min: several busy windows
         for f in frames:
             f[RadioTap].dBm_AntSignal += shift
         pcap = tmp_path / "hot.pcap"
