@@ -151,8 +151,13 @@ def test_a_walk_test_offset_wins_over_learning() -> None:
                          store_id="s")
     rnd = random.Random(9)
     run(eng, [wifi(float(i), f"c{i % 300}", round(x))
-              for i, x in enumerate(occupied(-8.0, WINDOW_READINGS * 6, rnd))])
-    assert eng._placement.offsets() == {}
+              for i, x in enumerate(occupied(-8.0, WINDOW_READINGS * 6, rnd))],
+        until=WINDOW_READINGS * 6 - 1.0)
+    # The learner watches the sensor (whether its store looks empty) but its own estimate
+    # (+8 here) is not applied: every reading gets the walk test's +2 dB.
+    assert eng.wifi_placement["gw"] == {"offset_db": 2.0, "source": "configured",
+                                        "cautious": False}
+    assert eng._units and all(u.off == 2.0 for u in eng._units.values())
 
 
 # -- a sensor not learnt yet -----------------------------------------------------------------
@@ -238,6 +243,23 @@ def test_configured_sensors_ble_and_learning_off_are_never_cautious() -> None:
     phone = [ble(float(t), "phone", -61) for t in range(0, 1800, 10)]
     fresh = PresenceEngine(PresenceSettings(), gateway_id="gw", store_id="s")
     assert min(presents(run(fresh, warm + phone, until=1800.0), 120.0, 1800.0)) == 0.8
+
+
+def test_a_snapshot_older_than_the_empty_store_rule_thaws() -> None:
+    # A learner pickled before `_Sensor.last` existed: its sensors thaw with the last window
+    # unknown (not empty), their learnt windows and offset kept.
+    import pickle
+
+    from presence_gateway.core.presence import placement
+    learner = PlacementLearner()
+    feed(learner, occupied(6.0, WINDOW_READINGS * 4, random.Random(14)))
+    st = learner._sensors["s"]
+    del st.last  # the older layout
+    thawed = pickle.loads(pickle.dumps(learner))
+    got = thawed._sensors["s"]
+    assert isinstance(got, placement._Sensor) and got.last == float("inf")
+    assert list(got.accepted) == list(st.accepted) and got.offset == st.offset
+    assert thawed.states({}) == (frozenset(), frozenset())
 
 
 def test_config_keys_and_errors_with_line() -> None:

@@ -26,7 +26,7 @@ def random_unit(rng: random.Random, zones: list[Zone | None], now: float) -> Uni
     u.max_x = rng.uniform(-90, -40)
     u.stretch = rng.choice([1.0, 1.0, 3.0, 10.0])
     u.zone = rng.choice(zones)
-    u.sensor = rng.choice(["new", "known"])
+    u.sensor = rng.choice(["new", "known", "empty"])
     return u
 
 
@@ -37,13 +37,16 @@ def test_the_walk_counts_what_the_rule_keeps() -> None:
                                                       ZoneSettings("back")), -59.0)]
     now = 1e6
     units = [random_unit(rng, zones, now) for _ in range(5000)]
-    # "new": a Wi-Fi sensor whose placement is not known yet (placement.py `unsure`)
-    pop = present(units, now, s, unsure=frozenset({"new"}))
+    # "new": a Wi-Fi sensor whose placement is not known yet, "empty": one whose store looks
+    # empty now (placement.py `states`)
+    pop = present(units, now, s, unsure=frozenset({"new"}), empty=frozenset({"empty"}))
     # inside without a visit: counted on one strong reading at a cold start (no visit yet)
     kept = [u for u in units if u.inside and u.person and not u.fixture
-            and still_here(u, now, s, unsure=u.sensor == "new")]
-    assert len(kept) < sum(u.inside and u.person and not u.fixture and still_here(u, now, s)
-                           for u in units), "the unsure sensor's rule removed some"
+            and still_here(u, now, s, unsure=u.sensor == "new", empty=u.sensor == "empty")]
+    for sensor in ("new", "empty"):
+        assert len([u for u in kept if u.sensor == sensor]) < sum(
+            u.inside and u.person and not u.fixture and still_here(u, now, s)
+            for u in units if u.sensor == sensor), f"the {sensor} sensor's rule removed some"
     assert any(u.visit is None for u in kept)
     assert 500 < len(kept) < 4500  # the random units exercise both outcomes of every rule
     assert pop.wifi == sum(u.radio is Radio.WIFI for u in kept)

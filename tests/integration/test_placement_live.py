@@ -54,3 +54,45 @@ def test_a_new_sensor_counts_a_weak_device_cautiously_until_a_crowd_teaches_it(
     assert quiet[0] > 0.0 and quiet[-1] == 0.0, present
     # with the crowd the caution has ended: the five phones and the corridor device count
     assert present[-1] == 4.8, present
+
+
+class Emptying:
+    """Five phones near the sensor for BUSY_S (their readings teach it an occupied store),
+    then only a device in the corridor at -67 dBm, 100 readings a second."""
+
+    name = "radio"
+
+    async def run(self, sink: Any) -> None:
+        async for j, since in ticks(0.01):
+            now = time.time()
+            if since < BUSY_S:
+                if j % 10 == 0:
+                    for mac in CROWD:
+                        sink.offer(wifi_probe(now, mac, 6, j, rssi=-50))
+            else:
+                sink.offer(wifi_probe(now, CORRIDOR, 6, j, rssi=-67))
+
+
+BUSY_S = 4.5
+
+
+def test_once_the_store_looks_empty_a_weak_device_counts_for_walk_in_min_time(
+        tmp_path: Path, local_broker: LocalBroker) -> None:
+    # The sensor's scale is known (the crowd's window was accepted); the corridor device's own
+    # 200 readings then close a window whose p90 (-67) is far under an occupied store's, so
+    # the store looks empty and the weak device (never near: -67 < -64) drops out after
+    # walk_in.min_time (2 s) instead of weak_max_presence (30 min).
+    events = live_events(
+        tmp_path, local_broker, [Emptying()], 10.3,
+        "queue: {wifi_repeat_interval: 0s}\n"
+        "presence: {visit_timeout: 3s, sighting_window: 1s, stats_interval: 1s,\n"
+        "  walk_in: {min_time: 2s, count_after: 0s}, footfall: {interval: 1s},\n"
+        "  exit: {min_quiet: 1s}}\n")
+    stats = [e["data"].get("wifi_placement") for e in events
+             if e["type"] == "presence.gateway.stats"]
+    assert [p["gw1"]["cautious"] for p in stats if p][-1] is False
+    present = [e["data"]["present"] for e in events if e["type"] == "presence.footfall"]
+    assert 4.0 in present, present  # the five phones
+    after = present[present.index(4.0):]
+    assert 0.8 in after, present  # the corridor device alone, counted at first
+    assert after[-1] == 0.0, present  # then out, minutes before the weak rule's 30 min

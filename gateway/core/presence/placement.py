@@ -24,6 +24,12 @@ then means another distance. The rule (docs/presence.md "Placement"):
   is unsure the footfall judges its weak units sooner and by the hottest placement the rule
   accepts (population.py `present`; measured in docs/presence.md "A sensor not learnt yet").
   One qualifying window ends it for good (the offset itself waits for `MIN_WINDOWS`).
+- Once the scale is known, a sensor whose store looks empty now (`states`: its last window's
+  p90, at the reference scale, more than `max_offset_db` under the reference, or under
+  `MIN_READINGS` readings, and the open window no busier) has the weak rule judge its weak
+  units after `walk_in.min_time` instead of 30 min: that wait is for seated people who read
+  weak in a busy room, and an empty store's weak devices are the corridor's. Sensors with a
+  walk test's offset are watched for this too (their own offset is not learnt over).
 
 A sensor with a configured `rssi_offsets` entry (a walk test, `presence-gateway calibrate`) is
 not learnt. BLE is not learnt: no BLE day with occupancy to set its reference.
@@ -34,10 +40,11 @@ Invariants: pure (capture time from the readings); bounded memory: per sensor on
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Container, Mapping
+from collections.abc import Iterable, Mapping
 
-from presence_gateway.core.state import Snapshotted
+from presence_gateway.core.state import Snapshotted, restored
 
 WINDOW_READINGS = 200  # a window closes after this many readings (~5 min of an occupied room)
 WINDOW_S = 1800.0  # ... or this long, whichever comes first (a hopping radio hears fewer)
@@ -51,7 +58,7 @@ _BINS = _HIGH - _LOW + 1
 
 
 class _Sensor(Snapshotted):
-    __slots__ = ("accepted", "hist", "n", "offset", "window")
+    __slots__ = ("accepted", "hist", "last", "n", "offset", "window")
 
     def __init__(self, window: float) -> None:
         self.window = window  # start of the current window
@@ -59,6 +66,13 @@ class _Sensor(Snapshotted):
         self.n = 0
         self.accepted: deque[float] = deque(maxlen=KEEP)
         self.offset = 0.0
+        self.last = math.inf  # the last closed window's p90 (-inf: too few readings)
+
+    def __setstate__(self, state: object) -> None:
+        attrs = restored(state)
+        super().__setstate__(attrs)
+        if "last" not in attrs:  # a snapshot older than the empty-store rule: not known
+            self.last = math.inf
 
 
 def p90(hist: list[int], n: int) -> float:
@@ -91,28 +105,35 @@ class PlacementLearner(Snapshotted):
         """The current offset of every sensor learnt so far (for status and tests)."""
         return {k: s.offset for k, s in self._sensors.items()}
 
-    def unsure(self, configured: Container[str] = ()) -> frozenset[str]:
+    def unsure(self, configured: Iterable[str] = ()) -> frozenset[str]:
         """The sensors whose scale is not known yet: no window has been accepted and the one
         still open does not qualify either (a busy store's first minutes end it before its
-        first window closes). Read once per footfall interval; a sensor that ever qualified
-        costs one check."""
+        first window closes)."""
+        return self.states(dict.fromkeys(configured, 0.0))[0]
+
+    def states(self, configured: Mapping[str, float]) -> tuple[frozenset[str], frozenset[str]]:
+        """(unsure, empty): the sensors whose scale is not known yet (`unsure`), and those
+        whose scale is known (learnt, or a walk test's offset in `configured`) whose store
+        looks empty now (see the module docstring). Read once per footfall interval."""
         if not self.enabled:
-            return frozenset()
-        out = []
+            return frozenset(), frozenset()
+        unsure, empty = [], []
+        floor = self.reference - self.max_offset  # an occupied store's p90 is above this
         for key, st in self._sensors.items():
-            if st.accepted or key in configured:
-                continue
-            if st.n >= MIN_READINGS and abs(p90(st.hist, st.n) - self.reference) \
-                    <= self.max_offset:
-                continue
-            out.append(key)
-        return frozenset(out)
+            level = p90(st.hist, st.n) if st.n >= MIN_READINGS else -math.inf
+            off = configured.get(key)
+            if off is None and not st.accepted:
+                if abs(level - self.reference) > self.max_offset:
+                    unsure.append(key)
+            elif max(st.last, level) + (st.offset if off is None else off) < floor:
+                empty.append(key)
+        return frozenset(unsure), frozenset(empty)
 
     def describe(self, configured: Mapping[str, float]) -> dict[str, dict[str, object]]:
         """Each Wi-Fi sensor's placement for the gateway's stats: its offset (dB added to its
         readings) and where it comes from: "configured" (a walk test), "learnt", or
         "learning" (not applied yet; `cautious` while its scale is unknown)."""
-        unsure = self.unsure(configured)
+        unsure = self.states(configured)[0]
         out: dict[str, dict[str, object]] = {
             k: {"offset_db": v, "source": "configured", "cautious": False}
             for k, v in configured.items()}
@@ -140,8 +161,9 @@ class PlacementLearner(Snapshotted):
         return st.offset
 
     def _close(self, st: _Sensor) -> None:
+        st.last = -math.inf
         if st.n >= MIN_READINGS:
-            level = p90(st.hist, st.n)
+            level = st.last = p90(st.hist, st.n)
             if abs(level - self.reference) <= self.max_offset:
                 st.accepted.append(level)
         st.hist = [0] * _BINS

@@ -10,6 +10,8 @@ here, not merely not timed out (`still_here`):
   `placement.max_offset_db` above that level after `walk_in.min_time` (the time a visitor is
   classified). A hot sensor's first empty morning hears the corridor as near; this keeps it
   out until a window teaches the sensor's scale (docs/presence.md "A sensor not learnt yet");
+  and once it is known, while its store looks empty now (`empty`), the weak rule itself acts
+  after `walk_in.min_time` (its 30 min wait is for seated people in a busy room);
 - silent past its visit timeout: ended, only not expired yet;
 - otherwise here while silent for at most `exit.min_quiet`, or `exit.rhythm_factor` times its
   own usual gap between bursts (a device with no rhythm yet stays).
@@ -71,12 +73,15 @@ def unheard_devices(cold: list[Unit], since_start: float) -> float:
     return sum(cold_weight(u.gap or typical, since_start) for u in cold) - len(cold)
 
 
-def still_here(u: Unit, now: float, s: PresenceSettings, unsure: bool = False) -> bool:
+def still_here(u: Unit, now: float, s: PresenceSettings, unsure: bool = False,
+               empty: bool = False) -> bool:
     """The rule above for one unit, spelled plainly (the walk below inlines it; a test
-    holds the two together). `unsure`: its sensor's placement is not known yet."""
+    holds the two together). `unsure`: its sensor's placement is not known yet; `empty`:
+    its sensor's store looks empty now."""
     st = u.stretch
     peak, near = u.max_x + u.relief, s.walkin_min_rssi + s.weak_margin_db
-    if peak < near and now - u.first > s.weak_max_presence_s * st:
+    weak_after = s.walkin_min_s if empty and u.radio is Radio.WIFI else s.weak_max_presence_s
+    if peak < near and now - u.first > weak_after * st:
         return False
     if unsure and u.radio is Radio.WIFI and peak < near + s.placement_max_offset_db \
             and now - u.first > s.walkin_min_s * st:
@@ -89,11 +94,12 @@ def still_here(u: Unit, now: float, s: PresenceSettings, unsure: bool = False) -
 
 
 def present(units: Iterable[Unit], now: float, s: PresenceSettings,
-            started: float = -math.inf, unsure: frozenset[str] = frozenset()) -> Population:
+            started: float = -math.inf, unsure: frozenset[str] = frozenset(),
+            empty: frozenset[str] = frozenset()) -> Population:
     """The population counting in `present` at `now` (the same rule as `still_here`), with
     the cold-start weights while `now` is within `walk_in.min_time` of `started` (the
     engine's first observation). `unsure`: the Wi-Fi sensors whose placement is not known
-    yet."""
+    yet; `empty`: those whose store looks empty now."""
     weak_below = s.walkin_min_rssi + s.weak_margin_db
     unsure_below, unsure_after = weak_below + s.placement_max_offset_db, s.walkin_min_s
     weak_after, timeout = s.weak_max_presence_s, s.visit_timeout_s
@@ -115,6 +121,9 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings,
             continue
         if unsure and peak < unsure_below and now - u.first > unsure_after * st \
                 and u.radio is wifi_radio and u.sensor in unsure:
+            continue
+        if empty and peak < weak_below and now - u.first > unsure_after * st \
+                and u.radio is wifi_radio and u.sensor in empty:
             continue
         quiet = now - u.last
         if quiet > timeout * st:

@@ -206,10 +206,9 @@ class PresenceEngine(VisitSteps):
             if not same:
                 u.sensor = sensor
                 u.decide_zone_again()  # zones are per sensor
-            off = self._offsets.get(sensor) if self._offsets else None
-            if off is None:
-                off = (self._placement.observe(sensor, rssi, ts)
-                       if obs.radio is Radio.WIFI and self._placement.enabled else 0.0)
+            off = (self._placement.observe(sensor, rssi, ts)  # a walk test's sensor: watched
+                   if obs.radio is Radio.WIFI and self._placement.enabled else 0.0)
+            off = self._offsets.get(sensor, off) if self._offsets else off
             if off != u.off:
                 if same:
                     u.rebase(off - u.off)
@@ -350,9 +349,10 @@ class PresenceEngine(VisitSteps):
 
     def _footfall(self, now: float, out: list[Event]) -> None:
         self._roll_day(int(now // _DAY))
-        # a sensor whose placement is not known yet judges weak units sooner (population.py)
+        # a sensor whose placement is not known yet, or whose store looks empty now, has
+        # weak units judged sooner (population.py)
         pop = present(self._units.values(), now, self.s, self._started,
-                      self._placement.unsure(self._offsets))
+                      *self._placement.states(self._offsets))
         data = self.footfall.snapshot(pop)
         data["interval_s"] = self.s.footfall_interval_s
         out.append(FootfallCounted(time=now, store=self.store_id, counts=data))
