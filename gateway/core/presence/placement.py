@@ -32,7 +32,9 @@ then means another distance. The rule (docs/presence.md "Placement"):
   walk test's offset are watched for this too (their own offset is not learnt over).
 
 A sensor with a configured `rssi_offsets` entry (a walk test, `presence-gateway calibrate`) is
-not learnt. BLE is not learnt: no BLE day with occupancy to set its reference.
+not learnt over: its readings feed the windows (whether its store looks empty) but the walk
+test's offset is the one applied. BLE is not learnt: no BLE day with occupancy to set its
+reference.
 
 Invariants: pure (capture time from the readings); bounded memory: per sensor one histogram of
 `_BINS` ints and `KEEP` floats, at most `MAX_SENSORS` sensors (more are not learnt).
