@@ -80,7 +80,9 @@ def still_here(u: Unit, now: float, s: PresenceSettings, unsure: bool = False,
     its sensor's store looks empty now."""
     st = u.stretch
     peak, near = u.max_x + u.relief, s.walkin_min_rssi + s.weak_margin_db
-    weak_after = s.walkin_min_s if empty and u.radio is Radio.WIFI else s.weak_max_presence_s
+    weak_after = s.weak_max_presence_s
+    if empty and u.radio is Radio.WIFI:  # sooner, never later (a config may set it shorter)
+        weak_after = min(weak_after, s.walkin_min_s)
     if peak < near and now - u.first > weak_after * st:
         return False
     if unsure and u.radio is Radio.WIFI and peak < near + s.placement_max_offset_db \
