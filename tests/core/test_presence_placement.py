@@ -246,20 +246,24 @@ def test_configured_sensors_ble_and_learning_off_are_never_cautious() -> None:
 
 
 def test_a_snapshot_older_than_the_empty_store_rule_thaws() -> None:
-    # A learner pickled before `_Sensor.last` existed: its sensors thaw with the last window
-    # unknown (not empty), their learnt windows and offset kept.
+    # A sensor pickled before `_Sensor.last` existed (its state without it; a compiled class
+    # cannot lose an attribute, so the older state is made from the pickled one): it thaws
+    # with the last window unknown (not empty), its learnt windows and offset kept.
     import pickle
 
     from presence_gateway.core.presence import placement
     learner = PlacementLearner()
     feed(learner, occupied(6.0, WINDOW_READINGS * 4, random.Random(14)))
     st = learner._sensors["s"]
-    del st.last  # the older layout
-    thawed = pickle.loads(pickle.dumps(learner))
-    got = thawed._sensors["s"]
-    assert isinstance(got, placement._Sensor) and got.last == float("inf")
+    state = st.__getstate__()
+    assert isinstance(state, dict) and "last" in state
+    del state["last"]
+    got = placement._Sensor.__new__(placement._Sensor)
+    got.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert got.last == float("inf")
     assert list(got.accepted) == list(st.accepted) and got.offset == st.offset
-    assert thawed.states({}) == (frozenset(), frozenset())
+    learner._sensors["s"] = got
+    assert learner.states({}) == (frozenset(), frozenset())
 
 
 def test_config_keys_and_errors_with_line() -> None:
