@@ -252,14 +252,14 @@ class CentralDb:
             " GROUP BY store, gateway")}
         skipped = int(await self.fetchval("SELECT count(*) FROM gaps") or 0)
         gateways: dict[str, Any] = {}
-        for key, last, status, seen, depth in await self.fetch(
-                "SELECT key, last_sequence, status, last_seen, outbox_depth FROM gateways"
-                " ORDER BY key"):
+        for key, last, status, seen, depth, placement in await self.fetch(
+                "SELECT key, last_sequence, status, last_seen, outbox_depth, counting"
+                " FROM gateways ORDER BY key"):
             gateways[str(key)] = {
                 "last_sequence": None if last is None else int(last),
                 "status": status or "unknown", "last_seen": seen,
                 "outbox_depth": None if depth is None else int(depth),
-                "gaps": missing.get(str(key), 0)}
+                "gaps": missing.get(str(key), 0), "wifi_placement": placement}
         parts = {str(p): {"owner": str(o), "consuming": c is not None}
                  for p, o, c in await self.fetch("SELECT partition, owner, consuming FROM leases"
                                                  " WHERE expires >= ? ORDER BY partition",

@@ -168,7 +168,8 @@ def report_command(args: argparse.Namespace) -> int:
           f" {report['gaps']}")
     for key, g in report["gateways"].items():
         print(f"  {key}: last_sequence {g['last_sequence']}  status {g['status']}  outbox"
-              f" {g['outbox_depth']}  gaps {g['gaps']}")
+              f" {g['outbox_depth']}  gaps {g['gaps']}"
+              + (f"  wifi placement: {g['wifi_placement']}" if g["wifi_placement"] else ""))
     return 0
 
 

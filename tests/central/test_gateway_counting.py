@@ -13,6 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from presence_gateway.central.dashboard import queries
 from presence_gateway.central.db import Commit, open_db
 from presence_gateway.central.model import MAX_SENSORS_SHOWN, Event, counting
@@ -78,6 +80,32 @@ async def test_the_last_stats_of_a_gateway_reach_the_health_view(tmp_path: Path)
         assert rows["gw1"]["counting"] == "gw1: offset -6 dB learnt"  # the batch's last
         assert rows["gw1"]["outbox_depth"] == 3
         assert rows["gw0"]["counting"] is None and rows["gw0"]["last_sequence"] == 41
+        report = (await db.report())["gateways"]  # `central report` (--json) says it too
+        assert report["s1/gw1"]["wifi_placement"] == "gw1: offset -6 dB learnt"
+        assert report["s1/gw0"]["wifi_placement"] is None
         await db.setup()  # a second open of the same database: nothing to add
     finally:
         await db.close()
+
+
+def test_central_report_names_each_gateways_placement(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from presence_gateway.cli.main import main
+
+    url = f"sqlite:///{tmp_path / 'central.db'}"
+
+    async def fill() -> None:
+        db = await open_db(url)
+        try:
+            c = Commit()
+            c.note(stats(1, {"gw1": {"offset_db": 0.0, "source": "learning", "cautious": True}}))
+            await db.commit(c)
+        finally:
+            await db.close()
+
+    asyncio.run(fill())
+    assert main(["central", "report", "--db", url]) == 0
+    assert "s1/gw1:" in (out := capsys.readouterr().out)
+    assert "wifi placement: gw1: cautious, placement not learnt yet" in out
