@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from presence_gateway.adapters.mosquitto import LocalBroker
+from presence_gateway.core.presence.placement import WINDOW_READINGS
 from tests.integration.live import live_events, ticks, wifi_probe
 
 CORRIDOR = "3c2eff4a1b07"
@@ -57,33 +58,35 @@ def test_a_new_sensor_counts_a_weak_device_cautiously_until_a_crowd_teaches_it(
 
 
 class Emptying:
-    """Five phones near the sensor for BUSY_S (their readings teach it an occupied store),
-    then only a device in the corridor at -67 dBm, 100 readings a second."""
+    """Five phones near the sensor, 200 readings in 4 s (exactly one placement window, so the
+    next window holds none of them: its p90 is the corridor's alone), then only a device in
+    the corridor at -67 dBm, 25 readings a second (its window closes after 8 s)."""
 
     name = "radio"
 
     async def run(self, sink: Any) -> None:
-        async for j, since in ticks(0.01):
+        async for j, _ in ticks(0.01):
             now = time.time()
-            if since < BUSY_S:
+            if j <= CROWD_TICKS:
                 if j % 10 == 0:
                     for mac in CROWD:
                         sink.offer(wifi_probe(now, mac, 6, j, rssi=-50))
-            else:
+            elif j % 4 == 0:
                 sink.offer(wifi_probe(now, CORRIDOR, 6, j, rssi=-67))
 
 
-BUSY_S = 4.5
+CROWD_TICKS = 400  # 40 rounds of the five phones: WINDOW_READINGS readings
+assert CROWD_TICKS // 10 * len(CROWD) == WINDOW_READINGS
 
 
 def test_once_the_store_looks_empty_a_weak_device_counts_for_walk_in_min_time(
         tmp_path: Path, local_broker: LocalBroker) -> None:
-    # The sensor's scale is known (the crowd's window was accepted); the corridor device's own
+    # The sensor's scale is known (the crowd's window was accepted). The corridor device's own
     # 200 readings then close a window whose p90 (-67) is far under an occupied store's, so
-    # the store looks empty and the weak device (never near: -67 < -64) drops out after
-    # walk_in.min_time (2 s) instead of weak_max_presence (30 min).
+    # the store looks empty and the weak device (never near: -67 < -64), around for more than
+    # walk_in.min_time (2 s) by then, drops out, where weak_max_presence would wait 30 min.
     events = live_events(
-        tmp_path, local_broker, [Emptying()], 10.3,
+        tmp_path, local_broker, [Emptying()], 15.3,
         "queue: {wifi_repeat_interval: 0s}\n"
         "presence: {visit_timeout: 3s, sighting_window: 1s, stats_interval: 1s,\n"
         "  walk_in: {min_time: 2s, count_after: 0s}, footfall: {interval: 1s},\n"
@@ -94,5 +97,5 @@ def test_once_the_store_looks_empty_a_weak_device_counts_for_walk_in_min_time(
     present = [e["data"]["present"] for e in events if e["type"] == "presence.footfall"]
     assert 4.0 in present, present  # the five phones
     after = present[present.index(4.0):]
-    assert 0.8 in after, present  # the corridor device alone, counted at first
-    assert after[-1] == 0.0, present  # then out, minutes before the weak rule's 30 min
+    assert 0.8 in after, present  # the crowd gone: the corridor device alone, counted
+    assert after[-1] == 0.0, present  # then out once a window reads empty, not after 30 min
