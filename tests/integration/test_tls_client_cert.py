@@ -139,7 +139,13 @@ def test_a_client_certificate_from_an_unknown_ca_is_reported_as_rejected(
     b = broker(mosquitto, pki)
     pub = asyncio.run(attempt(tmp_path, settings(b, pki, pki.stranger)))
     assert pub.connects == 0 and pub.last_error is not None
-    assert "rejected our client certificate" in pub.last_error, pub.last_error
+    # The broker sends its "unknown CA" alert and closes; when the close reaches OpenSSL
+    # before the alert is read (a race: seen once in a fresh-clone CI run), all the client
+    # knows is an EOF in the handshake, and the explanation says so, still naming a refused
+    # certificate. Either way the user is pointed at the client certificate.
+    err = pub.last_error
+    assert "rejected our client certificate" in err or (
+        "closed the connection during the handshake" in err and "ours is refused" in err), err
 
 
 def test_with_the_client_certificate_it_delivers(tmp_path: Path, mosquitto: Any,
