@@ -103,7 +103,8 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings,
     engine's first observation). `unsure`: the Wi-Fi sensors whose placement is not known
     yet; `empty`: those whose store looks empty now."""
     weak_below = s.walkin_min_rssi + s.weak_margin_db
-    unsure_below, unsure_after = weak_below + s.placement_max_offset_db, s.walkin_min_s
+    # a sensor not learnt yet, or whose store looks empty now, judges weak units this soon
+    unsure_below, soon = weak_below + s.placement_max_offset_db, s.walkin_min_s
     weak_after, timeout = s.weak_max_presence_s, s.visit_timeout_s
     min_quiet, factor = s.exit_min_quiet_s, s.exit_rhythm_factor
     cold_until, since_start = s.walkin_min_s, now - started
@@ -121,10 +122,10 @@ def present(units: Iterable[Unit], now: float, s: PresenceSettings,
         peak = u.max_x + u.relief
         if peak < weak_below and now - u.first > weak_after * st:
             continue
-        if unsure and peak < unsure_below and now - u.first > unsure_after * st \
+        if unsure and peak < unsure_below and now - u.first > soon * st \
                 and u.radio is wifi_radio and u.sensor in unsure:
             continue
-        if empty and peak < weak_below and now - u.first > unsure_after * st \
+        if empty and peak < weak_below and now - u.first > soon * st \
                 and u.radio is wifi_radio and u.sensor in empty:
             continue
         quiet = now - u.last
