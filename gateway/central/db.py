@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,44 +38,8 @@ from presence_gateway.central.model import (
     outbox_depth,
     projection,
 )
+from presence_gateway.central.schema import ADDED, schema
 from presence_gateway.errors import ConfigError, StoreError
-
-# Columns added after the first release: `setup` adds them to a database made before them.
-_ADDED = (("gateways", "counting", "TEXT"),)
-
-
-def _schema(pg: bool) -> list[str]:
-    serial = "BIGSERIAL PRIMARY KEY" if pg else "INTEGER PRIMARY KEY AUTOINCREMENT"
-    typed = "event_id TEXT PRIMARY KEY, store TEXT NOT NULL, gateway TEXT NOT NULL"
-    return [
-        f"""CREATE TABLE IF NOT EXISTS events (applied {serial}, id TEXT NOT NULL UNIQUE,
-            store TEXT NOT NULL, gateway TEXT NOT NULL, seq BIGINT NOT NULL, type TEXT NOT NULL,
-            time TEXT, subject TEXT, data TEXT NOT NULL, received DOUBLE PRECISION NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS events_gw ON events (store, gateway, seq)",
-        f"""CREATE TABLE IF NOT EXISTS visits ({typed}, visit_id TEXT, phase TEXT, device TEXT,
-            radio TEXT, duration_s DOUBLE PRECISION, customer_id TEXT)""",
-        f"""CREATE TABLE IF NOT EXISTS footfall ({typed}, time TEXT, present DOUBLE PRECISION,
-            entries BIGINT, exits BIGINT, passers_by BIGINT)""",
-        f"CREATE TABLE IF NOT EXISTS occupancy ({typed}, time TEXT, subject TEXT, state TEXT)",
-        f"""CREATE TABLE IF NOT EXISTS links ({typed}, visit_id TEXT, customer_id TEXT,
-            method TEXT)""",
-        f"""CREATE TABLE IF NOT EXISTS offers ({typed}, offer_id TEXT, customer_id TEXT,
-            visit_id TEXT, zone TEXT)""",
-        """CREATE TABLE IF NOT EXISTS gateways (key TEXT PRIMARY KEY, store TEXT NOT NULL,
-            gateway TEXT NOT NULL, last_sequence BIGINT, status TEXT,
-            status_time DOUBLE PRECISION, last_seen DOUBLE PRECISION, outbox_depth BIGINT,
-            counting TEXT)""",
-        """CREATE TABLE IF NOT EXISTS gaps (store TEXT NOT NULL, gateway TEXT NOT NULL,
-            first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, found DOUBLE PRECISION,
-            PRIMARY KEY (store, gateway, first_seq))""",
-        "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
-        """INSERT INTO counters (name, value) VALUES ('duplicates', 0)
-            ON CONFLICT (name) DO NOTHING""",
-        """CREATE TABLE IF NOT EXISTS leases (partition TEXT PRIMARY KEY, owner TEXT NOT NULL,
-            expires DOUBLE PRECISION NOT NULL, consuming DOUBLE PRECISION)""",
-        """CREATE TABLE IF NOT EXISTS members (owner TEXT PRIMARY KEY,
-            expires DOUBLE PRECISION NOT NULL)""",
-    ]
 
 
 @dataclass(slots=True)
@@ -122,9 +86,9 @@ class CentralDb:
         async with self.transaction():
             if self.pg:  # consumers starting together must not race on CREATE TABLE
                 await self.execute("SELECT pg_advisory_xact_lock(1163150413)")
-            for stmt in _schema(self.pg):
+            for stmt in schema(self.pg):
                 await self.execute(stmt)
-            for table, column, kind in _ADDED:  # a database made by an older version
+            for table, column, kind in ADDED:  # a database made by an older version
                 await self._add_column(table, column, kind)
 
     async def _add_column(self, table: str, column: str, kind: str) -> None:
@@ -311,18 +275,43 @@ class SqliteDb(CentralDb):
         async with self._lock:
             token = self._in_tx.set(True)
             try:
-                await self.conn.execute("BEGIN IMMEDIATE")
                 try:
+                    await self.conn.execute("BEGIN IMMEDIATE")
                     yield
+                    await self.conn.execute("COMMIT")
                 except BaseException:
-                    await asyncio.shield(self.conn.execute("ROLLBACK"))
+                    # Also when BEGIN itself was interrupted: a cancelled await does not stop
+                    # aiosqlite's worker thread, which runs the queued BEGIN after its caller
+                    # has gone and would leave the connection inside a transaction for good
+                    # (every later BEGIN failing "within a transaction": a consumer restarted
+                    # on this connection never held a lease). `rollback()` is queued behind
+                    # whatever statement is still pending and does nothing when no
+                    # transaction is open (BEGIN failed, COMMIT went through). The lock is
+                    # held until it has run, so no other task's BEGIN can come first.
+                    await _to_the_end(self.conn.rollback())
                     raise
-                await self.conn.execute("COMMIT")
             finally:
                 self._in_tx.reset(token)
 
     async def close(self) -> None:
         await self.conn.close()
+
+
+async def _to_the_end(aw: Awaitable[None]) -> None:
+    """Await `aw` until it is done even if cancelled meanwhile (then re-raise the
+    cancellation): clean-up that must finish before its caller lets go of a lock."""
+    task = asyncio.ensure_future(aw)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # retrieved (not logged as lost): the caller gets the cancellation
+        raise asyncio.CancelledError
+    task.result()
 
 
 class PostgresDb(CentralDb):
