@@ -207,15 +207,16 @@ def measured_radio(channels: tuple[int, ...], dwell_s: float, sweeps: Sweeps,
     return heard
 
 
-def thinned_radio(keep: float) -> Radio_:
-    """A fixed radio that hears only `keep` of each phone's bursts (drawn per burst): phones
-    that probe less often, or a noisier room; the engine is not told."""
+def thinned_radio(keep: float, seed: int = 0) -> Radio_:
+    """A fixed radio that hears only `keep` of each phone's bursts (drawn per burst; `seed`:
+    which draw): phones that probe less often, or a noisier room; the engine is not told."""
     bursts: dict[bytes, list[float]] = {}
+    salt: tuple[object, ...] = ("thin",) if seed == 0 else ("thin", seed)  # 0: the first draw
 
     def heard(s: Sighting) -> Iterable[Sighting]:
         b = bursts.get(s.address)
         if b is None or s.ts - b[1] > BURST_GAP_S:
-            b = bursts[s.address] = [_uniform("thin", s.address, s.ts), s.ts]
+            b = bursts[s.address] = [_uniform(*salt, s.address, s.ts), s.ts]
         b[1] = s.ts
         return (s,) if b[0] < keep else ()
 
@@ -232,14 +233,15 @@ def shift_radio(db: int) -> Radio_:
 
 
 class Variant(NamedTuple):
-    """One variant of the class days: `make` gives a fresh radio for one replay (a hopping
-    one takes `seed=`: which of its schedules it runs); `plan` is given to the engine as a
-    live driver gives it, None where the engine reads it from the capture (a recording)."""
+    """One variant of the class days: `make` gives a fresh radio for one replay (a `drawn`
+    one takes `seed=`: which of its hopping schedules, or of its draws of lost bursts, it
+    runs); `plan` is given to the engine as a live driver gives it, None where the engine
+    reads it from the capture (a recording)."""
 
     name: str
     make: Callable[..., Radio_ | None]
     plan: ChannelPlan | None
-    hopping: bool
+    drawn: bool
 
 
 def esp32_radio(sweeps: Sweeps, seed: int = 0) -> Radio_:
@@ -272,8 +274,9 @@ def variants(sweeps: Sweeps) -> list[Variant]:
             for db in (-6, 6)]
     out += [Variant(f"10 ch, 250 ms, as measured, RSSI {db:+d} dB",
                     partial(_shifted, db, measured10), p10, True) for db in (-6, 6)]
+    # drawn: which bursts are lost is a draw like a hopping schedule (median over draws)
     out += [Variant(f"{keep:.0%} of the bursts (fixed radio)", partial(thinned_radio, keep),
-                    None, False) for keep in (0.8, 0.6)]
+                    None, True) for keep in (0.8, 0.6)]
     return out
 
 
