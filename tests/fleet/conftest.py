@@ -4,8 +4,11 @@
   JetStream on each, the MQTT listener on each with its streams at replicas 3. Starting it costs
   ~1 s, so it is shared; tests isolate themselves with a unique topic prefix (`fleet_prefix`)
   and unique client ids.
-- `nats` (function): the same cluster, with every node running and healthy before the test
-  and again after it (a test may kill or restart nodes; the next one starts whole).
+- `nats` (function): the same cluster, whole before the test and again after it (JetStream
+  meta leader known, every MQTT stream caught up on every node: tests/fleet/nats_health.py;
+  a test that leaves it broken fails in its own teardown, saying what is wrong). A test that
+  kills, restarts or stops nodes is marked `disrupts_nats` and gets three nodes of its own
+  (~2 s to start), so no other test runs on a cluster recovering from it.
 - `postgres_server` (session): initdb + `postgres` in a temp dir on a free port.
 - `pg_url` (function): a fresh database on that server for one test.
 Each skips with a reason when its Debian package is missing (`.ci/run` installs both).
@@ -27,20 +30,44 @@ from tests.fleet.servers import PG_BIN, NatsCluster, Postgres, find_nats, find_p
 
 @pytest.fixture(scope="session")
 def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    if find_nats() is None:
-        pytest.skip("nats-server not found on PATH or in /usr/sbin (Debian: apt-get install"
-                    " nats-server)")
-    cluster = NatsCluster(tmp_path_factory.mktemp("nats"))
-    cluster.start()
+    cluster = _new_cluster(tmp_path_factory)
     yield cluster
     cluster.close()
 
 
 @pytest.fixture
-def nats(nats_cluster: NatsCluster) -> Iterator[NatsCluster]:
-    _whole(nats_cluster)
-    yield nats_cluster
-    _whole(nats_cluster)
+def nats(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """The shared cluster, whole before and after the test; a test marked `disrupts_nats`
+    (it kills, restarts or stops nodes) gets a cluster of its own instead. NATS 2.9 does not
+    always heal from that: once here, on a loaded machine, the shared cluster was still not
+    whole two minutes after test_fleet's restart of a node, idle meanwhile; and a consumer led
+    from a node whose stream copy lags delivers nothing (the likely story of the gateway_v2
+    test's 0 of 737 events stored in CI)."""
+    if request.node.get_closest_marker("disrupts_nats"):
+        own = _new_cluster(tmp_path_factory)
+        try:
+            yield own
+        finally:
+            own.close()
+        return
+    shared: NatsCluster = request.getfixturevalue("nats_cluster")
+    _whole(shared)
+    yield shared
+    _whole(shared)
+
+
+def _new_cluster(tmp_path_factory: pytest.TempPathFactory) -> NatsCluster:
+    if find_nats() is None:
+        pytest.skip("nats-server not found on PATH or in /usr/sbin (Debian: apt-get install"
+                    " nats-server)")
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats"))
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
 
 
 def _whole(cluster: NatsCluster) -> None:
@@ -80,6 +107,11 @@ def pg_url(postgres_server: Postgres) -> str:
                     "-U", "postgres", "-q", "-c", f"CREATE DATABASE {name}"],
                    check=True, capture_output=True)
     return f"postgresql://postgres@127.0.0.1:{postgres_server.port}/{name}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "disrupts_nats: kills, restarts or stops NATS nodes"
+                            " (the `nats` fixture gives it a cluster of its own)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

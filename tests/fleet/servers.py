@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.fleet.nats_health import problems
+
 NATS_BIN = "/usr/sbin/nats-server"
 
 
@@ -67,6 +69,7 @@ class NatsNode:
         self.conf = workdir / f"{name}.conf"
         self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0  # processes started so far: a new one needs its MQTT layer checked
 
     @property
     def mqtt_url(self) -> str:
@@ -98,10 +101,14 @@ mqtt {{
     def start(self, timeout: float = 15.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
+        self.spawn()
+        wait_port(self.mqtt_port, timeout, self.proc, self.log)
+
+    def spawn(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([find_nats() or NATS_BIN, "-c", str(self.conf)],
                                          stdout=log, stderr=subprocess.STDOUT)
-        wait_port(self.mqtt_port, timeout, self.proc, self.log)
+        self.starts += 1
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -131,49 +138,48 @@ class NatsCluster:
         for node in self.nodes:
             node.write_conf([n.cluster_port for n in self.nodes if n is not node],
                             ack_wait_s=ack_wait_s)
+        self._checked: dict[str, int] = {}  # node name -> its `starts` when last found whole
 
     @property
     def mqtt_urls(self) -> list[str]:
         return [n.mqtt_url for n in self.nodes]
 
     def start(self) -> None:
-        procs = []
         for node in self.nodes:  # all at once: each waits for its routes before JetStream
-            with node.log.open("ab") as log:
-                node.proc = subprocess.Popen([find_nats() or NATS_BIN, "-c", str(node.conf)],
-                                             stdout=log, stderr=subprocess.STDOUT)
-            procs.append(node)
-        for node in procs:
+            node.spawn()
+        for node in self.nodes:
             wait_port(node.mqtt_port, 30.0, node.proc, node.log)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until every running node answers /healthz (server + JetStream meta leader known)
-        and then an MQTT round trip through each node works (the first MQTT session of an
-        account creates the MQTT streams: seconds, which must not count against a test)."""
-        import urllib.request
+        """Until the running nodes are a whole cluster (tests/fleet/nats_health.py: JetStream
+        meta leader known, every MQTT stream led and caught up on every node), with an MQTT
+        round trip through each node started since the last check (its first MQTT session
+        sets up the node's MQTT layer, and on a new cluster creates the streams: seconds,
+        which must not count against a test). Costs a few HTTP requests when nothing changed.
+        Raises, saying what is wrong, when the cluster is not whole within `timeout`."""
         deadline = time.monotonic() + timeout
-        pending = [n for n in self.nodes if n.running]
-        while pending and time.monotonic() < deadline:
-            node = pending[0]
-            try:
-                # js-server-only: the server and its JetStream meta layer. The full check also
-                # wants every stream and consumer current, and a restarted node can report an
-                # internal MQTT consumer "not current" for minutes while MQTT works fine;
-                # the MQTT round trip below is the check that matters.
-                url = f"http://127.0.0.1:{node.http_port}/healthz?js-server-only=true"
-                with urllib.request.urlopen(url, timeout=1) as r:
-                    if r.status == 200:
-                        pending.pop(0)
-                        continue
-            except OSError:
-                pass
-            time.sleep(0.1)
-        if pending:
-            raise RuntimeError(f"NATS nodes not healthy: {[n.name for n in pending]}")
-        for node in self.nodes:
-            if node.running:
-                mqtt_round_trip(node.mqtt_port, deadline)
+        found = self._until_whole(deadline, streams=False)
+        if not found:
+            for node in self.nodes:
+                if node.running and node.starts != self._checked.get(node.name):
+                    mqtt_round_trip(node.mqtt_port, deadline)
+            found = self._until_whole(deadline, streams=True)
+        if found:
+            raise RuntimeError(f"NATS cluster not whole after {timeout:.0f} s: "
+                               + "; ".join(found))
+        self._checked = {n.name: n.starts for n in self.nodes if n.running}
+
+    def _until_whole(self, deadline: float, *, streams: bool) -> list[str]:
+        """What is still wrong at `deadline` (nothing: whole). Without `streams`, only each
+        node's server and meta layer (before the round trip that may create the streams)."""
+        while True:
+            found = problems(self.nodes)
+            if not streams:
+                found = [p for p in found if not p.startswith("$MQTT_")]
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     def close(self) -> None:
         for node in self.nodes:

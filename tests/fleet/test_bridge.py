@@ -36,6 +36,7 @@ topic {prefix}/v2/+/{store}/# out 1
 """
 
 
+@pytest.mark.disrupts_nats
 async def test_a_cut_bridge_loses_nothing(nats: NatsCluster, fleet_prefix: str,
                                           tmp_path: Path) -> None:
     if find_mosquitto() is None:

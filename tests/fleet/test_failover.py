@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import orjson
+import pytest
 
 from presence_gateway.adapters.outbox import Outbox
 from presence_gateway.adapters.publisher import Publisher
@@ -41,6 +42,7 @@ def messages(topic: str, first: int, n: int) -> list[OutboundMessage]:
         for s in range(first, first + n)]
 
 
+@pytest.mark.disrupts_nats
 async def test_killing_the_connected_node_loses_nothing(nats: NatsCluster, fleet_prefix: str,
                                                         tmp_path: Path) -> None:
     topics = Topics(fleet_prefix, "s1", "gw1", layout="v2")
@@ -106,6 +108,7 @@ async def retained(port: int, topic: str) -> bytes | None:
     return None
 
 
+@pytest.mark.disrupts_nats
 async def test_status_is_online_again_after_a_stale_will(nats: NatsCluster, fleet_prefix: str,
                                                          tmp_path: Path) -> None:
     """The gateway leaves a HUNG node (SIGSTOP) for another one and says `online` there; when

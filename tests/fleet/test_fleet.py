@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from presence_gateway.central.db import open_db
 from tests.fleet.servers import NatsCluster
 from tests.fleet.sim import SimGateway, stream
@@ -34,6 +36,7 @@ def central(nats: NatsCluster, prefix: str, db_url: str, name: str, log: Path
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.disrupts_nats
 async def test_fleet_exactly_once_in_order_through_failures(
         nats: NatsCluster, fleet_prefix: str, tmp_path: Path, pg_url: str) -> None:
     logs = tmp_path / "central.log"

@@ -15,6 +15,7 @@ from presence_gateway.core.model import OutboundMessage
 from presence_gateway.drivers.registry import replay_settings
 from presence_gateway.runtime.assembly import Mode, RunOptions
 from presence_gateway.runtime.service import Service
+from tests.fleet.nats_health import describe
 from tests.fleet.servers import NatsCluster
 from tests.fleet.test_central import (
     PARTS,
@@ -51,8 +52,10 @@ async def test_the_gateway_publishes_v2_through_the_cluster(nats: NatsCluster, f
             # 737 arrived): sessions opened (more than PARTS: reconnects), deliveries applied
             # or unusable, events held for order, which partitions are subscribed.
             seen = {p: w.connected.is_set() for p, (w, _) in a.workers.items()}
-            assert got == len(published), (f"{got} of {len(published)} stored; {a.counters};"
-                                           f" held {a.held()}; subscribed {seen}")
+            if got != len(published):  # and what JetStream says about the consumers
+                cluster = await asyncio.to_thread(describe, nats.nodes, fleet_prefix)
+                raise AssertionError(f"{got} of {len(published)} stored; {a.counters}; held"
+                                     f" {a.held()}; subscribed {seen}\n{cluster}")
             for _ in range(50):  # the clean stop's `offline` follows the last event
                 report = await db.report()
                 if report["gateways"]["s1/gw1"]["status"] == "offline":

@@ -5,10 +5,13 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from tests.fleet.servers import PG_BIN, NatsCluster
 from tests.mqtt_helpers import Collector
 
 
+@pytest.mark.disrupts_nats
 def test_mqtt_crosses_the_cluster_and_survives_a_node(nats: NatsCluster,
                                                       fleet_prefix: str) -> None:
     import paho.mqtt.client as mqtt
@@ -42,7 +45,7 @@ def test_mqtt_crosses_the_cluster_and_survives_a_node(nats: NatsCluster,
         finally:
             pub.disconnect()
             pub.loop_stop()
-    c.kill()  # a node down: the `nats` fixture restarts it for the next test
+    c.kill()  # a node down: fine, the cluster is this test's own (`disrupts_nats`)
     assert not c.running
 
 
