@@ -361,12 +361,22 @@ class PostgresDb(CentralDb):
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.__aenter__()  # (a cancelled BEGIN: the pool's release rolls back)
             token = self._conn.set(conn)
             try:
                 yield
+            except BaseException as e:
+                # The rollback runs to the end even if cancelled again (a task group's
+                # cancellation, then a timeout's): cut short, it was left to the pool's
+                # release, which logs an ERROR ("Resetting connection with an active
+                # transaction"). asyncpg's own `async with` could not hold it.
+                await _to_the_end(tx.__aexit__(type(e), e, e.__traceback__))
+                raise
             finally:
                 self._conn.reset(token)
+            await tx.__aexit__(None, None, None)  # COMMIT
 
     async def close(self) -> None:
         await self.pool.close()
